@@ -1,0 +1,135 @@
+"""Commands on the journal itself: verify, tail, export, import."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from journal import JournalNotFound, check, follow, read_records, repair, validate_run_id
+from journal.fsutil import atomic_write
+from journal.transfer import ExportRecord, export_lines, import_records, parse_lines, to_json_line
+from journal.writer import Journal
+
+from .context import format_option, pass_settings, task_option
+from .output import emit_json
+from .render import record_line
+
+
+@click.command()
+@task_option
+@click.option("--repair", "do_repair", is_flag=True, help="Cut a torn tail (a copy is kept) and merge pending spills.")
+@format_option
+@pass_settings
+def verify(settings, task, do_repair, fmt):
+    """Check every record of a task journal: framing, checksum, decode, sequences.
+
+    Exits 0 when the journal is clean, 1 otherwise.
+
+    Example: runjournal verify --task nightly --repair
+    """
+    directory = settings.journal_dir(task)
+    report = repair(directory) if do_repair else check(directory)
+    if fmt == "json":
+        emit_json(report.to_dict())
+    else:
+        state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(
+            f"{directory}: {state}: {report.records} records, {report.runs} runs, "
+            f"{report.segments} segments, {report.bytes} bytes" + (f", {report.pending} pending spill(s)" if report.pending else "")
+        )
+        for line in report.repaired:
+            click.echo(f"repaired: {line}")
+        for p in report.problems:
+            click.echo(f"problem: {p.kind} in {p.segment} at byte {p.offset}: {p.detail}")
+    return 0 if report.ok else 1
+
+
+@click.command()
+@task_option
+@click.option("--run", "run_id", metavar="ID", help="Only this run's events.")
+@click.option("--follow", "-f", "follow_", is_flag=True, help="Keep printing events as they are appended (Ctrl-C stops).")
+@click.option("--since", type=click.IntRange(min=1), default=1, show_default=True, metavar="SEQ", help="Start at this global sequence.")
+@format_option
+@pass_settings
+def tail(settings, task, run_id, follow_, since, fmt):
+    """Print journal events; with -f, keep printing them as they are appended.
+
+    With --format json: a JSON array, or JSON Lines (one object per event) with -f.
+
+    Example: runjournal tail --task nightly -f
+    """
+    directory = settings.journal_dir(task)
+    if run_id is not None:
+        validate_run_id(run_id)
+    if not follow_ and not os.path.isdir(directory):
+        raise JournalNotFound(f"no journal at {directory}")
+    records = follow(directory, since) if follow_ else read_records(directory, since)
+    wanted = (r for r in records if run_id is None or r.run_id == run_id)
+    out = sys.stdout.buffer
+    if fmt == "json" and not follow_:
+        out.write(b"[")
+        for i, rec in enumerate(wanted):
+            out.write((b",\n" if i else b"\n") + to_json_line(rec).rstrip(b"\n"))
+        out.write(b"\n]\n")
+        return 0
+    for rec in wanted:
+        if fmt == "json":
+            out.write(to_json_line(rec))
+        else:
+            out.write(record_line(rec).encode() + b"\n")
+        if follow_:
+            out.flush()
+    return 0
+
+
+@click.command()
+@task_option
+@click.option("--run", "run_id", metavar="ID", help="Only this run's events.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (atomically) instead of stdout.")
+@pass_settings
+def export(settings, task, run_id, output):
+    """Write journal events as JSON Lines, to move runs between machines.
+
+    Example: runjournal export --task nightly --run 2025-12-01T09-37-11-576Z-1a60ebea -o run.jsonl
+    """
+    directory = settings.journal_dir(task)
+    if run_id is not None:
+        validate_run_id(run_id)
+    lines = export_lines(directory, run_id)
+    if output:
+        data = b"".join(lines)
+        atomic_write(os.path.abspath(output), data)
+        count = data.count(b"\n")
+        click.echo(f"exported {count} events to {output}", err=True)
+    else:
+        for line in lines:
+            sys.stdout.buffer.write(line)
+    return 0
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@task_option
+@format_option
+@pass_settings
+def import_(settings, file, task, fmt):
+    """Append the events of a JSON Lines export to a task journal; importing twice adds nothing.
+
+    The whole file is checked first: a malformed line is reported with its line number
+    and nothing is imported.
+
+    Example: runjournal import run.jsonl --task nightly
+    """
+    task = settings.task(task)
+    stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
+    with stream:
+        records: list[ExportRecord] = parse_lines(stream, file)
+    with Journal(settings.layout.journal_dir(task)) as journal:
+        added = import_records(journal, records)
+    if fmt == "json":
+        emit_json({"task_id": task, "events": len(records), "imported": added, "skipped": len(records) - added})
+    else:
+        click.echo(f"imported {added} of {len(records)} events into task {task} ({len(records) - added} already present)")
+    return 0

@@ -1,0 +1,77 @@
+"""Entry point: global options, error translation and exit codes (contract section 5).
+
+Exit codes: 0 success; 1 the thing asked about failed; 2 bad usage or bad input;
+130 cancelled. Expected errors print one ``error: ...`` line; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+import click
+
+from journal import JournalError
+
+from .context import resolve
+from .journal_cmds import export, import_, tail, verify
+
+try:
+    __version__ = version("runjournal")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+local"
+
+EXIT_CANCELLED = 130
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--root", type=click.Path(file_okay=False), help="Project root (default: $RUNJOURNAL_ROOT, $CODEX_ORCHESTRATOR_ROOT or the current directory).")
+@click.option("--runs-dir", type=click.Path(file_okay=False), help="Runs directory (default: $CODEX_ORCHESTRATOR_RUNS_DIR or <root>/.runs).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Out directory (default: $CODEX_ORCHESTRATOR_OUT_DIR or <root>/out).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.version_option(__version__, "--version", prog_name="runjournal")
+@click.pass_context
+def cli(ctx, root, runs_dir, out_dir, debug):
+    """Record pipeline runs as an event-sourced journal, and rebuild what people read from it.
+
+    Example: runjournal init && runjournal start
+    """
+    ctx.obj = resolve(root, runs_dir, out_dir, debug)
+
+
+for command in (verify, tail, export, import_):
+    cli.add_command(command)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = cli.main(args=args, prog_name="runjournal", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("cancelled", EXIT_CANCELLED)
+    except click.UsageError as e:
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
+        _fail(e.format_message() + hint, 2)
+    except click.ClickException as e:
+        _fail(e.format_message(), e.exit_code)
+    except JournalError as e:
+        if debug:
+            raise
+        _fail(str(e), e.exit_code)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        sys.exit(0)
+    except OSError as e:
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        _fail(f"{e.strerror or e}{where}", 1)
+    sys.exit(code if isinstance(code, int) else 0)

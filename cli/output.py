@@ -1,0 +1,22 @@
+"""Printing helpers: JSON documents for scripts, aligned tables for people."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import msgspec
+
+_encoder = msgspec.json.Encoder()
+
+
+def emit_json(doc) -> None:
+    sys.stdout.buffer.write(msgspec.json.format(_encoder.encode(doc), indent=2) + b"\n")
+    sys.stdout.flush()
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    cells = [headers] + rows
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    for r in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -1,0 +1,150 @@
+"""``check``: verify every record of a journal; ``repair``: cut a torn tail and merge spills."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+from . import format as fmt
+from .errors import CorruptRecord, JournalNotFound, LockTimeout
+from .events import JOURNAL_RUN, TailRepaired
+from .lock import JournalLock
+from .reader import _decode
+from .writer import PENDING_DIR, Journal
+
+
+@dataclass
+class Problem:
+    segment: str
+    offset: int
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment
+    detail: str
+
+
+@dataclass
+class Report:
+    records: int = 0
+    runs: int = 0
+    segments: int = 0
+    bytes: int = 0
+    pending: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict:
+        d = {"ok": self.ok}
+        d.update(asdict(self))
+        return d
+
+
+def check(directory: str) -> Report:
+    """Read every record: framing, checksum, decode, global and per-run sequence continuity."""
+    if not os.path.isdir(directory):
+        raise JournalNotFound(f"no journal at {directory}")
+    report = Report()
+    run_seqs: dict[str, int] = {}
+    segments = fmt.list_segments(directory)
+    report.segments = len(segments)
+    expected_seq = segments[0][0] if segments else 1
+    for i, (base, name) in enumerate(segments):
+        path = os.path.join(directory, name)
+        report.bytes += os.path.getsize(path)
+        if base != expected_seq:
+            report.problems.append(Problem(name, 0, "unreachable-segment", f"starts at sequence {base}, expected {expected_seq}"))
+            expected_seq = base
+        last = i == len(segments) - 1
+        expected_seq = _check_segment(directory, name, base, last, report, run_seqs)
+    report.runs = len([r for r in run_seqs if r != JOURNAL_RUN])
+    try:
+        report.pending = len([n for n in os.listdir(os.path.join(directory, PENDING_DIR)) if n.endswith((".rjp", ".merging"))])
+    except FileNotFoundError:
+        pass
+    return report
+
+
+def _check_segment(directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int]) -> int:
+    """Check one segment; return the sequence the next segment must start at."""
+    seq = base
+    fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+    try:
+        try:
+            header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), name)
+        except CorruptRecord as e:
+            report.problems.append(Problem(name, 0, "bad-header", e.detail))
+            return seq
+        if header.base_seq != base:
+            report.problems.append(Problem(name, 0, "bad-header", f"header base {header.base_seq} does not match the name"))
+        scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
+        try:
+            for batch in scanner.batches():
+                for off, payload in batch:
+                    try:
+                        rec = _decode(payload, name, off)
+                    except CorruptRecord as e:
+                        kind = "unknown-event" if e.detail.startswith("unknown event type") else "corrupt"
+                        report.problems.append(Problem(name, off, kind, e.detail))
+                        seq += 1
+                        continue
+                    report.records += 1
+                    if rec.seq != seq:
+                        report.problems.append(Problem(name, off, "sequence-gap", f"sequence {rec.seq} where {seq} was expected"))
+                    seq = rec.seq + 1
+                    prev = run_seqs.get(rec.run_id, 0)
+                    if rec.run_seq != prev + 1:
+                        report.problems.append(
+                            Problem(name, off, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}")
+                        )
+                    run_seqs[rec.run_id] = rec.run_seq
+        except CorruptRecord as e:
+            report.problems.append(Problem(name, e.offset, "corrupt", e.detail))
+            return seq
+        end = scanner.end
+        if end.state == "tail":
+            if not last:
+                report.problems.append(Problem(name, end.offset, "corrupt", f"{end.detail} in a segment that is not the last"))
+            elif _tail_is_torn(directory, fd, end.offset):
+                report.problems.append(Problem(name, end.offset, "torn-tail", f"{end.detail} (left by a crashed writer; `verify --repair` cuts it)"))
+        elif end.state == "open" and not last:
+            report.problems.append(Problem(name, end.offset, "corrupt", "segment is not sealed but another follows it"))
+    finally:
+        os.close(fd)
+    return seq
+
+
+def _tail_is_torn(directory: str, fd: int, offset: int) -> bool:
+    """An unfinished batch is torn unless a live writer is writing it: look again under the lock."""
+    lock = JournalLock(os.path.join(directory, "lock"), timeout=2.0)
+    try:
+        lock.acquire()
+    except LockTimeout:
+        return True  # a holder stuck for 2 s is not finishing this batch either
+    try:
+        scanner = fmt.SegmentScanner(fd, "", offset)
+        for _ in scanner.batches():
+            pass
+        return scanner.end.state == "tail"
+    finally:
+        lock.release()
+        lock.close()
+
+
+def repair(directory: str) -> Report:
+    """Cut a torn tail (keeping a copy) and merge pending spills; report what remains."""
+    before = check(directory)
+    fixable = [p for p in before.problems if p.kind == "torn-tail"]
+    if len(fixable) != len(before.problems):
+        before.repaired = []
+        return before  # corruption in the middle is never cut; the report says where it is
+    if not fixable and not before.pending:
+        return before
+    with Journal(directory) as journal:
+        repairs: list[TailRepaired] = journal.recover()
+    after = check(directory)
+    after.repaired = [f"cut {r.bytes_cut} bytes from {r.segment} at byte {r.offset} (copy kept in {r.copy})" for r in repairs]
+    if before.pending:
+        after.repaired.append(f"merged {before.pending} pending file(s)")
+    return after

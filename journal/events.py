@@ -1,0 +1,259 @@
+"""The event schema: every fact about a run, as msgspec Structs under one tagged base.
+
+Evolution rules (see docs/events.md): a new field always has a default; a tag never
+changes and is never reused; a field's type never changes; ``Record`` is array-like and
+only grows at the end. An event type this version does not know is an error
+(``UnknownEventType``), never silently skipped: a projection built without it would be wrong.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal, Union
+
+import msgspec
+
+#: version of the event schema this code writes; stored in every segment header
+SCHEMA_VERSION = 1
+
+Stream = Literal["stdout", "stderr"]
+StageKind = Literal["command", "subpipeline"]
+ResumeOutcome = Literal["accepted", "blocked"]
+
+
+class Event(msgspec.Struct, tag_field="type", omit_defaults=True, frozen=True):
+    """Base of every event. ``boundary`` events are synced at once in ``batch`` durability."""
+
+    boundary: ClassVar[bool] = False
+
+
+class StagePlan(msgspec.Struct, omit_defaults=True, frozen=True):
+    """One stage of a pipeline as planned when the run started."""
+
+    id: str
+    title: str
+    kind: StageKind = "command"
+    command: str | None = None
+    pipeline: str | None = None
+    allow_failure: bool = False
+    optional: bool = False
+
+
+class RunStarted(Event, tag="run_started"):
+    task_id: str
+    pipeline_id: str
+    pipeline_title: str = ""
+    attempt: int = 1
+    parent_run_id: str | None = None
+    config_fingerprint: str = ""
+    resume_token_fingerprint: str = ""
+    stages: tuple[StagePlan, ...] = ()
+    heartbeat_interval_seconds: int = 5
+    heartbeat_stale_after_seconds: int = 30
+    approval_policy: str | None = None
+    guardrails_required: bool | None = None
+    boundary: ClassVar[bool] = True
+
+
+class StageStarted(Event, tag="stage_started"):
+    index: int
+    stage_id: str
+    attempt: int = 1
+    boundary: ClassVar[bool] = True
+
+
+class StageFinished(Event, tag="stage_finished"):
+    index: int
+    stage_id: str
+    exit_code: int = 0
+    summary: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class StageFailed(Event, tag="stage_failed"):
+    index: int
+    stage_id: str
+    exit_code: int | None = None
+    signal: str | None = None
+    summary: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class StageSkipped(Event, tag="stage_skipped"):
+    """A stage not run (already succeeded before a resume) or whose failure was allowed."""
+
+    index: int
+    stage_id: str
+    reason: str = ""
+    exit_code: int | None = None
+    summary: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class OutputChunk(Event, tag="output"):
+    index: int
+    stream: Stream
+    data: bytes
+
+
+class OutputTruncated(Event, tag="output_truncated"):
+    """Exact accounting of a stream whose middle was left out of the journal."""
+
+    index: int
+    stream: Stream
+    total_bytes: int
+    kept_head_bytes: int
+    kept_tail_bytes: int
+    dropped_bytes: int
+    tail: bytes = b""
+
+
+class Heartbeat(Event, tag="heartbeat"):
+    pass
+
+
+class ErrorRecorded(Event, tag="error"):
+    index: int
+    stage_id: str
+    command: str | None = None
+    reason: str = ""
+    exit_code: int | None = None
+    signal: str | None = None
+    stderr: str = ""
+    stderr_truncated: bool = False
+    stderr_total_bytes: int = 0
+
+
+class RunCompleted(Event, tag="run_completed"):
+    summary: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class RunFailed(Event, tag="run_failed"):
+    reason: str = ""
+    summary: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class RunCancelled(Event, tag="run_cancelled"):
+    reason: str = ""
+    signal: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class RunResumed(Event, tag="run_resumed"):
+    actor: str
+    reason: str
+    outcome: ResumeOutcome
+    attempt: int = 0
+    detail: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class ChildRunLinked(Event, tag="child_run_linked"):
+    index: int
+    stage_id: str
+    child_run_id: str
+    pipeline_id: str
+    boundary: ClassVar[bool] = True
+
+
+class ApprovalRecorded(Event, tag="approval"):
+    actor: str
+    reason: str | None = None
+    boundary: ClassVar[bool] = True
+
+
+class WriterStats(Event, tag="writer_stats"):
+    """Counters a writer reports about its own journal access (lock waits, spills, failures)."""
+
+    lock_retries: int = 0
+    lock_timeouts: int = 0
+    spills: int = 0
+    heartbeats_failed: int = 0
+    heartbeats_written: int = 0
+
+
+class TailRepaired(Event, tag="tail_repaired"):
+    """Journal-level: a torn tail left by a crashed writer was cut off (a copy was kept)."""
+
+    segment: str
+    offset: int
+    bytes_cut: int
+    copy: str
+    boundary: ClassVar[bool] = True
+
+
+AnyEvent = Union[
+    RunStarted,
+    StageStarted,
+    StageFinished,
+    StageFailed,
+    StageSkipped,
+    OutputChunk,
+    OutputTruncated,
+    Heartbeat,
+    ErrorRecorded,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+    RunResumed,
+    ChildRunLinked,
+    ApprovalRecorded,
+    WriterStats,
+    TailRepaired,
+]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__struct_config__.tag: cls for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+
+#: run id under which journal-level events (repairs) are recorded; never a valid user run id
+JOURNAL_RUN = ""
+
+
+class Record(msgspec.Struct, array_like=True, frozen=True):
+    """One committed entry: global sequence, run, per-run sequence, writer time (ns, UTC), event."""
+
+    seq: int
+    run_id: str
+    run_seq: int
+    ts: int
+    event: AnyEvent
+    #: name of the pending (spill) file this record was merged from, on the batch's first record
+    origin: str | None = None
+
+
+class RecordHead(msgspec.Struct, array_like=True, frozen=True):
+    """The leading fields of a Record, decoded without touching the event."""
+
+    seq: int
+    run_id: str
+    run_seq: int
+
+
+class UnknownTag(msgspec.Struct, array_like=True):
+    """Used to name the event type of a record that failed to decode."""
+
+    seq: int
+    run_id: str
+    run_seq: int
+    ts: int
+    event: dict
+
+
+encoder = msgspec.msgpack.Encoder()
+record_decoder = msgspec.msgpack.Decoder(Record)
+head_decoder = msgspec.msgpack.Decoder(RecordHead)
+event_json_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def unknown_type_of(payload: bytes) -> str | None:
+    """The event type of a payload that failed typed decoding, if the type is the reason."""
+    try:
+        loose = msgspec.msgpack.decode(payload, type=UnknownTag)
+    except msgspec.DecodeError:
+        return None
+    name = loose.event.get("type")
+    if isinstance(name, str) and name not in EVENT_TYPES:
+        return name
+    return None

@@ -1,0 +1,206 @@
+"""Byte format of journal segments: header, record frames, and the frame scanner.
+
+Layout (all integers little-endian; docs/journal-format.md is the reference):
+
+    segment  = header frame*
+    header   = magic "RJOURNAL" | u16 format | u16 schema | u32 header_len (32)
+               | u64 base_seq | u32 reserved (0) | u32 crc32(bytes 0..28)
+    frame    = u32 word | u32 crc32(word) | u32 crc32(payload) | payload
+    word     = payload length (bits 0-29) | SEAL (bit 30) | CONTINUES (bit 31)
+
+The word carries its own checksum so that a damaged length is told apart from a frame
+that a crashed writer left unfinished.
+
+A batch is a run of frames with CONTINUES set, closed by one without it; a batch is
+committed only once its closing frame is complete. A SEAL frame (empty payload) ends a
+segment; the next segment is named by the sequence number that follows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .errors import CorruptRecord
+
+MAGIC = b"RJOURNAL"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sHHIQI")  # magic, format, schema, header_len, base_seq, reserved
+HEADER_LEN = 32
+FRAME = struct.Struct("<III")  # word, crc32(word), crc32(payload)
+FRAME_LEN = FRAME.size
+WORD = struct.Struct("<I")
+LEN_MASK = (1 << 30) - 1
+SEAL = 1 << 30
+CONTINUES = 1 << 31
+MAX_PAYLOAD = 64 << 20
+SEGMENT_RE = re.compile(r"^seg-(\d{20})\.rjl$")
+READ_CHUNK = 1 << 20
+
+crc32 = zlib.crc32
+
+
+def segment_name(base_seq: int) -> str:
+    return f"seg-{base_seq:020d}.rjl"
+
+
+def encode_header(base_seq: int, schema: int) -> bytes:
+    head = HEADER.pack(MAGIC, FORMAT_VERSION, schema, HEADER_LEN, base_seq, 0)
+    return head + struct.pack("<I", crc32(head))
+
+
+@dataclass(frozen=True)
+class SegmentHeader:
+    base_seq: int
+    format: int
+    schema: int
+
+
+def decode_header(data: bytes, segment: str) -> SegmentHeader:
+    """Parse a segment header, raising CorruptRecord (offset 0) if it is not one."""
+    if len(data) < HEADER_LEN:
+        raise CorruptRecord(segment, 0, f"segment header is {len(data)} bytes, expected {HEADER_LEN}")
+    magic, fmt, schema, hlen, base_seq, _ = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise CorruptRecord(segment, 0, "not a runjournal segment (bad magic)")
+    (crc,) = struct.unpack_from("<I", data, 28)
+    if crc != crc32(data[:28]):
+        raise CorruptRecord(segment, 0, "segment header checksum mismatch")
+    if fmt != FORMAT_VERSION or hlen != HEADER_LEN:
+        raise CorruptRecord(segment, 0, f"segment format {fmt} is not supported by this runjournal (knows {FORMAT_VERSION})")
+    return SegmentHeader(base_seq, fmt, schema)
+
+
+def _frame_head(word: int, payload: bytes) -> bytes:
+    return FRAME.pack(word, crc32(WORD.pack(word)), crc32(payload))
+
+
+def encode_frame(payload: bytes, continues: bool) -> bytes:
+    return _frame_head(len(payload) | (CONTINUES if continues else 0), payload) + payload
+
+
+def seal_frame() -> bytes:
+    return _frame_head(SEAL, b"")
+
+
+def encode_batch(payloads: list[bytes]) -> bytes:
+    last = len(payloads) - 1
+    return b"".join(encode_frame(p, i < last) for i, p in enumerate(payloads))
+
+
+def list_segments(directory: str) -> list[tuple[int, str]]:
+    """(base_seq, file name) of every segment in the directory, oldest first."""
+    found = []
+    for name in os.listdir(directory):
+        m = SEGMENT_RE.match(name)
+        if m:
+            found.append((int(m.group(1)), name))
+    found.sort()
+    return found
+
+
+@dataclass
+class ScanEnd:
+    """How a scan of one segment stopped.
+
+    ``state`` is ``open`` (clean end, more may be appended), ``sealed`` (the segment is
+    closed; continue with the next), or ``tail`` (an incomplete batch or frame starts at
+    ``offset``: being written right now, or torn by a crash; only a lock holder may tell).
+    """
+
+    state: str
+    offset: int
+    detail: str = ""
+
+
+class SegmentScanner:
+    """Walks the committed batches of one segment from a byte offset, in large reads.
+
+    ``batches()`` yields lists of ``(offset, payload)`` for complete, checksummed batches
+    and then sets ``end``. Damage followed by more data raises CorruptRecord; damage that
+    reaches the end of the file is reported as a tail (``end.state == "tail"``).
+    """
+
+    def __init__(self, fd: int, segment: str, offset: int):
+        self.fd = fd
+        self.segment = segment
+        self.offset = offset  # just after the last yielded batch
+        self.end: ScanEnd | None = None
+
+    def batches(self):
+        fd = self.fd
+        buf = b""
+        buf_start = self.offset  # file offset of buf[0]
+        pos = 0
+        batch: list[tuple[int, memoryview]] = []
+        eof = False
+        while True:
+            if not eof:
+                chunk = os.pread(fd, READ_CHUNK, buf_start + len(buf))
+                if chunk:
+                    # memoryviews already in ``batch`` keep the old buffer alive
+                    buf = buf[pos:] + chunk
+                    buf_start += pos
+                    pos = 0
+                else:
+                    eof = True
+            view = memoryview(buf)
+            n = len(buf)
+            while pos + FRAME_LEN <= n:
+                word, wcrc, pcrc = FRAME.unpack_from(buf, pos)
+                if crc32(view[pos : pos + 4]) != wcrc:
+                    self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False)
+                    return
+                length = word & LEN_MASK
+                end = pos + FRAME_LEN + length
+                if length > MAX_PAYLOAD:
+                    self._damaged(buf_start + pos, f"frame length {length} exceeds {MAX_PAYLOAD}", header_ok=False)
+                    return
+                if end > n:
+                    break
+                if crc32(view[pos + FRAME_LEN : end]) != pcrc:
+                    self._damaged(buf_start + pos, "payload checksum mismatch", header_ok=True, frame_end=buf_start + end)
+                    return
+                if word & SEAL:
+                    if batch:
+                        raise CorruptRecord(self.segment, buf_start + pos, "segment seal inside an unfinished batch")
+                    self.offset = buf_start + end
+                    self.end = ScanEnd("sealed", buf_start + end)
+                    return
+                batch.append((buf_start + pos, view[pos + FRAME_LEN : end]))
+                pos = end
+                if not word & CONTINUES:
+                    yield batch
+                    batch = []
+                    self.offset = buf_start + pos
+            if eof:
+                if batch:
+                    self.end = ScanEnd("tail", batch[0][0], "unfinished batch at the end of the segment")
+                elif pos < n:
+                    self.end = ScanEnd("tail", buf_start + pos, "incomplete frame at the end of the segment")
+                else:
+                    self.end = ScanEnd("open", buf_start + pos)
+                return
+
+    def _damaged(self, offset: int, detail: str, header_ok: bool, frame_end: int = 0) -> None:
+        """Classify a bad frame: a torn tail if nothing but zeros (or, for an intact header,
+        nothing at all) follows it; corruption otherwise, which is raised."""
+        size = os.fstat(self.fd).st_size
+        if header_ok and frame_end >= size or _all_zero(self.fd, offset, size):
+            self.end = ScanEnd("tail", offset, detail)
+            return
+        raise CorruptRecord(self.segment, offset, detail)
+
+
+def _all_zero(fd: int, start: int, stop: int) -> bool:
+    while start < stop:
+        chunk = os.pread(fd, min(READ_CHUNK, stop - start), start)
+        if not chunk:
+            return True
+        if chunk.count(0) != len(chunk):
+            return False
+        start += len(chunk)
+    return True

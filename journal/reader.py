@@ -1,0 +1,131 @@
+"""Lock-free readers: iterate committed records, resume from a position, follow the tail.
+
+A reader never takes the lock. It yields only complete, checksummed batches and stops
+quietly at an unfinished one (a writer is in the middle of it, or crashed: the next
+writer cuts it). Damage with data after it raises CorruptRecord with segment and offset.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import msgspec
+
+from . import format as fmt
+from .errors import CorruptRecord, JournalNotFound, UnknownEventType
+from .events import Record, record_decoder, unknown_type_of
+
+
+class Position(NamedTuple):
+    """Where a reader stands: the next frame to read and the sequence it will carry."""
+
+    segment: str
+    offset: int
+    next_seq: int
+
+
+class JournalReader:
+    """Reads a journal directory without locking. ``position`` is just after the last record yielded."""
+
+    def __init__(self, directory: str):
+        if not os.path.isdir(directory):
+            raise JournalNotFound(f"no journal at {directory}")
+        self.directory = directory
+        self._segment = ""
+        self._offset = 0
+        self._next_seq = 1
+
+    @property
+    def position(self) -> Position:
+        return Position(self._segment, self._offset, self._next_seq)
+
+    def records(self, start: Position | None = None, start_seq: int = 1) -> Iterator[Record]:
+        """Committed records from ``start`` (or from ``start_seq``) to the current end."""
+        if start is not None and start.segment:
+            segment, offset, next_seq = start
+            skip_to = next_seq
+        else:
+            segments = fmt.list_segments(self.directory)
+            if not segments:
+                return
+            chosen = segments[0]
+            for seg in segments:
+                if seg[0] <= start_seq:
+                    chosen = seg
+            segment, offset, next_seq = chosen[1], fmt.HEADER_LEN, chosen[0]
+            skip_to = max(start_seq, next_seq)
+        self._segment, self._offset, self._next_seq = segment, offset, next_seq
+        while True:
+            path = os.path.join(self.directory, segment)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                if start is not None and segment == start.segment:
+                    raise CorruptRecord(segment, offset, "segment to resume from no longer exists") from None
+                return
+            try:
+                header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), segment)
+                if offset == fmt.HEADER_LEN and header.base_seq != next_seq:
+                    raise CorruptRecord(segment, 0, f"segment starts at sequence {header.base_seq}, expected {next_seq}")
+                scanner = fmt.SegmentScanner(fd, segment, offset)
+                for batch in scanner.batches():
+                    for off, payload in batch:
+                        seq = next_seq
+                        next_seq += 1
+                        self._offset = off + fmt.FRAME_LEN + len(payload)
+                        self._next_seq = next_seq
+                        if seq < skip_to:
+                            continue
+                        rec = _decode(payload, segment, off)
+                        if rec.seq != seq:
+                            raise CorruptRecord(segment, off, f"sequence {rec.seq} where {seq} was expected")
+                        yield rec
+                end = scanner.end
+            finally:
+                os.close(fd)
+            if end.state != "sealed":
+                return
+            nxt = fmt.segment_name(next_seq)
+            if not os.path.exists(os.path.join(self.directory, nxt)):
+                return
+            segment, offset = nxt, fmt.HEADER_LEN
+            self._segment, self._offset = segment, offset
+
+
+def _decode(payload, segment: str, offset: int) -> Record:
+    try:
+        return record_decoder.decode(payload)
+    except msgspec.DecodeError as e:
+        name = unknown_type_of(bytes(payload))
+        if name is not None:
+            raise UnknownEventType(segment, offset, name) from None
+        raise CorruptRecord(segment, offset, f"record does not decode: {e}") from None
+
+
+def read_records(directory: str, start_seq: int = 1) -> Iterator[Record]:
+    """Every committed record of a journal from ``start_seq`` on."""
+    return JournalReader(directory).records(start_seq=start_seq)
+
+
+def follow(
+    directory: str,
+    start_seq: int = 1,
+    stop: threading.Event | None = None,
+    poll: float = 0.05,
+) -> Iterator[Record]:
+    """Yield records as they are committed, forever or until ``stop`` is set."""
+    stop = stop or threading.Event()
+    while not os.path.isdir(directory):
+        if stop.wait(poll):
+            return
+    reader = JournalReader(directory)
+    position: Position | None = None
+    while True:
+        for rec in reader.records(position, start_seq):
+            yield rec
+        position = reader.position if reader.position.segment else None
+        if stop.wait(poll):
+            return

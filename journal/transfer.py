@@ -1,0 +1,91 @@
+"""Export records as JSON Lines and import them elsewhere, idempotently.
+
+Each line is ``{"seq", "run_id", "run_seq", "ts", "time", "event"}``; ``ts`` is the writer's
+time in ns (kept on import), ``time`` the same in ISO-8601 for people. Import keys events
+by (run_id, run_seq): events a run already has are skipped, so importing a file twice adds
+nothing, and the rest of each run must continue its sequence exactly. The whole file is
+parsed and checked before anything is written, and it is written as one atomic batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+import msgspec
+
+from .errors import BadInput, SequenceConflict
+from .events import JOURNAL_RUN, AnyEvent, Record
+from .naming import iso_utc, validate_run_id
+from .reader import JournalReader
+from .writer import Item, Journal
+
+
+class ExportRecord(msgspec.Struct, frozen=True):
+    seq: int
+    run_id: str
+    run_seq: int
+    ts: int
+    event: AnyEvent
+    time: str = ""
+
+
+_json_encoder = msgspec.json.Encoder()
+_line_decoder = msgspec.json.Decoder(ExportRecord)
+
+
+def to_json_line(rec: Record) -> bytes:
+    return _json_encoder.encode(ExportRecord(rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.event, iso_utc(rec.ts))) + b"\n"
+
+
+def export_lines(directory: str, run_id: str | None = None) -> Iterator[bytes]:
+    for rec in JournalReader(directory).records():
+        if rec.run_id == JOURNAL_RUN or run_id is not None and rec.run_id != run_id:
+            continue
+        yield to_json_line(rec)
+
+
+def parse_lines(lines: Iterable[bytes], source: str) -> list[ExportRecord]:
+    """Decode and check every line; the first bad one raises BadInput naming its line number."""
+    out: list[ExportRecord] = []
+    last: dict[str, int] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = _line_decoder.decode(line)
+            validate_run_id(rec.run_id)
+        except (msgspec.DecodeError, BadInput) as e:
+            raise BadInput(f"{source}:{lineno}: {e}; nothing was imported") from None
+        prev = last.get(rec.run_id)
+        if prev is not None and rec.run_seq != prev + 1:
+            raise BadInput(f"{source}:{lineno}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
+        last[rec.run_id] = rec.run_seq
+        out.append(rec)
+    return out
+
+
+def import_records(journal: Journal, records: list[ExportRecord], attempts: int = 5) -> int:
+    """Append what the journal lacks of ``records``; return how many were added."""
+    runs = list(dict.fromkeys(r.run_id for r in records))
+    for _ in range(attempts):
+        have = journal.run_seqs(runs)
+        items, expected = [], {}
+        for rec in records:
+            cur = have[rec.run_id]
+            if rec.run_seq <= cur:
+                continue
+            if rec.run_id not in expected:
+                if rec.run_seq != cur + 1:
+                    raise BadInput(
+                        f"run {rec.run_id} has {cur} events here and the file continues at {rec.run_seq}: "
+                        "export the whole run and import that; nothing was imported"
+                    )
+                expected[rec.run_id] = cur
+            items.append(Item(rec.run_id, rec.event, rec.ts))
+        if not items:
+            return 0
+        try:
+            journal.append_batch(items, expected)
+            return len(items)
+        except SequenceConflict:
+            continue  # another writer appended to one of these runs meanwhile: plan again
+    raise BadInput("the runs being imported kept changing under the import; try again")

@@ -1,0 +1,498 @@
+"""The writer: appends batches of events to a task journal under its lock.
+
+Each open ``Journal`` keeps its segment and lock descriptors open and an in-memory view
+of the journal (last global sequence, every run's last sequence, end offset). Under the
+lock it first catches that view up with what other writers appended (nothing to do when
+the segment size is unchanged), cuts a torn tail if a crashed writer left one, then
+encodes the whole batch and writes it with one ``write``.
+
+A writer that cannot get the lock within the timeout spills its batch to
+``pending/`` (fsynced, renamed into place) and raises ``LockTimeout`` saying so; the
+next lock holder merges pending files, oldest first, before its own events. Appends that
+state an expected sequence are never spilled: they fail with nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import msgspec
+
+from . import format as fmt
+from .errors import CorruptRecord, JournalError, JournalWriteFailed, LockTimeout, SequenceConflict
+from .events import (
+    JOURNAL_RUN,
+    SCHEMA_VERSION,
+    AnyEvent,
+    Event,
+    Record,
+    TailRepaired,
+    encoder,
+    head_decoder,
+    record_decoder,
+)
+from .fsutil import fsync_dir, makedirs_durable, write_all
+from .lock import DEFAULT_TIMEOUT, JournalLock
+
+DURABILITY_MODES = ("always", "batch", "none")
+DEFAULT_SEGMENT_BYTES = 64 << 20
+BATCH_SYNC_INTERVAL = 1.0
+PENDING_DIR = "pending"
+TORN_DIR = "torn"
+PENDING_MAGIC = b"RJPENDG1"
+
+
+class Item(NamedTuple):
+    """One event to append; ``ts`` (ns since the epoch, UTC) defaults to the time of the append."""
+
+    run_id: str
+    event: AnyEvent
+    ts: int | None = None
+
+
+class _Spilled(msgspec.Struct, array_like=True, frozen=True):
+    run_id: str
+    ts: int
+    event: AnyEvent
+
+
+_spilled_decoder = msgspec.msgpack.Decoder(_Spilled)
+
+
+class Journal:
+    """A task journal opened for appending. Thread-safe; cheap to keep open for a process's life."""
+
+    def __init__(
+        self,
+        directory: str,
+        durability: str = "batch",
+        lock_timeout: float = DEFAULT_TIMEOUT,
+        segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+    ):
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, not {durability!r}")
+        self.directory = directory
+        self.durability = durability
+        self.segment_bytes = segment_bytes
+        try:
+            makedirs_durable(directory)
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot create journal directory {directory}: {e.strerror}") from None
+        self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._segment = ""
+        self._end = 0
+        self._last_batch = 0  # offset of the last committed batch in the current segment
+        self._last_seq = 0
+        self._run_seqs: dict[str, int] = {}
+        self._spilled_here = False
+        self._last_merge_check = 0.0
+        self._spill_clock = 0
+        self._spill_counter = 0
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self.spills = 0
+        self.repairs: list[TailRepaired] = []
+
+    # -- public API -------------------------------------------------------------------
+
+    def append(self, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
+        """Append one event; with ``expected_seq``, only if the run is at that sequence now."""
+        expected = None if expected_seq is None else {run_id: expected_seq}
+        return self.append_batch([Item(run_id, event)], expected)[0]
+
+    def append_batch(self, items: Iterable[Item | tuple], expected: dict[str, int] | None = None) -> list[Record]:
+        """Append events atomically (one lock, one write, one sync); return their records."""
+        now = time.time_ns()
+        batch = [Item(i[0], i[1], i[2] if len(i) > 2 and i[2] is not None else now) for i in items]
+        if not batch:
+            return []
+        for it in batch:
+            if not isinstance(it.event, Event):
+                raise TypeError(f"not an event: {it.event!r}")
+        with self._mutex:
+            self._check_open()
+            try:
+                self._lock.acquire()
+            except LockTimeout as e:
+                if expected:
+                    raise LockTimeout(f"{e}; nothing was written (an append with an expected sequence is never deferred)", None, e.holder_pid) from None
+                path = self._spill(batch)
+                raise LockTimeout(
+                    f"{e}; the {len(batch)} event(s) were kept in {path} and will be appended by the next lock holder",
+                    path,
+                    e.holder_pid,
+                ) from None
+            try:
+                self._refresh()
+                if self._spilled_here or expected or time.monotonic() - self._last_merge_check > 1.0:
+                    self._merge_pending()
+                return self._write(batch, expected)
+            finally:
+                self._lock.release()
+
+    def run_seq(self, run_id: str) -> int:
+        """The run's current (last committed) sequence, 0 if the run has no events."""
+        return self.run_seqs([run_id])[run_id]
+
+    def run_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
+        """Current sequences of several runs, read under one lock (spills merged first)."""
+        with self._mutex:
+            self._check_open()
+            self._lock.acquire()
+            try:
+                self._refresh()
+                self._merge_pending()
+                return {r: self._run_seqs.get(r, 0) for r in run_ids}
+            finally:
+                self._lock.release()
+
+    def run_ids(self) -> list[str]:
+        with self._mutex:
+            self._lock.acquire()
+            try:
+                self._refresh()
+                return [r for r in self._run_seqs if r != JOURNAL_RUN]
+            finally:
+                self._lock.release()
+
+    def flush(self) -> None:
+        """Merge pending spills, if the lock is free, and make everything durable."""
+        with self._mutex:
+            self._check_open()
+            self._lock.acquire()
+            try:
+                self._refresh()
+                self._merge_pending()
+                self._sync()
+            finally:
+                self._lock.release()
+
+    def recover(self) -> list[TailRepaired]:
+        """Open for append once (cutting any torn tail, merging spills); return the repairs made."""
+        with self._mutex:
+            self._check_open()
+            self._lock.acquire()
+            try:
+                self._refresh()
+                self._merge_pending()
+                if self.repairs:
+                    self._write([], None)
+                return list(self.repairs)
+            finally:
+                self._lock.release()
+
+    @property
+    def lock_retries(self) -> int:
+        return self._lock.retries
+
+    @property
+    def lock_timeouts(self) -> int:
+        return self._lock.timeouts
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            if self._fd is not None:
+                if self._dirty and self.durability != "none":
+                    os.fdatasync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+            self._lock.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- under the lock -------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise JournalError(f"journal {self.directory} is closed")
+
+    def _refresh(self) -> None:
+        """Catch the in-memory view up with the files; repair a torn tail."""
+        if self._fd is None:
+            self._load()
+            return
+        if os.fstat(self._fd).st_size == self._end:
+            return
+        self._scan_current()
+
+    def _load(self) -> None:
+        segments = fmt.list_segments(self.directory)
+        if not segments:
+            self._create_segment(1)
+            return
+        base, name = segments[0]
+        self._last_seq = base - 1
+        self._open_segment(name, last=len(segments) == 1)
+        if self._scan_current():
+            self._create_segment(self._last_seq + 1)
+        stray = [n for b, n in segments if b > self._last_seq + 1 or (b > base and n > self._segment)]
+        if stray:
+            raise CorruptRecord(stray[0], 0, f"segment is not reachable from {self._segment}, which ends at sequence {self._last_seq}")
+
+    def _open_segment(self, name: str, last: bool) -> None:
+        path = os.path.join(self.directory, name)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        head = os.pread(fd, fmt.HEADER_LEN, 0)
+        if len(head) < fmt.HEADER_LEN and last and not any(head):
+            # crashed while creating this segment: write its header again
+            os.ftruncate(fd, 0)
+            write_all(fd, fmt.encode_header(self._last_seq + 1, SCHEMA_VERSION))
+            os.fsync(fd)
+        else:
+            try:
+                header = fmt.decode_header(head, name)
+            except CorruptRecord:
+                os.close(fd)
+                raise
+            if header.base_seq != self._last_seq + 1:
+                os.close(fd)
+                raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {self._last_seq + 1}")
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._segment = fd, name
+        self._end = self._last_batch = fmt.HEADER_LEN
+
+    def _scan_current(self) -> bool:
+        """Read batches past ``_end`` in the current segment. True if the segment is sealed."""
+        while True:
+            scanner = fmt.SegmentScanner(self._fd, self._segment, self._end)
+            seq, seqs = self._last_seq, self._run_seqs
+            for batch in scanner.batches():
+                for off, payload in batch:
+                    try:
+                        head = head_decoder.decode(payload)
+                    except msgspec.DecodeError as e:
+                        raise CorruptRecord(self._segment, off, f"record does not decode: {e}") from None
+                    seq += 1
+                    if head.seq != seq:
+                        raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
+                    seqs[head.run_id] = head.run_seq
+                self._last_batch = batch[0][0]
+            self._last_seq = seq
+            end = scanner.end
+            self._end = scanner.offset
+            if end.state == "tail":
+                later = [n for _, n in fmt.list_segments(self.directory) if n > self._segment]
+                if later:
+                    raise CorruptRecord(self._segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
+                self._cut_tail(end.offset, end.detail)
+                return False
+            if end.state == "open":
+                return False
+            # sealed: the next segment exists unless its creator crashed first
+            nxt = fmt.segment_name(self._last_seq + 1)
+            if not os.path.exists(os.path.join(self.directory, nxt)):
+                return True
+            self._open_segment(nxt, last=True)
+
+    def _cut_tail(self, offset: int, detail: str) -> None:
+        """Cut a crashed writer's unfinished batch off the segment, keeping a copy."""
+        size = os.fstat(self._fd).st_size
+        torn_dir = os.path.join(self.directory, TORN_DIR)
+        makedirs_durable(torn_dir)
+        copy = os.path.join(torn_dir, f"{self._segment}.{offset}.torn")
+        data = os.pread(self._fd, size - offset, offset)
+        cfd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(cfd, data)
+            os.fsync(cfd)
+        finally:
+            os.close(cfd)
+        fsync_dir(torn_dir)
+        os.ftruncate(self._fd, offset)
+        os.fsync(self._fd)
+        self._end = offset
+        self.repairs.append(
+            TailRepaired(segment=self._segment, offset=offset, bytes_cut=size - offset, copy=os.path.relpath(copy, self.directory))
+        )
+
+    def _create_segment(self, base: int) -> None:
+        name = fmt.segment_name(base)
+        path = os.path.join(self.directory, name)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+            os.fsync(fd)
+        except OSError as e:
+            os.close(fd)
+            os.unlink(path)
+            raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+        fsync_dir(self.directory)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._segment = fd, name
+        self._end = self._last_batch = fmt.HEADER_LEN
+
+    def _roll(self) -> None:
+        """Seal the current segment (durably) and start the next one."""
+        try:
+            write_all(self._fd, fmt.seal_frame())
+            os.fdatasync(self._fd)
+        except OSError as e:
+            os.ftruncate(self._fd, self._end)
+            raise JournalWriteFailed(f"cannot seal segment {self._segment}: {e.strerror}") from None
+        self._create_segment(self._last_seq + 1)
+        self._dirty = False
+
+    def _write(self, batch: Sequence[Item], expected: dict[str, int] | None, origin: str | None = None) -> list[Record]:
+        seqs = self._run_seqs
+        if expected:
+            for run_id, want in expected.items():
+                have = seqs.get(run_id, 0)
+                if have != want:
+                    raise SequenceConflict(run_id, want, have)
+        if self.repairs:
+            now = time.time_ns()
+            batch = [Item(JOURNAL_RUN, r, now) for r in self.repairs] + list(batch)
+        records = []
+        next_run: dict[str, int] = {}
+        seq = self._last_seq
+        boundary = False
+        for it in batch:
+            seq += 1
+            rs = next_run.get(it.run_id) or seqs.get(it.run_id, 0)
+            rs += 1
+            next_run[it.run_id] = rs
+            records.append(Record(seq, it.run_id, rs, it.ts, it.event, origin if not records else None))
+            boundary = boundary or it.event.boundary
+        data = fmt.encode_batch([encoder.encode(r) for r in records])
+        if self._end > fmt.HEADER_LEN and self._end + len(data) > self.segment_bytes:
+            self._roll()
+        start = self._end
+        try:
+            write_all(self._fd, data)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the next lock holder cuts it as a torn tail
+            raise JournalWriteFailed(
+                f"cannot append to {os.path.join(self.directory, self._segment)}: {e.strerror or e}; "
+                "nothing from this append was recorded"
+            ) from None
+        self._end = start + len(data)
+        self._last_batch = start
+        self._last_seq = seq
+        seqs.update(next_run)
+        self.repairs.clear()
+        mode = self.durability
+        if mode == "always" or mode == "batch" and (boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL):
+            self._sync()
+        elif mode == "batch":
+            self._dirty = True
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="runjournal-flush", daemon=True)
+                self._flusher.start()
+        return records
+
+    def _sync(self) -> None:
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+        self._dirty = False
+        self._last_sync = time.monotonic()
+
+    def _flush_loop(self) -> None:
+        # batch durability: nothing stays unsynced for much longer than a second
+        while not self._closed.wait(BATCH_SYNC_INTERVAL):
+            with self._mutex:
+                if self._dirty and not self._closed.is_set():
+                    try:
+                        self._sync()
+                    except OSError:
+                        pass  # retried on the next tick; appends report their own errors
+
+    # -- pending (spilled) batches -----------------------------------------------------
+
+    def _spill(self, batch: Sequence[Item]) -> str:
+        """Keep a batch the lock would not take, durably, for the next lock holder to merge."""
+        pending = os.path.join(self.directory, PENDING_DIR)
+        makedirs_durable(pending)
+        self._spill_clock = max(self._spill_clock + 1, time.time_ns())
+        self._spill_counter += 1
+        name = f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp"
+        payloads = [encoder.encode(_Spilled(it.run_id, it.ts, it.event)) for it in batch]
+        tmp = os.path.join(pending, "." + name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(pending, name))
+        fsync_dir(pending)
+        self._spilled_here = True
+        self.spills += 1
+        return os.path.join(pending, name)
+
+    def _merge_pending(self) -> None:
+        self._last_merge_check = time.monotonic()
+        pending = os.path.join(self.directory, PENDING_DIR)
+        try:
+            names = sorted(os.listdir(pending))
+        except FileNotFoundError:
+            self._spilled_here = False
+            return
+        for name in names:
+            if name.endswith(".merging"):
+                self._finish_merge(pending, name)
+        for name in names:
+            if name.endswith(".rjp"):
+                merging = os.path.join(pending, name + ".merging")
+                os.rename(os.path.join(pending, name), merging)
+                self._finish_merge(pending, name + ".merging")
+        self._spilled_here = False
+
+    def _finish_merge(self, pending: str, name: str) -> None:
+        """Append one pending file's events unless a crash left them already appended."""
+        path = os.path.join(pending, name)
+        origin = name.removesuffix(".merging")
+        if self._last_seq and self._last_batch_origin() == origin:
+            os.unlink(path)
+            return
+        items = _read_spill(path)
+        self._write(items, None, origin=origin)
+        self._sync()
+        os.unlink(path)
+        fsync_dir(pending)
+
+    def _last_batch_origin(self) -> str | None:
+        if self._end <= fmt.HEADER_LEN:
+            return None
+        scanner = fmt.SegmentScanner(self._fd, self._segment, self._last_batch)
+        for batch in scanner.batches():
+            return record_decoder.decode(batch[0][1]).origin
+        return None
+
+
+def _read_spill(path: str) -> list[Item]:
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data.startswith(PENDING_MAGIC):
+        raise CorruptRecord(path, 0, "not a runjournal pending file")
+    items = []
+    pos = len(PENDING_MAGIC)
+    while pos < len(data):
+        word, _, pcrc = fmt.FRAME.unpack_from(data, pos)
+        length = word & fmt.LEN_MASK
+        payload = data[pos + fmt.FRAME_LEN : pos + fmt.FRAME_LEN + length]
+        if len(payload) != length or fmt.crc32(payload) != pcrc:
+            raise CorruptRecord(path, pos, "pending file record damaged")
+        s = _spilled_decoder.decode(payload)
+        items.append(Item(s.run_id, s.event, s.ts))
+        pos += fmt.FRAME_LEN + length
+    return items
