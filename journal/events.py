@@ -173,6 +173,14 @@ class WriterStats(Event, tag="writer_stats"):
     heartbeats_written: int = 0
 
 
+class RunStale(Event, tag="run_stale"):
+    """An observer (projector) saw no heartbeat for longer than the stale limit: the runner is presumed dead."""
+
+    last_heartbeat_ts: int
+    observer: str = ""
+    boundary: ClassVar[bool] = True
+
+
 class TailRepaired(Event, tag="tail_repaired"):
     """Journal-level: a torn tail left by a crashed writer was cut off (a copy was kept)."""
 
@@ -200,6 +208,7 @@ AnyEvent = Union[
     ChildRunLinked,
     ApprovalRecorded,
     WriterStats,
+    RunStale,
     TailRepaired,
 ]
 

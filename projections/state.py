@@ -1,0 +1,438 @@
+"""Projection state: a pure fold of journal records into per-run and per-task state.
+
+``TaskState.apply(record)`` is the only way state changes; it never reads a clock or a
+file, so the same records give the same state whether applied one by one, in batches, or
+after a restart from a checkpoint. It also notes which runs changed (``dirty``) so the
+writer rewrites only their files.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from journal import events as ev
+from journal.events import JOURNAL_RUN, Record
+
+#: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
+PROJECTION_VERSION = 1
+HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
+#: per stage, how much captured output the projector keeps for the log (the runner caps what it journals)
+LOG_CAP = 2 * 64 * 1024 + 4096
+#: longest string field in an error file, in UTF-8 bytes (contract section 4)
+ERROR_FIELD_CAP = 8192
+
+
+class Command(msgspec.Struct, omit_defaults=True):
+    index: int
+    id: str
+    title: str
+    kind: str = "command"
+    command: str | None = None
+    pipeline: str | None = None
+    status: str = "pending"
+    started_ts: int | None = None
+    completed_ts: int | None = None
+    exit_code: int | None = None
+    summary: str | None = None
+    has_log: bool = False
+    log: list[bytes] = []
+    log_bytes: int = 0
+    #: the finished stage's log was written and dropped from memory
+    log_on_disk: bool = False
+    truncated: dict[str, int] = {}
+    error: ev.ErrorRecorded | None = None
+    error_ts: int | None = None
+    sub_run_id: str | None = None
+
+
+class ResumeEntry(msgspec.Struct):
+    ts: int
+    actor: str
+    reason: str
+    outcome: str
+    detail: str | None = None
+
+
+class Approval(msgspec.Struct):
+    ts: int
+    actor: str
+    reason: str | None = None
+
+
+class MetricsLine(msgspec.Struct):
+    """One finished run attempt, as a line of metrics.json."""
+
+    run_id: str
+    task_id: str
+    pipeline_id: str
+    attempt: int
+    status: str
+    started_ts: int
+    completed_ts: int
+    commands_passed: int
+    commands_failed: int
+    recorded_ts: int
+
+
+class Run(msgspec.Struct, omit_defaults=True):
+    run_id: str
+    task_id: str
+    pipeline_id: str
+    pipeline_title: str
+    started_ts: int
+    attempt: int = 1
+    attempt_started_ts: int = 0
+    parent_run_id: str | None = None
+    approval_policy: str | None = None
+    guardrails_required: bool | None = None
+    resume_fingerprint: str = ""
+    hb_interval: int = 5
+    hb_stale: int = 30
+    status: str = "queued"
+    reason: str | None = None
+    summary: str | None = None
+    stale_since_ts: int | None = None
+    completed_ts: int | None = None
+    updated_ts: int = 0
+    heartbeat_ts: int | None = None
+    manifest_heartbeat_ts: int | None = None
+    max_heartbeat_gap_ns: int = 0
+    heartbeat_gaps: int = 0
+    commands: list[Command] = []
+    resume_events: list[ResumeEntry] = []
+    approvals: list[Approval] = []
+    children: list[str] = []
+    metrics_recorded: bool = False
+    last_event_ts: int = 0
+
+
+class WriterTotals(msgspec.Struct):
+    lock_retries: int = 0
+    lock_timeouts: int = 0
+    spills: int = 0
+    heartbeats_failed: int = 0
+    heartbeats_written: int = 0
+
+
+class TaskState(msgspec.Struct):
+    """Everything the projection files of one task are rendered from."""
+
+    task_id: str
+    runs: dict[str, Run] = {}
+    metrics: list[MetricsLine] = []
+    #: "run_id#attempt" -> index in ``metrics``
+    metrics_index: dict[str, int] = {}
+    writers: WriterTotals = msgspec.field(default_factory=WriterTotals)
+    last_ts: int = 0
+    #: runs whose manifest (and run files) must be rewritten; task files too when non-empty
+    dirty: set[str] = set()
+    #: runs whose .heartbeat must be rewritten
+    dirty_heartbeat: set[str] = set()
+    #: (run, command index) whose log or error file must be rewritten
+    dirty_commands: set[tuple[str, int]] = set()
+
+    def apply(self, rec: Record) -> None:
+        handler = _HANDLERS.get(type(rec.event))
+        if rec.run_id == JOURNAL_RUN or handler is None:
+            return
+        if handler is not _run_started:
+            run = self.runs.get(rec.run_id)
+            if run is None:
+                return  # events of a run whose start this journal never saw (partial import)
+            run.last_event_ts = rec.ts
+        if rec.ts > self.last_ts:
+            self.last_ts = rec.ts
+        handler(self, rec)
+
+    def command(self, run: Run, index: int) -> Command | None:
+        if 1 <= index <= len(run.commands):
+            return run.commands[index - 1]
+        return None
+
+    def touch(self, run: Run, ts: int) -> None:
+        """A change that shows in the manifest: the manifest's heartbeat catches up too."""
+        run.updated_ts = ts
+        run.manifest_heartbeat_ts = run.heartbeat_ts
+        self.dirty.add(run.run_id)
+        if run.parent_run_id and run.parent_run_id in self.runs:
+            self.dirty.add(run.parent_run_id)
+
+
+def _run_started(s: TaskState, rec: Record) -> None:
+    e: ev.RunStarted = rec.event
+    if rec.run_id in s.runs:
+        return  # a run starts once; a later attempt is a resume
+    run = Run(
+        run_id=rec.run_id,
+        task_id=e.task_id,
+        pipeline_id=e.pipeline_id,
+        pipeline_title=e.pipeline_title or e.pipeline_id,
+        started_ts=rec.ts,
+        attempt=e.attempt,
+        attempt_started_ts=rec.ts,
+        parent_run_id=e.parent_run_id,
+        approval_policy=e.approval_policy,
+        guardrails_required=e.guardrails_required,
+        resume_fingerprint=e.resume_token_fingerprint,
+        hb_interval=e.heartbeat_interval_seconds,
+        hb_stale=e.heartbeat_stale_after_seconds,
+        commands=[
+            Command(index=i, id=p.id, title=p.title, kind=p.kind, command=p.command, pipeline=p.pipeline)
+            for i, p in enumerate(e.stages, 1)
+        ],
+        heartbeat_ts=rec.ts,
+        last_event_ts=rec.ts,
+    )
+    s.runs[rec.run_id] = run
+    s.dirty_heartbeat.add(rec.run_id)
+    s.touch(run, rec.ts)
+
+
+def _stage_started(s: TaskState, rec: Record) -> None:
+    e: ev.StageStarted = rec.event
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, e.index)
+    if cmd is None:
+        return
+    cmd.status = "running"
+    cmd.started_ts = rec.ts
+    cmd.completed_ts = cmd.exit_code = cmd.summary = cmd.error = cmd.error_ts = None
+    cmd.log, cmd.log_bytes, cmd.truncated, cmd.has_log, cmd.log_on_disk = [], 0, {}, cmd.kind == "command", False
+    if run.status in ("queued",) or run.stale_since_ts is not None:
+        run.status = "in_progress"
+    run.stale_since_ts = None
+    s.dirty_commands.add((rec.run_id, e.index))
+    s.touch(run, rec.ts)
+
+
+def _stage_end(s: TaskState, rec: Record, status: str, exit_code: int | None, summary: str | None) -> None:
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, rec.event.index)
+    if cmd is None:
+        return
+    cmd.status = status
+    cmd.completed_ts = rec.ts
+    cmd.exit_code = exit_code
+    cmd.summary = summary
+    s.dirty_commands.add((rec.run_id, cmd.index))
+    s.touch(run, rec.ts)
+
+
+def _stage_finished(s: TaskState, rec: Record) -> None:
+    e: ev.StageFinished = rec.event
+    _stage_end(s, rec, "succeeded", e.exit_code, e.summary)
+
+
+def _stage_failed(s: TaskState, rec: Record) -> None:
+    e: ev.StageFailed = rec.event
+    _stage_end(s, rec, "failed", e.exit_code, e.summary)
+
+
+def _stage_skipped(s: TaskState, rec: Record) -> None:
+    e: ev.StageSkipped = rec.event
+    _stage_end(s, rec, "skipped", e.exit_code, e.summary or e.reason or None)
+
+
+def _output(s: TaskState, rec: Record) -> None:
+    e: ev.OutputChunk = rec.event
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, e.index)
+    if cmd is None:
+        return
+    if cmd.log_bytes + len(e.data) <= LOG_CAP:
+        cmd.log.append(e.data)
+        cmd.log_bytes += len(e.data)
+    cmd.has_log = True
+    s.dirty_commands.add((rec.run_id, e.index))
+
+
+def _truncated(s: TaskState, rec: Record) -> None:
+    e: ev.OutputTruncated = rec.event
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, e.index)
+    if cmd is None:
+        return
+    marker = (
+        f"\n[runjournal: {e.dropped_bytes} bytes of {e.stream} left out here "
+        f"({e.total_bytes} in all; first {e.kept_head_bytes} and last {e.kept_tail_bytes} kept)]\n"
+    ).encode()
+    for part in (marker, e.tail):
+        if cmd.log_bytes + len(part) <= LOG_CAP:
+            cmd.log.append(part)
+            cmd.log_bytes += len(part)
+    cmd.truncated = {**cmd.truncated, e.stream: cmd.truncated.get(e.stream, 0) + e.dropped_bytes}
+    cmd.has_log = True
+    s.dirty_commands.add((rec.run_id, e.index))
+    s.touch(run, rec.ts)
+
+
+def _heartbeat(s: TaskState, rec: Record) -> None:
+    run = s.runs[rec.run_id]
+    prev = run.heartbeat_ts
+    if prev is not None and rec.ts > prev:
+        gap = rec.ts - prev
+        if gap > run.max_heartbeat_gap_ns:
+            run.max_heartbeat_gap_ns = gap
+        if gap > run.hb_stale * 1_000_000_000:
+            run.heartbeat_gaps += 1
+    run.heartbeat_ts = rec.ts
+    s.dirty_heartbeat.add(rec.run_id)
+    if run.stale_since_ts is not None:
+        run.stale_since_ts = None  # alive after all
+        s.touch(run, rec.ts)
+    elif run.manifest_heartbeat_ts is None or rec.ts - run.manifest_heartbeat_ts >= HEARTBEAT_MANIFEST_THROTTLE_NS:
+        s.touch(run, rec.ts)
+
+
+def cut_utf8(text: str, limit: int) -> tuple[str, bool]:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) <= limit:
+        return text, False
+    return raw[:limit].decode("utf-8", "ignore"), True
+
+
+def _error(s: TaskState, rec: Record) -> None:
+    e: ev.ErrorRecorded = rec.event
+    stderr, cut = cut_utf8(e.stderr, ERROR_FIELD_CAP)
+    if cut:  # the error file never shows more; keep the state (and checkpoint) small
+        e = msgspec.structs.replace(
+            e, stderr=stderr, stderr_truncated=True, stderr_total_bytes=e.stderr_total_bytes or len(e.stderr.encode("utf-8", "surrogatepass"))
+        )
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, e.index)
+    if cmd is None:
+        return
+    cmd.error = e
+    cmd.error_ts = rec.ts
+    s.dirty_commands.add((rec.run_id, e.index))
+    s.touch(run, rec.ts)
+
+
+def _run_end(s: TaskState, rec: Record, status: str, reason: str | None, summary: str | None) -> None:
+    run = s.runs[rec.run_id]
+    run.status = status
+    run.reason = reason
+    run.summary = summary
+    run.completed_ts = rec.ts
+    run.stale_since_ts = None
+    for cmd in run.commands:
+        if cmd.status == "running":
+            cmd.status = "failed" if status != "succeeded" else "succeeded"
+            cmd.completed_ts = rec.ts
+            s.dirty_commands.add((run.run_id, cmd.index))
+    passed = sum(1 for c in run.commands if c.status == "succeeded")
+    failed = sum(1 for c in run.commands if c.status == "failed")
+    line = MetricsLine(
+        run.run_id, run.task_id, run.pipeline_id, run.attempt, status,
+        run.attempt_started_ts, rec.ts, passed, failed, rec.ts,
+    )
+    # one line per (run, attempt): a repeated end event replaces, never duplicates
+    key = f"{run.run_id}#{run.attempt}"
+    at = s.metrics_index.get(key)
+    if at is None:
+        s.metrics_index[key] = len(s.metrics)
+        s.metrics.append(line)
+    else:
+        s.metrics[at] = line
+    run.metrics_recorded = True
+    s.touch(run, rec.ts)
+
+
+def _run_completed(s: TaskState, rec: Record) -> None:
+    _run_end(s, rec, "succeeded", None, rec.event.summary)
+
+
+def _run_failed(s: TaskState, rec: Record) -> None:
+    _run_end(s, rec, "failed", rec.event.reason, rec.event.summary or rec.event.reason or None)
+
+
+def _run_cancelled(s: TaskState, rec: Record) -> None:
+    e: ev.RunCancelled = rec.event
+    _run_end(s, rec, "cancelled", e.reason or "cancelled", e.reason or "cancelled")
+
+
+def _run_resumed(s: TaskState, rec: Record) -> None:
+    e: ev.RunResumed = rec.event
+    run = s.runs[rec.run_id]
+    run.resume_events.append(ResumeEntry(rec.ts, e.actor, e.reason, e.outcome, e.detail))
+    if e.outcome == "accepted":
+        run.attempt = e.attempt or run.attempt + 1
+        run.attempt_started_ts = rec.ts
+        run.status = "in_progress"
+        run.reason = run.summary = run.completed_ts = run.stale_since_ts = None
+        run.heartbeat_ts = rec.ts
+        s.dirty_heartbeat.add(run.run_id)
+        for cmd in run.commands:
+            if cmd.status in ("failed", "running", "pending"):
+                cmd.status = "pending"
+                cmd.started_ts = cmd.completed_ts = cmd.exit_code = None
+                cmd.summary = None
+    s.touch(run, rec.ts)
+
+
+def _child_linked(s: TaskState, rec: Record) -> None:
+    e: ev.ChildRunLinked = rec.event
+    run = s.runs[rec.run_id]
+    cmd = s.command(run, e.index)
+    if cmd is not None:
+        cmd.sub_run_id = e.child_run_id
+    if e.child_run_id not in run.children:
+        run.children.append(e.child_run_id)
+    s.touch(run, rec.ts)
+
+
+def _approval(s: TaskState, rec: Record) -> None:
+    e: ev.ApprovalRecorded = rec.event
+    run = s.runs[rec.run_id]
+    run.approvals.append(Approval(rec.ts, e.actor, e.reason))
+    s.touch(run, rec.ts)
+
+
+def _writer_stats(s: TaskState, rec: Record) -> None:
+    e: ev.WriterStats = rec.event
+    w = s.writers
+    w.lock_retries += e.lock_retries
+    w.lock_timeouts += e.lock_timeouts
+    w.spills += e.spills
+    w.heartbeats_failed += e.heartbeats_failed
+    w.heartbeats_written += e.heartbeats_written
+    s.dirty.add(rec.run_id)
+
+
+def _run_stale(s: TaskState, rec: Record) -> None:
+    e: ev.RunStale = rec.event
+    run = s.runs[rec.run_id]
+    if run.completed_ts is not None or (run.heartbeat_ts or 0) > e.last_heartbeat_ts:
+        return  # finished, or a heartbeat arrived after the observation: not stale
+    run.stale_since_ts = e.last_heartbeat_ts
+    s.touch(run, rec.ts)
+
+
+_HANDLERS = {
+    ev.RunStarted: _run_started,
+    ev.StageStarted: _stage_started,
+    ev.StageFinished: _stage_finished,
+    ev.StageFailed: _stage_failed,
+    ev.StageSkipped: _stage_skipped,
+    ev.OutputChunk: _output,
+    ev.OutputTruncated: _truncated,
+    ev.Heartbeat: _heartbeat,
+    ev.ErrorRecorded: _error,
+    ev.RunCompleted: _run_completed,
+    ev.RunFailed: _run_failed,
+    ev.RunCancelled: _run_cancelled,
+    ev.RunResumed: _run_resumed,
+    ev.ChildRunLinked: _child_linked,
+    ev.ApprovalRecorded: _approval,
+    ev.WriterStats: _writer_stats,
+    ev.RunStale: _run_stale,
+}
+
+
+def is_stale(run: Run, now_ns: int) -> bool:
+    """Unfinished, not yet marked, and silent for longer than its stale limit (judged by an observer's clock)."""
+    if run.completed_ts is not None or run.stale_since_ts is not None:
+        return False
+    last = run.heartbeat_ts or run.started_ts
+    return now_ns - last > run.hb_stale * 1_000_000_000
