@@ -15,6 +15,7 @@ from journal import JournalError
 
 from .context import resolve
 from .journal_cmds import export, import_, tail, verify
+from .run_cmds import exec_, init, plan, resume, start
 
 try:
     __version__ = version("runjournal")
@@ -39,7 +40,7 @@ def cli(ctx, root, runs_dir, out_dir, debug):
     ctx.obj = resolve(root, runs_dir, out_dir, debug)
 
 
-for command in (verify, tail, export, import_):
+for command in (init, plan, start, exec_, resume, verify, tail, export, import_):
     cli.add_command(command)
 
 

@@ -36,6 +36,9 @@ class StagePlan(msgspec.Struct, omit_defaults=True, frozen=True):
     pipeline: str | None = None
     allow_failure: bool = False
     optional: bool = False
+    cwd: str | None = None
+    env: dict[str, str] = {}
+    summary_hint: str | None = None
 
 
 class RunStarted(Event, tag="run_started"):
@@ -51,6 +54,10 @@ class RunStarted(Event, tag="run_started"):
     heartbeat_stale_after_seconds: int = 30
     approval_policy: str | None = None
     guardrails_required: bool | None = None
+    #: the runner process, so a resume can tell a crashed runner from a live one
+    runner_pid: int = 0
+    runner_host: str = ""
+    runner_start: int = 0
     boundary: ClassVar[bool] = True
 
 
@@ -146,6 +153,9 @@ class RunResumed(Event, tag="run_resumed"):
     outcome: ResumeOutcome
     attempt: int = 0
     detail: str | None = None
+    runner_pid: int = 0
+    runner_host: str = ""
+    runner_start: int = 0
     boundary: ClassVar[bool] = True
 
 

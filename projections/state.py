@@ -104,6 +104,9 @@ class Run(msgspec.Struct, omit_defaults=True):
     children: list[str] = []
     metrics_recorded: bool = False
     last_event_ts: int = 0
+    runner_pid: int = 0
+    runner_host: str = ""
+    runner_start: int = 0
 
 
 class WriterTotals(msgspec.Struct):
@@ -182,6 +185,9 @@ def _run_started(s: TaskState, rec: Record) -> None:
         ],
         heartbeat_ts=rec.ts,
         last_event_ts=rec.ts,
+        runner_pid=e.runner_pid,
+        runner_host=e.runner_host,
+        runner_start=e.runner_start,
     )
     s.runs[rec.run_id] = run
     s.dirty_heartbeat.add(rec.run_id)
@@ -362,6 +368,7 @@ def _run_resumed(s: TaskState, rec: Record) -> None:
         run.status = "in_progress"
         run.reason = run.summary = run.completed_ts = run.stale_since_ts = None
         run.heartbeat_ts = rec.ts
+        run.runner_pid, run.runner_host, run.runner_start = e.runner_pid, e.runner_host, e.runner_start
         s.dirty_heartbeat.add(run.run_id)
         for cmd in run.commands:
             if cmd.status in ("failed", "running", "pending"):

@@ -1,0 +1,242 @@
+"""Pipelines in Codex Orchestrator's config format: load, validate, and the embedded starter.
+
+A config is ``{"pipelines": [{id, title, description?, tags?, guardrailsRequired?, stages:
+[{kind: "command", id, title, command, cwd?, env?, allowFailure?, summaryHint?} |
+{kind: "subpipeline", id, title, pipeline, optional?}]}]}``, plus an optional
+``"runjournal"`` object with this project's limits (see ``Limits``). Every error names the
+file, the pipeline, the stage and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+from journal.errors import BadInput
+
+CONFIG_NAME = "codex.orchestrator.json"
+
+
+class ConfigError(BadInput):
+    """The pipeline config is malformed; the message names the pipeline, stage and field."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str
+    id: str
+    title: str
+    command: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    allow_failure: bool = False
+    summary_hint: str | None = None
+    pipeline: str | None = None
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: str
+    title: str
+    stages: tuple[Stage, ...]
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    guardrails_required: bool | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-project limits (config key ``runjournal``); the defaults are the contract's values."""
+
+    output_cap_bytes: int = 64 * 1024  # per stream and command, into memory and the journal
+    stderr_excerpt_bytes: int = 8192  # stderr carried by an error event
+    heartbeat_interval_seconds: int = 5
+    heartbeat_stale_after_seconds: int = 30
+    cancel_grace_seconds: float = 5.0
+
+
+_LIMIT_KEYS = {
+    "outputCapBytes": ("output_cap_bytes", int, 1024),
+    "stderrExcerptBytes": ("stderr_excerpt_bytes", int, 256),
+    "heartbeatIntervalSeconds": ("heartbeat_interval_seconds", int, 1),
+    "heartbeatStaleAfterSeconds": ("heartbeat_stale_after_seconds", int, 2),
+    "cancelGraceSeconds": ("cancel_grace_seconds", (int, float), 0),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    pipelines: dict[str, Pipeline]
+    limits: Limits
+    fingerprint: str
+
+    def pipeline(self, pipeline_id: str | None) -> Pipeline:
+        """The named pipeline, or the first one when no name is given."""
+        if pipeline_id is None:
+            return next(iter(self.pipelines.values()))
+        try:
+            return self.pipelines[pipeline_id]
+        except KeyError:
+            known = ", ".join(self.pipelines)
+            raise ConfigError(f"{self.path}: no pipeline {pipeline_id!r} (known: {known})") from None
+
+
+STARTER = {
+    "pipelines": [
+        {
+            "id": "hello",
+            "title": "Hello pipeline",
+            "description": "A starter pipeline: replace its stages with your build, lint and tests.",
+            "stages": [
+                {"kind": "command", "id": "where", "title": "Show where the run lives", "command": 'echo "run $CODEX_ORCHESTRATOR_RUN_ID in $CODEX_ORCHESTRATOR_RUN_DIR"'},
+                {"kind": "command", "id": "system", "title": "Describe this machine", "command": "uname -a && python3 --version", "summaryHint": "machine"},
+                {"kind": "command", "id": "check", "title": "A check that passes", "command": "test -d \"$CODEX_ORCHESTRATOR_RUNS_DIR\" && echo ok"},
+            ],
+        }
+    ]
+}
+
+
+def starter_text() -> str:
+    return json.dumps(STARTER, indent=2) + "\n"
+
+
+def load(path: str | None, root: str) -> Config:
+    """Load ``path`` (or ``<root>/codex.orchestrator.json``); the embedded starter if neither exists."""
+    if path is None:
+        path = os.path.join(root, CONFIG_NAME)
+        if not os.path.exists(path):
+            return parse(STARTER, "(embedded starter pipeline)", starter_text().encode())
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    return parse(doc, path, raw)
+
+
+def parse(doc, source: str, raw: bytes) -> Config:
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: the config must be a JSON object with a 'pipelines' list")
+    items = doc.get("pipelines")
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{source}: field 'pipelines' must be a non-empty list")
+    pipelines: dict[str, Pipeline] = {}
+    for i, item in enumerate(items, 1):
+        p = _pipeline(item, f"{source}: pipeline #{i}")
+        if p.id in pipelines:
+            raise ConfigError(f"{source}: pipeline {p.id!r} is defined twice")
+        pipelines[p.id] = p
+    _check_subpipelines(pipelines, source)
+    limits = _limits(doc.get("runjournal", {}), source)
+    return Config(source, pipelines, limits, "sha256:" + hashlib.sha256(raw).hexdigest()[:16])
+
+
+def _text(obj: dict, key: str, where: str, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ConfigError(f"{where}: field {key!r} is missing")
+        return None
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ConfigError(f"{where}: field {key!r} must be a non-empty string")
+    return value
+
+
+def _pipeline(item, where: str) -> Pipeline:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: must be an object")
+    pid = _text(item, "id", where)
+    where = where.rsplit(":", 1)[0] + f": pipeline {pid!r}"
+    title = _text(item, "title", where, required=False) or pid
+    stages_raw = item.get("stages")
+    if not isinstance(stages_raw, list) or not stages_raw:
+        raise ConfigError(f"{where}: field 'stages' must be a non-empty list")
+    stages, seen = [], set()
+    for n, s in enumerate(stages_raw, 1):
+        stage = _stage(s, f"{where} stage #{n}")
+        if stage.id in seen:
+            raise ConfigError(f"{where}: duplicate stage id {stage.id!r} (stage #{n})")
+        seen.add(stage.id)
+        stages.append(stage)
+    tags = item.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ConfigError(f"{where}: field 'tags' must be a list of strings")
+    guard = item.get("guardrailsRequired")
+    if guard is not None and not isinstance(guard, bool):
+        raise ConfigError(f"{where}: field 'guardrailsRequired' must be true or false")
+    return Pipeline(pid, title, tuple(stages), _text(item, "description", where, required=False), tuple(tags), guard)
+
+
+def _stage(s, where: str) -> Stage:
+    if not isinstance(s, dict):
+        raise ConfigError(f"{where}: must be an object")
+    sid = _text(s, "id", where)
+    where = where.rsplit(" stage #", 1)[0] + f" stage {sid!r}"
+    kind = s.get("kind", "command")
+    title = _text(s, "title", where, required=False) or sid
+    if kind == "command":
+        env = s.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+            raise ConfigError(f"{where}: field 'env' must be an object of string values")
+        allow = s.get("allowFailure", False)
+        if not isinstance(allow, bool):
+            raise ConfigError(f"{where}: field 'allowFailure' must be true or false")
+        return Stage(
+            "command",
+            sid,
+            title,
+            command=_text(s, "command", where),
+            cwd=_text(s, "cwd", where, required=False),
+            env=dict(env),
+            allow_failure=allow,
+            summary_hint=_text(s, "summaryHint", where, required=False),
+        )
+    if kind == "subpipeline":
+        optional = s.get("optional", False)
+        if not isinstance(optional, bool):
+            raise ConfigError(f"{where}: field 'optional' must be true or false")
+        return Stage("subpipeline", sid, title, pipeline=_text(s, "pipeline", where), optional=optional)
+    raise ConfigError(f"{where}: unknown kind {kind!r} (expected 'command' or 'subpipeline')")
+
+
+def _check_subpipelines(pipelines: dict[str, Pipeline], source: str) -> None:
+    """Every sub-pipeline exists and none includes itself, directly or through others."""
+    for p in pipelines.values():
+        for s in p.stages:
+            if s.kind == "subpipeline" and s.pipeline not in pipelines:
+                raise ConfigError(f"{source}: pipeline {p.id!r} stage {s.id!r}: sub-pipeline {s.pipeline!r} does not exist")
+
+    def visit(pid: str, path: list[str]) -> None:
+        for s in pipelines[pid].stages:
+            if s.kind != "subpipeline":
+                continue
+            if s.pipeline in path:
+                cycle = " -> ".join(path[path.index(s.pipeline) :] + [s.pipeline])
+                raise ConfigError(f"{source}: pipeline {pid!r} stage {s.id!r}: sub-pipelines include themselves ({cycle})")
+            visit(s.pipeline, path + [s.pipeline])
+
+    for pid in pipelines:
+        visit(pid, [pid])
+
+
+def _limits(raw, source: str) -> Limits:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: field 'runjournal' must be an object")
+    values = {}
+    for key, value in raw.items():
+        if key not in _LIMIT_KEYS:
+            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join(_LIMIT_KEYS)})")
+        name, kind, minimum = _LIMIT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+            raise ConfigError(f"{source}: runjournal.{key} must be a number >= {minimum}")
+        values[name] = value
+    return Limits(**values)

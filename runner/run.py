@@ -1,0 +1,470 @@
+"""The runner: a pipeline run as journaled processes, with heartbeats, cancel and resume.
+
+Every fact goes to the task journal first; the manifest and the other files are
+projections, caught up in-process after each boundary event so a user who never starts
+``watch`` still sees them current. Journal trouble never fails a stage: a busy lock spills
+events for the next writer, a failed write is kept and retried with the next append.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import shlex
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from journal import Journal, JournalError, JournalReader, Layout, new_run_id, validate_run_id
+from journal import events as ev
+from journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
+from journal.fsutil import makedirs_durable
+from projections import Projector
+
+from .capture import Cancel, Outcome, run_command
+from .config import Config, Limits, Pipeline, Stage
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130}
+
+
+class ResumeRefused(JournalError):
+    """A resume was refused (recorded in the journal as a blocked resume event)."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    task_id: str
+    status: str
+    manifest: str
+    resume_token: str | None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.status, 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "run_id": self.run_id,
+            "task_id": self.task_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "manifest": self.manifest,
+            "resume_token": self.resume_token,
+        }
+
+
+def fingerprint(token: str) -> str:
+    """What the manifest shows of a resume token: enough to tell tokens apart, useless to resume."""
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def _proc_start(pid: int) -> int:
+    """Start time of a process in clock ticks since boot (0 if unknown): tells pid reuse apart."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def runner_alive(pid: int, host: str, start: int) -> bool | None:
+    """True/False for a runner on this host; None when it cannot be told (another host)."""
+    if not pid or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not start or _proc_start(pid) == start
+
+
+class Appender:
+    """Journal appends for a run that never fail the run; counts what went wrong."""
+
+    def __init__(self, journal: Journal, warn: Callable[[str], None]):
+        self.journal = journal
+        self.warn = warn
+        self._backlog: list[tuple[str, ev.Event]] = []
+        self._mutex = threading.Lock()
+        self.spills = 0
+        self.failures = 0
+
+    def append(self, run_id: str, *events: ev.Event) -> bool:
+        with self._mutex:
+            items = self._backlog + [(run_id, e) for e in events]
+            try:
+                self.journal.append_batch(items)
+            except LockTimeout as e:
+                if e.spilled_to is None:
+                    self._backlog = items
+                    return False
+                self.spills += 1
+                self.warn(f"journal busy: {len(items)} event(s) kept in {e.spilled_to}")
+            except JournalWriteFailed as e:
+                self._backlog = items  # retried with the next append
+                self.failures += 1
+                if self.failures == 1 or self.failures % 100 == 0:
+                    self.warn(f"{e} (kept in memory, retried with the next event)")
+                return False
+            self._backlog = []
+            return True
+
+
+class Heartbeats(threading.Thread):
+    """Appends a heartbeat every interval while the run is alive; a failed one is counted, never raised."""
+
+    def __init__(self, appender: Appender, run_id: str, interval: float):
+        super().__init__(name="runjournal-heartbeat", daemon=True)
+        self.appender, self.run_id, self.interval = appender, run_id, interval
+        self.stop = threading.Event()
+        self.written = 0
+        self.failed = 0
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                ok = self.appender.append(self.run_id, ev.Heartbeat())
+            except Exception:  # noqa: BLE001 - a heartbeat must never take the run down
+                ok = False
+            if ok:
+                self.written += 1
+            else:
+                self.failed += 1
+
+
+class Runner:
+    """Runs pipelines of one config for one task."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        root: str,
+        task: str,
+        config: Config,
+        say: Callable[[str], None] = lambda line: None,
+        durability: str = "batch",
+    ):
+        self.layout = layout
+        self.root = root
+        self.task = task
+        self.config = config
+        self.limits: Limits = config.limits
+        self.say = say
+        self.journal = Journal(layout.journal_dir(task), durability=durability)
+        self.appender = Appender(self.journal, lambda m: say(f"warning: {m}"))
+        self.projector = Projector(layout.runs_dir, layout.out_dir, task)
+        self.cancel = Cancel()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.proc_start = _proc_start(self.pid)
+
+    # -- entry points -----------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM cancel the run: the current stage's group gets TERM, then KILL."""
+
+        def handler(signum, frame):
+            self.cancel.request(signum)
+            if self.cancel.requests == 1:
+                self.say(f"cancelling ({signal.Signals(signum).name}); press Ctrl-C again to kill at once")
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+    def start(self, pipeline: Pipeline, parent_run_id: str | None = None, parent_stage: tuple[int, str] | None = None) -> RunResult:
+        """Run ``pipeline`` as a new run; ``parent_stage`` (index, stage id) links it as a child run."""
+        run_id = new_run_id()
+        token = secrets.token_urlsafe(24)
+        self._save_token(run_id, token)
+        plan = tuple(_plan(s) for s in pipeline.stages)
+        self.appender.append(
+            run_id,
+            ev.RunStarted(
+                task_id=self.task,
+                pipeline_id=pipeline.id,
+                pipeline_title=pipeline.title,
+                parent_run_id=parent_run_id,
+                config_fingerprint=self.config.fingerprint,
+                resume_token_fingerprint=fingerprint(token),
+                stages=plan,
+                heartbeat_interval_seconds=self.limits.heartbeat_interval_seconds,
+                heartbeat_stale_after_seconds=self.limits.heartbeat_stale_after_seconds,
+                guardrails_required=pipeline.guardrails_required,
+                runner_pid=self.pid,
+                runner_host=self.host,
+                runner_start=self.proc_start,
+            ),
+        )
+        if parent_run_id is not None and parent_stage is not None:
+            index, stage_id = parent_stage
+            self.appender.append(
+                parent_run_id, ev.ChildRunLinked(index=index, stage_id=stage_id, child_run_id=run_id, pipeline_id=pipeline.id)
+            )
+        manifest = self.layout.manifest_path(self.task, run_id)
+        self.projector.catch_up(wait=5.0)
+        self.say(f"run {run_id} started: pipeline {pipeline.id}, task {self.task}")
+        self.say(f"manifest: {manifest}")
+        top = parent_stage is None
+        if top:
+            self.say(f"resume token: {token} (also in {self._token_path(run_id)}, readable by you only)")
+        status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top)
+        return RunResult(run_id, self.task, status, manifest, token)
+
+    def exec(self, argv: list[str]) -> RunResult:
+        command = shlex.join(argv)
+        stage = Stage("command", "exec", command[:200] or "exec", command=command)
+        return self.start(Pipeline("exec", f"exec: {command[:100]}", (stage,)))
+
+    def resume(self, run_id: str, token: str | None, actor: str, reason: str) -> RunResult:
+        validate_run_id(run_id)
+        seq = self.journal.run_seq(run_id)
+        if seq == 0:
+            raise BadInput(f"no run {run_id} in task {self.task}")
+        self.projector.catch_up(wait=30.0)
+        run = self.projector.state().runs.get(run_id)
+        if run is None:
+            raise BadInput(f"run {run_id} has no start event in task {self.task}")
+        refusal = None
+        if not token or not hmac.compare_digest(fingerprint(token), run.resume_fingerprint):
+            refusal = ("a missing or wrong resume token", BadInput.exit_code)
+        elif run.status == "succeeded":
+            refusal = ("the run already succeeded", 1)
+        elif run.completed_ts is None and self._alive(run):
+            refusal = ("the run is still alive (its runner is running or its heartbeat is fresh)", 1)
+        if refusal is not None:
+            detail, code = refusal
+            self.appender.append(run_id, ev.RunResumed(actor=actor, reason=reason, outcome="blocked", detail=detail))
+            self.projector.catch_up(wait=5.0)
+            err = ResumeRefused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
+            err.exit_code = code
+            raise err
+        attempt = run.attempt + 1
+        try:
+            self.journal.append(
+                run_id,
+                ev.RunResumed(
+                    actor=actor, reason=reason, outcome="accepted", attempt=attempt,
+                    runner_pid=self.pid, runner_host=self.host, runner_start=self.proc_start,
+                ),
+                expected_seq=seq,
+            )
+        except SequenceConflict:
+            raise ResumeRefused(
+                f"run {run_id} changed while resuming (another resume won, or its runner is still writing); check `runjournal status {run_id}`"
+            ) from None
+        self.projector.catch_up(wait=30.0)
+        run = self.projector.state().runs[run_id]
+        plan = self._journaled_plan(run_id)
+        todo = {c.index for c in run.commands if c.status == "pending"}
+        self.say(f"run {run_id} resumed (attempt {attempt}): {len(todo)} of {len(plan)} stage(s) to run")
+        status = self._drive(run_id, plan, todo, top=True)
+        return RunResult(run_id, self.task, status, self.layout.manifest_path(self.task, run_id), None)
+
+    def close(self) -> None:
+        self.journal.close()
+
+    # -- the run ----------------------------------------------------------------------
+
+    def _drive(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool) -> str:
+        beats = Heartbeats(self.appender, run_id, self.limits.heartbeat_interval_seconds)
+        beats.start()
+        try:
+            status, reason = self._stages(run_id, plan, todo)
+        finally:
+            beats.stop.set()
+            beats.join()
+        end = {
+            "succeeded": ev.RunCompleted(summary=reason),
+            "failed": ev.RunFailed(reason=reason or "a stage failed"),
+            "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=self.cancel.signal_name or None),
+        }[status]
+        # lock counters are the process's: reported once, by the top-level run
+        stats = ev.WriterStats(
+            lock_retries=self.journal.lock_retries if top else 0,
+            lock_timeouts=self.journal.lock_timeouts if top else 0,
+            spills=self.appender.spills if top else 0,
+            heartbeats_failed=beats.failed,
+            heartbeats_written=beats.written,
+        )
+        self.appender.append(run_id, end, stats)
+        try:
+            self.journal.flush()
+        except JournalError as e:
+            self.say(f"warning: {e}")
+        self.projector.catch_up(wait=30.0)
+        self.say(f"run {run_id} {status}" + (f": {reason}" if reason and status != "succeeded" else ""))
+        return status
+
+    def _stages(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int]) -> tuple[str, str | None]:
+        total = len(plan)
+        for index, stage in enumerate(plan, 1):
+            if index not in todo:
+                continue
+            if self.cancel.requests:
+                return "cancelled", f"cancelled by {self.cancel.signal_name} before stage {stage.id}"
+            self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id))
+            self.projector.catch_up(wait=None)
+            self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
+            if stage.kind == "subpipeline":
+                result = self._subpipeline(run_id, index, stage)
+            else:
+                result = self._command(run_id, index, stage)
+            self.projector.catch_up(wait=None)
+            if result is not None:
+                return result
+        return "succeeded", None
+
+    def _command(self, run_id: str, index: int, stage: ev.StagePlan) -> tuple[str, str] | None:
+        lim = self.limits
+        outcome: Outcome = run_command(
+            index,
+            stage.command,
+            self._cwd(stage.cwd),
+            self._env(run_id, stage),
+            lim.output_cap_bytes,
+            lim.stderr_excerpt_bytes,
+            lambda events: self.appender.append(run_id, *events),
+            self.cancel,
+            lim.cancel_grace_seconds,
+        )
+        tails = outcome.stdout.finish() + outcome.stderr.finish()
+        summary = _summary(stage, outcome)
+        if outcome.exit_code == 0 and not outcome.cancelled:
+            self.appender.append(run_id, *tails, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary))
+            self.say(f"      ok: {summary}" if summary else "      ok")
+            return None
+        if outcome.cancelled:
+            reason = f"cancelled by {self.cancel.signal_name} during stage {stage.id}"
+        elif outcome.error:
+            reason = f"stage {stage.id}: {outcome.error}"
+        elif outcome.signal:
+            reason = f"stage {stage.id} was killed by {outcome.signal}"
+        else:
+            reason = f"stage {stage.id} exited with {outcome.exit_code}"
+        stderr = outcome.error or outcome.stderr.excerpt()
+        error = ev.ErrorRecorded(
+            index=index,
+            stage_id=stage.id,
+            command=stage.command,
+            reason=reason,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            stderr=stderr,
+            stderr_truncated=outcome.stderr.total > len(stderr.encode()),
+            stderr_total_bytes=outcome.stderr.total,
+        )
+        if stage.allow_failure and not outcome.cancelled:
+            note = f"exit {outcome.exit_code}, failure allowed" + (f": {summary}" if summary else "")
+            end = ev.StageSkipped(index=index, stage_id=stage.id, reason="failure allowed", exit_code=outcome.exit_code, summary=note)
+            self.appender.append(run_id, *tails, error, end)
+            self.say(f"      {note}")
+            return None
+        end = ev.StageFailed(index=index, stage_id=stage.id, exit_code=outcome.exit_code, signal=outcome.signal, summary=summary or reason)
+        self.appender.append(run_id, *tails, error, end)
+        self.say(f"      failed: {reason}")
+        return ("cancelled" if outcome.cancelled else "failed"), reason
+
+    def _subpipeline(self, run_id: str, index: int, stage: ev.StagePlan) -> tuple[str, str] | None:
+        pipeline = self.config.pipeline(stage.pipeline)
+        result = self.start(pipeline, parent_run_id=run_id, parent_stage=(index, stage.id))
+        summary = f"child run {result.run_id} {result.status}"
+        if result.status == "succeeded":
+            self.appender.append(run_id, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary))
+            return None
+        if result.status == "cancelled":
+            self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, summary=summary))
+            return "cancelled", f"cancelled during sub-pipeline {stage.id}"
+        if stage.optional:
+            self.appender.append(
+                run_id, ev.StageSkipped(index=index, stage_id=stage.id, reason="optional sub-pipeline failed", summary=summary + " (optional)")
+            )
+            return None
+        self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, exit_code=1, summary=summary))
+        return "failed", f"sub-pipeline {stage.id} ({pipeline.id}) failed"
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _alive(self, run) -> bool:
+        alive = runner_alive(run.runner_pid, run.runner_host, run.runner_start)
+        if alive is not None:
+            return alive
+        last = run.heartbeat_ts or run.started_ts
+        return time.time_ns() - last < run.hb_stale * 1_000_000_000
+
+    def _journaled_plan(self, run_id: str) -> tuple[ev.StagePlan, ...]:
+        for rec in JournalReader(self.layout.journal_dir(self.task)).records():
+            if rec.run_id == run_id and isinstance(rec.event, ev.RunStarted):
+                return rec.event.stages
+        raise BadInput(f"no start event for run {run_id}")
+
+    def _pipeline_of(self, run_id: str) -> str:
+        run = self.projector.state().runs.get(run_id)
+        return run.pipeline_id if run else ""
+
+    def _cwd(self, cwd: str | None) -> str:
+        return self.root if not cwd else os.path.join(self.root, cwd)
+
+    def _env(self, run_id: str, stage: ev.StagePlan) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(stage.env)
+        lay = self.layout
+        env.update(
+            {
+                "CODEX_ORCHESTRATOR_TASK_ID": self.task,
+                "CODEX_ORCHESTRATOR_RUN_ID": run_id,
+                "CODEX_ORCHESTRATOR_PIPELINE_ID": self._pipeline_of(run_id),
+                "CODEX_ORCHESTRATOR_MANIFEST_PATH": lay.manifest_path(self.task, run_id),
+                "CODEX_ORCHESTRATOR_RUN_DIR": lay.run_dir(self.task, run_id),
+                "CODEX_ORCHESTRATOR_RUNS_DIR": lay.runs_dir,
+                "CODEX_ORCHESTRATOR_OUT_DIR": lay.out_dir,
+                "CODEX_ORCHESTRATOR_REPO_ROOT": self.root,
+            }
+        )
+        return env
+
+    def _token_path(self, run_id: str) -> str:
+        return os.path.join(self.layout.task_dir(self.task), ".tokens", run_id)
+
+    def _save_token(self, run_id: str, token: str) -> None:
+        path = self._token_path(run_id)
+        makedirs_durable(os.path.dirname(path))
+        os.chmod(os.path.dirname(path), 0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, (token + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def _plan(stage: Stage) -> ev.StagePlan:
+    return ev.StagePlan(
+        id=stage.id,
+        title=stage.title,
+        kind=stage.kind,
+        command=stage.command,
+        pipeline=stage.pipeline,
+        allow_failure=stage.allow_failure,
+        optional=stage.optional,
+        cwd=stage.cwd,
+        env=dict(stage.env),
+        summary_hint=stage.summary_hint,
+    )
+
+
+def _summary(stage: ev.StagePlan, outcome: Outcome) -> str | None:
+    first = outcome.stdout.first_line() or outcome.stderr.first_line()
+    if stage.summary_hint and first:
+        return f"{stage.summary_hint}: {first}"
+    return stage.summary_hint or first or None
+
+
+def default_actor() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or f"uid {os.getuid()}"
