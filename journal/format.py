@@ -74,16 +74,26 @@ def decode_header(data: bytes, segment: str) -> SegmentHeader:
     return SegmentHeader(base_seq, fmt, schema)
 
 
-def _frame_head(word: int, payload: bytes) -> bytes:
-    return FRAME.pack(word, crc32(WORD.pack(word)), crc32(payload))
+_word_crcs: dict[int, int] = {}
+
+
+def _word_crc(word: int) -> int:
+    wcrc = crc32(WORD.pack(word))
+    if len(_word_crcs) < 65536:
+        _word_crcs[word] = wcrc
+    return wcrc
 
 
 def encode_frame(payload: bytes, continues: bool) -> bytes:
-    return _frame_head(len(payload) | (CONTINUES if continues else 0), payload) + payload
+    word = len(payload) | CONTINUES if continues else len(payload)
+    wcrc = _word_crcs.get(word)
+    if wcrc is None:
+        wcrc = _word_crc(word)
+    return FRAME.pack(word, wcrc, crc32(payload)) + payload
 
 
 def seal_frame() -> bytes:
-    return _frame_head(SEAL, b"")
+    return FRAME.pack(SEAL, _word_crc(SEAL), crc32(b""))
 
 
 def encode_batch(payloads: list[bytes]) -> bytes:

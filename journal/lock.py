@@ -31,16 +31,19 @@ class JournalLock:
         self.path = path
         self.timeout = timeout
         self._file = open(path, "a+b")  # noqa: SIM115 - held open for the journal's life
+        self._fd = self._file.fileno()
         self.retries = 0  # backoff sleeps taken, for WriterStats
         self.timeouts = 0
 
     def acquire(self, timeout: float | None = None) -> None:
-        fd = self._file.fileno()
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
         except BlockingIOError:
             pass
+        self._wait(timeout)
+
+    def _wait(self, timeout: float | None) -> None:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         delay = BACKOFF_START
         while True:
@@ -58,7 +61,7 @@ class JournalLock:
             delay = min(delay * 2, BACKOFF_MAX)
 
     def release(self) -> None:
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         self._file.close()

@@ -105,8 +105,10 @@ class Journal:
 
     def append(self, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
         """Append one event; with ``expected_seq``, only if the run is at that sequence now."""
+        if not isinstance(event, Event):
+            raise TypeError(f"not an event: {event!r}")
         expected = None if expected_seq is None else {run_id: expected_seq}
-        return self.append_batch([Item(run_id, event)], expected)[0]
+        return self._append([Item(run_id, event, time.time_ns())], expected)[0]
 
     def append_batch(self, items: Iterable[Item | tuple], expected: dict[str, int] | None = None) -> list[Record]:
         """Append events atomically (one lock, one write, one sync); return their records."""
@@ -117,8 +119,12 @@ class Journal:
         for it in batch:
             if not isinstance(it.event, Event):
                 raise TypeError(f"not an event: {it.event!r}")
+        return self._append(batch, expected)
+
+    def _append(self, batch: list[Item], expected: dict[str, int] | None) -> list[Record]:
         with self._mutex:
-            self._check_open()
+            if self._closed.is_set():
+                raise JournalError(f"journal {self.directory} is closed")
             try:
                 self._lock.acquire()
             except LockTimeout as e:
@@ -131,7 +137,9 @@ class Journal:
                     e.holder_pid,
                 ) from None
             try:
-                self._refresh()
+                # lseek to the end is the cheapest way to see whether another writer appended
+                if self._fd is None or os.lseek(self._fd, 0, os.SEEK_END) != self._end:
+                    self._refresh()
                 if self._spilled_here or expected or time.monotonic() - self._last_merge_check > 1.0:
                     self._merge_pending()
                 return self._write(batch, expected)
@@ -226,7 +234,7 @@ class Journal:
         if self._fd is None:
             self._load()
             return
-        if os.fstat(self._fd).st_size == self._end:
+        if os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             return
         self._scan_current()
 
@@ -359,23 +367,32 @@ class Journal:
         if self.repairs:
             now = time.time_ns()
             batch = [Item(JOURNAL_RUN, r, now) for r in self.repairs] + list(batch)
-        records = []
-        next_run: dict[str, int] = {}
         seq = self._last_seq
-        boundary = False
-        for it in batch:
+        if len(batch) == 1 and origin is None:  # the common case, kept short
+            run_id, event, ts = batch[0]
+            rs = seqs.get(run_id, 0) + 1
             seq += 1
-            rs = next_run.get(it.run_id) or seqs.get(it.run_id, 0)
-            rs += 1
-            next_run[it.run_id] = rs
-            records.append(Record(seq, it.run_id, rs, it.ts, it.event, origin if not records else None))
-            boundary = boundary or it.event.boundary
-        data = fmt.encode_batch([encoder.encode(r) for r in records])
+            rec = Record(seq, run_id, rs, ts, event)
+            records, next_run, boundary = [rec], {run_id: rs}, event.boundary
+            data = fmt.encode_frame(encoder.encode(rec), False)
+        else:
+            records = []
+            next_run: dict[str, int] = {}
+            boundary = False
+            for it in batch:
+                seq += 1
+                rs = next_run.get(it.run_id) or seqs.get(it.run_id, 0)
+                rs += 1
+                next_run[it.run_id] = rs
+                records.append(Record(seq, it.run_id, rs, it.ts, it.event, origin if not records else None))
+                boundary = boundary or it.event.boundary
+            data = fmt.encode_batch([encoder.encode(r) for r in records])
         if self._end > fmt.HEADER_LEN and self._end + len(data) > self.segment_bytes:
             self._roll()
         start = self._end
         try:
-            write_all(self._fd, data)
+            if os.write(self._fd, data) != len(data):
+                raise OSError(0, "short write (file size limit or disk full?)")
         except OSError as e:
             try:
                 os.ftruncate(self._fd, start)
