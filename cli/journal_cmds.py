@@ -7,13 +7,13 @@ import sys
 
 import click
 
-from journal import JournalNotFound, check, follow, read_records, repair, validate_run_id
+from journal import JournalError, JournalNotFound, check, follow, read_records, repair, validate_run_id
 from journal.fsutil import atomic_write
 from journal.transfer import ExportRecord, export_lines, import_records, parse_lines, to_json_line
 from journal.writer import Journal
 
 from .context import format_option, pass_settings, task_option
-from .output import emit_json
+from .output import emit_json, reader_gone
 from .render import record_line
 
 
@@ -67,6 +67,13 @@ def tail(settings, task, run_id, follow_, since, fmt):
         raise JournalNotFound(f"no journal at {directory}")
     records = follow(directory, since) if follow_ else read_records(directory, since)
     wanted = (r for r in records if run_id is None or r.run_id == run_id)
+    try:
+        return _print_records(wanted, fmt, follow_)
+    except BrokenPipeError:
+        return reader_gone()
+
+
+def _print_records(wanted, fmt: str, follow_: bool) -> int:
     out = sys.stdout.buffer
     if fmt == "json" and not follow_:
         out.write(b"[")
@@ -98,15 +105,30 @@ def export(settings, task, run_id, output):
     if run_id is not None:
         validate_run_id(run_id)
     lines = export_lines(directory, run_id)
+    if run_id is not None:
+        lines = _require_some(lines, f"no events of run {run_id} in {directory}")
     if output:
         data = b"".join(lines)
         atomic_write(os.path.abspath(output), data)
         count = data.count(b"\n")
         click.echo(f"exported {count} events to {output}", err=True)
     else:
-        for line in lines:
-            sys.stdout.buffer.write(line)
+        try:
+            for line in lines:
+                sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return reader_gone()
     return 0
+
+
+def _require_some(lines, message: str):
+    """Pass ``lines`` through; JournalError(message) if there are none."""
+    first = next(lines, None)
+    if first is None:
+        raise JournalError(message)
+    yield first
+    yield from lines
 
 
 @click.command("import")

@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the thing asked about failed; 2 bad usage or bad input;
 from __future__ import annotations
 
 import sys
+import traceback
 from importlib.metadata import PackageNotFoundError, version
 
 import click
@@ -14,7 +15,9 @@ import click
 from journal import JournalError
 
 from .context import resolve
+from .bench import bench
 from .journal_cmds import export, import_, tail, verify
+from .projection_cmds import project, replay, runs, show, status, watch
 from .run_cmds import exec_, init, plan, resume, start
 
 try:
@@ -40,7 +43,7 @@ def cli(ctx, root, runs_dir, out_dir, debug):
     ctx.obj = resolve(root, runs_dir, out_dir, debug)
 
 
-for command in (init, plan, start, exec_, resume, verify, tail, export, import_):
+for command in (init, plan, start, exec_, resume, status, runs, show, replay, tail, project, watch, verify, export, import_, bench):
     cli.add_command(command)
 
 
@@ -51,6 +54,9 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    if not args:
+        click.echo(cli.get_help(click.Context(cli, info_name="runjournal")))
+        sys.exit(0)
     debug = "--debug" in args
     try:
         code = cli.main(args=args, prog_name="runjournal", standalone_mode=False)
@@ -65,14 +71,14 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.format_message(), e.exit_code)
     except JournalError as e:
         if debug:
-            raise
+            traceback.print_exc()
         _fail(str(e), e.exit_code)
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         sys.exit(0)
     except OSError as e:
         if debug:
-            raise
+            traceback.print_exc()
         where = f": {e.filename}" if e.filename else ""
         _fail(f"{e.strerror or e}{where}", 1)
     sys.exit(code if isinstance(code, int) else 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -20,3 +21,11 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def reader_gone() -> int:
+    """stdout's reader went away (``| head``): not an error. Silence further writes, exit 0."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0

@@ -43,6 +43,8 @@ def describe(event: ev.Event) -> str:
         return f"approved by {e.actor}"
     if isinstance(e, ev.WriterStats):
         return f"writer stats: {e.lock_retries} lock retries, {e.spills} spills, {e.heartbeats_failed} heartbeats failed"
+    if isinstance(e, ev.RunStale):
+        return f"run presumed dead: no heartbeat since {iso_utc(e.last_heartbeat_ts)} ({e.observer})"
     if isinstance(e, ev.TailRepaired):
         return f"torn tail cut: {e.bytes_cut} bytes of {e.segment} at byte {e.offset}"
     return type(e).__name__

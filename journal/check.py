@@ -60,9 +60,15 @@ def check(directory: str) -> Report:
         expected_seq = _check_segment(directory, name, base, last, report, run_seqs)
     report.runs = len([r for r in run_seqs if r != JOURNAL_RUN])
     try:
-        report.pending = len([n for n in os.listdir(os.path.join(directory, PENDING_DIR)) if n.endswith((".rjp", ".merging"))])
+        names = os.listdir(os.path.join(directory, PENDING_DIR))
     except FileNotFoundError:
-        pass
+        names = []
+    report.pending = len([n for n in names if n.endswith((".rjp", ".merging"))])
+    for n in sorted(names):
+        if n.endswith(".damaged"):
+            report.problems.append(
+                Problem(f"{PENDING_DIR}/{n}", 0, "damaged-spill", "a spilled batch failed its checksum and was set aside; its events are not in the journal")
+            )
     return report
 
 

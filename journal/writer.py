@@ -23,7 +23,7 @@ from typing import NamedTuple
 import msgspec
 
 from . import format as fmt
-from .errors import CorruptRecord, JournalError, JournalWriteFailed, LockTimeout, SequenceConflict
+from .errors import BadInput, CorruptRecord, JournalError, JournalWriteFailed, LockTimeout, SequenceConflict
 from .events import (
     JOURNAL_RUN,
     SCHEMA_VERSION,
@@ -36,6 +36,7 @@ from .events import (
     record_decoder,
 )
 from .fsutil import fsync_dir, makedirs_durable, write_all
+from .head import Head
 from .lock import DEFAULT_TIMEOUT, JournalLock
 
 DURABILITY_MODES = ("always", "batch", "none")
@@ -83,13 +84,15 @@ class Journal:
         except OSError as e:
             raise JournalWriteFailed(f"cannot create journal directory {directory}: {e.strerror}") from None
         self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
+        self._head = Head(os.path.join(directory, "head"))
         self._mutex = threading.Lock()
         self._fd: int | None = None
         self._segment = ""
+        self._base = 0  # first sequence of the current segment
         self._end = 0
-        self._last_batch = 0  # offset of the last committed batch in the current segment
+        self._last_batch: int | None = None  # offset of the last committed batch, when known
         self._last_seq = 0
-        self._run_seqs: dict[str, int] = {}
+        self._cut: list[TailRepaired] = []  # torn tails cut but not yet recorded in the journal
         self._spilled_here = False
         self._last_merge_check = 0.0
         self._spill_clock = 0
@@ -99,7 +102,8 @@ class Journal:
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
         self.spills = 0
-        self.repairs: list[TailRepaired] = []
+        #: torn tails this journal cut and recorded, until ``recover()`` hands them out
+        self.repaired: list[TailRepaired] = []
 
     # -- public API -------------------------------------------------------------------
 
@@ -130,16 +134,22 @@ class Journal:
             except LockTimeout as e:
                 if expected:
                     raise LockTimeout(f"{e}; nothing was written (an append with an expected sequence is never deferred)", None, e.holder_pid) from None
-                path = self._spill(batch)
+                try:
+                    path = self._spill(batch)
+                except OSError as spill_error:
+                    raise LockTimeout(
+                        f"{e}; the {len(batch)} event(s) could not be kept in {PENDING_DIR}/ either "
+                        f"({spill_error.strerror or spill_error}): nothing was written, the caller still has them",
+                        None,
+                        e.holder_pid,
+                    ) from None
                 raise LockTimeout(
                     f"{e}; the {len(batch)} event(s) were kept in {path} and will be appended by the next lock holder",
                     path,
                     e.holder_pid,
                 ) from None
             try:
-                # lseek to the end is the cheapest way to see whether another writer appended
-                if self._fd is None or os.lseek(self._fd, 0, os.SEEK_END) != self._end:
-                    self._refresh()
+                self._refresh()
                 if self._spilled_here or expected or time.monotonic() - self._last_merge_check > 1.0:
                     self._merge_pending()
                 return self._write(batch, expected)
@@ -158,16 +168,7 @@ class Journal:
             try:
                 self._refresh()
                 self._merge_pending()
-                return {r: self._run_seqs.get(r, 0) for r in run_ids}
-            finally:
-                self._lock.release()
-
-    def run_ids(self) -> list[str]:
-        with self._mutex:
-            self._lock.acquire()
-            try:
-                self._refresh()
-                return [r for r in self._run_seqs if r != JOURNAL_RUN]
+                return {r: self._current(r) for r in run_ids}
             finally:
                 self._lock.release()
 
@@ -191,9 +192,8 @@ class Journal:
             try:
                 self._refresh()
                 self._merge_pending()
-                if self.repairs:
-                    self._write([], None)
-                return list(self.repairs)
+                done, self.repaired = self.repaired, []
+                return done
             finally:
                 self._lock.release()
 
@@ -206,6 +206,12 @@ class Journal:
         return self._lock.timeouts
 
     def close(self) -> None:
+        """Close; a process that spilled tries (within the lock timeout) to merge its spills first."""
+        if self._spilled_here and not self._closed.is_set():
+            try:
+                self.flush()
+            except (LockTimeout, JournalError, OSError):
+                pass  # the spills stay in pending/ for the next writer or `verify --repair`
         with self._mutex:
             if self._closed.is_set():
                 return
@@ -215,6 +221,7 @@ class Journal:
                     os.fdatasync(self._fd)
                 os.close(self._fd)
                 self._fd = None
+            self._head.close()
             self._lock.close()
 
     def __enter__(self) -> Journal:
@@ -230,36 +237,100 @@ class Journal:
             raise JournalError(f"journal {self.directory} is closed")
 
     def _refresh(self) -> None:
-        """Catch the in-memory view up with the files; repair a torn tail."""
-        if self._fd is None:
-            self._load()
-            return
-        if os.lseek(self._fd, 0, os.SEEK_END) == self._end:
-            return
-        self._scan_current()
+        """Catch the in-memory view up with what other writers did, from the head (O(1))."""
+        h = self._head.read()
+        if (
+            self._fd is not None
+            and h == (self._base, self._end, self._last_seq)
+            and os.lseek(self._fd, 0, os.SEEK_END) == self._end
+        ):
+            return  # nothing new: the common case, about a microsecond
+        if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h):
+            self._rebuild()
+        if self._cut:
+            # record the repair at once, in its own batch, whatever the caller does next
+            cut, self._cut = self._cut, []
+            self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in cut], None)
+            self.repaired.extend(cut)
 
-    def _load(self) -> None:
+    def _adopt(self, base: int, end: int, last: int) -> bool:
+        """Take the head's view; scan forward if a writer died after writing but before publishing.
+
+        False if the head does not match the segments (then everything is rescanned)."""
+        name = fmt.segment_name(base)
+        if name != self._segment:
+            try:
+                self._open_segment(name, base)
+            except (FileNotFoundError, CorruptRecord):
+                return False
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size < end or end < fmt.HEADER_LEN:
+            return False
+        if self._end != end or self._last_seq != last:
+            self._last_batch = None
+        self._end, self._last_seq = end, last
+        if size > end:
+            self._scan_current()
+            self._publish()
+        return True
+
+    def _rebuild(self) -> None:
+        """Rebuild the head from every segment: first open, a reboot, or a head that does not match."""
+        self._head.clear()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._segment = None, ""
         segments = fmt.list_segments(self.directory)
         if not segments:
+            self._last_seq = 0
             self._create_segment(1)
+            self._publish()
             return
         base, name = segments[0]
         self._last_seq = base - 1
-        self._open_segment(name, last=len(segments) == 1)
-        if self._scan_current():
-            self._create_segment(self._last_seq + 1)
+        self._open_segment(name, base)
+        self._scan_current()
         stray = [n for b, n in segments if b > self._last_seq + 1 or (b > base and n > self._segment)]
         if stray:
             raise CorruptRecord(stray[0], 0, f"segment is not reachable from {self._segment}, which ends at sequence {self._last_seq}")
+        self._publish()
 
-    def _open_segment(self, name: str, last: bool) -> None:
+    def _publish(self) -> None:
+        self._head.write(self._base, self._end, self._last_seq)
+
+    def _current(self, run_id: str) -> int:
+        """A run's last sequence: from the head's table, or (if evicted) from the segments."""
+        seq = self._head.lookup(run_id, self._last_seq)
+        if seq is None:
+            seq = 0
+            for head in self._heads_from_start():
+                if head.run_id == run_id:
+                    seq = head.run_seq
+            self._head.store(run_id, seq, self._last_seq)
+        return seq
+
+    def _heads_from_start(self):
+        for base, name in fmt.list_segments(self.directory):
+            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY)
+            try:
+                scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
+                for batch in scanner.batches():
+                    for off, payload in batch:
+                        try:
+                            yield head_decoder.decode(payload)
+                        except msgspec.DecodeError as e:
+                            raise CorruptRecord(name, off, f"record does not decode: {e}") from None
+            finally:
+                os.close(fd)
+
+    def _open_segment(self, name: str, base: int) -> None:
         path = os.path.join(self.directory, name)
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
         head = os.pread(fd, fmt.HEADER_LEN, 0)
-        if len(head) < fmt.HEADER_LEN and last and not any(head):
+        if len(head) < fmt.HEADER_LEN and not any(head) and not os.path.exists(os.path.join(self.directory, fmt.segment_name(base + 1))):
             # crashed while creating this segment: write its header again
             os.ftruncate(fd, 0)
-            write_all(fd, fmt.encode_header(self._last_seq + 1, SCHEMA_VERSION))
+            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
             os.fsync(fd)
         else:
             try:
@@ -267,46 +338,55 @@ class Journal:
             except CorruptRecord:
                 os.close(fd)
                 raise
-            if header.base_seq != self._last_seq + 1:
+            if header.base_seq != base:
                 os.close(fd)
-                raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {self._last_seq + 1}")
+                raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {base}")
         if self._fd is not None:
             os.close(self._fd)
-        self._fd, self._segment = fd, name
-        self._end = self._last_batch = fmt.HEADER_LEN
+        self._fd, self._segment, self._base = fd, name, base
+        self._end = fmt.HEADER_LEN
+        self._last_batch = None
 
-    def _scan_current(self) -> bool:
-        """Read batches past ``_end`` in the current segment. True if the segment is sealed."""
-        while True:
-            scanner = fmt.SegmentScanner(self._fd, self._segment, self._end)
-            seq, seqs = self._last_seq, self._run_seqs
-            for batch in scanner.batches():
-                for off, payload in batch:
-                    try:
-                        head = head_decoder.decode(payload)
-                    except msgspec.DecodeError as e:
-                        raise CorruptRecord(self._segment, off, f"record does not decode: {e}") from None
-                    seq += 1
-                    if head.seq != seq:
-                        raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
-                    seqs[head.run_id] = head.run_seq
-                self._last_batch = batch[0][0]
-            self._last_seq = seq
-            end = scanner.end
-            self._end = scanner.offset
-            if end.state == "tail":
-                later = [n for _, n in fmt.list_segments(self.directory) if n > self._segment]
-                if later:
-                    raise CorruptRecord(self._segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
-                self._cut_tail(end.offset, end.detail)
-                return False
-            if end.state == "open":
-                return False
-            # sealed: the next segment exists unless its creator crashed first
-            nxt = fmt.segment_name(self._last_seq + 1)
-            if not os.path.exists(os.path.join(self.directory, nxt)):
-                return True
-            self._open_segment(nxt, last=True)
+    def _scan_current(self) -> None:
+        """Read batches past ``_end``, following seals into later segments; record run sequences."""
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            while True:
+                scanner = fmt.SegmentScanner(self._fd, self._segment, self._end)
+                seq = self._last_seq
+                for batch in scanner.batches():
+                    for off, payload in batch:
+                        try:
+                            head = head_decoder.decode(payload)
+                        except msgspec.DecodeError as e:
+                            raise CorruptRecord(self._segment, off, f"record does not decode: {e}") from None
+                        seq += 1
+                        if head.seq != seq:
+                            raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
+                        found[head.run_id] = (head.run_seq, seq)
+                    self._last_batch = batch[0][0]
+                self._last_seq = seq
+                end = scanner.end
+                self._end = scanner.offset
+                if end.state == "tail":
+                    later = [n for _, n in fmt.list_segments(self.directory) if n > self._segment]
+                    if later:
+                        raise CorruptRecord(self._segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
+                    self._cut_tail(end.offset, end.detail)
+                    return
+                if end.state == "open":
+                    return
+                # sealed: continue in the next segment, creating it if its creator crashed first
+                nxt = fmt.segment_name(self._last_seq + 1)
+                if os.path.exists(os.path.join(self.directory, nxt)):
+                    self._open_segment(nxt, self._last_seq + 1)
+                else:
+                    self._create_segment(self._last_seq + 1)
+                    return
+        finally:
+            store = self._head.store
+            for run_id, (run_seq, seq) in found.items():
+                store(run_id, run_seq, seq)
 
     def _cut_tail(self, offset: int, detail: str) -> None:
         """Cut a crashed writer's unfinished batch off the segment, keeping a copy."""
@@ -325,26 +405,36 @@ class Journal:
         os.ftruncate(self._fd, offset)
         os.fsync(self._fd)
         self._end = offset
-        self.repairs.append(
+        self._cut.append(
             TailRepaired(segment=self._segment, offset=offset, bytes_cut=size - offset, copy=os.path.relpath(copy, self.directory))
         )
 
     def _create_segment(self, base: int) -> None:
+        """Create a segment with its header in place before its name appears (temp file, rename)."""
         name = fmt.segment_name(base)
         path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644)
+        tmp = os.path.join(self.directory, f".{name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
         try:
             write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
             os.fsync(fd)
+            os.rename(tmp, path)
+            fsync_dir(self.directory)
         except OSError as e:
             os.close(fd)
-            os.unlink(path)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
             raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
-        fsync_dir(self.directory)
         if self._fd is not None:
             os.close(self._fd)
-        self._fd, self._segment = fd, name
-        self._end = self._last_batch = fmt.HEADER_LEN
+        self._fd, self._segment, self._base = fd, name, base
+        self._end = fmt.HEADER_LEN
+        self._last_batch = None
 
     def _roll(self) -> None:
         """Seal the current segment (durably) and start the next one."""
@@ -358,35 +448,37 @@ class Journal:
         self._dirty = False
 
     def _write(self, batch: Sequence[Item], expected: dict[str, int] | None, origin: str | None = None) -> list[Record]:
-        seqs = self._run_seqs
         if expected:
             for run_id, want in expected.items():
-                have = seqs.get(run_id, 0)
+                have = self._current(run_id)
                 if have != want:
                     raise SequenceConflict(run_id, want, have)
-        if self.repairs:
-            now = time.time_ns()
-            batch = [Item(JOURNAL_RUN, r, now) for r in self.repairs] + list(batch)
         seq = self._last_seq
         if len(batch) == 1 and origin is None:  # the common case, kept short
             run_id, event, ts = batch[0]
-            rs = seqs.get(run_id, 0) + 1
+            rs = self._current(run_id) + 1
             seq += 1
             rec = Record(seq, run_id, rs, ts, event)
             records, next_run, boundary = [rec], {run_id: rs}, event.boundary
-            data = fmt.encode_frame(encoder.encode(rec), False)
+            payload = encoder.encode(rec)
+            if len(payload) > fmt.MAX_PAYLOAD:
+                raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {fmt.MAX_PAYLOAD}")
+            data = fmt.encode_frame(payload, False)
         else:
             records = []
             next_run: dict[str, int] = {}
             boundary = False
             for it in batch:
                 seq += 1
-                rs = next_run.get(it.run_id) or seqs.get(it.run_id, 0)
+                rs = next_run.get(it.run_id) or self._current(it.run_id)
                 rs += 1
                 next_run[it.run_id] = rs
                 records.append(Record(seq, it.run_id, rs, it.ts, it.event, origin if not records else None))
                 boundary = boundary or it.event.boundary
-            data = fmt.encode_batch([encoder.encode(r) for r in records])
+            payloads = [encoder.encode(r) for r in records]
+            if max(map(len, payloads)) > fmt.MAX_PAYLOAD:
+                raise BadInput(f"an event is larger than the journal's limit of {fmt.MAX_PAYLOAD} bytes; nothing was written")
+            data = fmt.encode_batch(payloads)
         if self._end > fmt.HEADER_LEN and self._end + len(data) > self.segment_bytes:
             self._roll()
         start = self._end
@@ -405,8 +497,10 @@ class Journal:
         self._end = start + len(data)
         self._last_batch = start
         self._last_seq = seq
-        seqs.update(next_run)
-        self.repairs.clear()
+        store = self._head.store
+        for run_id, rs in next_run.items():
+            store(run_id, rs, seq)
+        self._publish()
         mode = self.durability
         if mode == "always" or mode == "batch" and (boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL):
             self._sync()
@@ -424,14 +518,17 @@ class Journal:
         self._last_sync = time.monotonic()
 
     def _flush_loop(self) -> None:
-        # batch durability: nothing stays unsynced for much longer than a second
+        # batch durability: nothing stays unsynced for much longer than a second. No mutex:
+        # an append waiting for a busy lock holds it, and must not hold this sync back
         while not self._closed.wait(BATCH_SYNC_INTERVAL):
-            with self._mutex:
-                if self._dirty and not self._closed.is_set():
-                    try:
-                        self._sync()
-                    except OSError:
-                        pass  # retried on the next tick; appends report their own errors
+            fd = self._fd
+            if self._dirty and fd is not None:
+                self._dirty = False  # an append after this point marks it again
+                try:
+                    os.fdatasync(fd)
+                    self._last_sync = time.monotonic()
+                except OSError:
+                    self._dirty = True  # closed under us (then synced by close) or failing: next tick
 
     # -- pending (spilled) batches -----------------------------------------------------
 
@@ -474,14 +571,24 @@ class Journal:
                 self._finish_merge(pending, name + ".merging")
         self._spilled_here = False
 
+    def _quarantine(self, pending: str, name: str, error: CorruptRecord) -> None:
+        """A damaged pending file is set aside (``.damaged``) so it blocks no one; verify reports it."""
+        os.rename(os.path.join(pending, name), os.path.join(pending, name.removesuffix(".merging") + ".damaged"))
+        fsync_dir(pending)
+
     def _finish_merge(self, pending: str, name: str) -> None:
         """Append one pending file's events unless a crash left them already appended."""
         path = os.path.join(pending, name)
         origin = name.removesuffix(".merging")
         if self._last_seq and self._last_batch_origin() == origin:
             os.unlink(path)
+            fsync_dir(pending)
             return
-        items = _read_spill(path)
+        try:
+            items = _read_spill(path)
+        except CorruptRecord as e:
+            self._quarantine(pending, name, e)
+            return
         self._write(items, None, origin=origin)
         self._sync()
         os.unlink(path)
@@ -490,6 +597,12 @@ class Journal:
     def _last_batch_origin(self) -> str | None:
         if self._end <= fmt.HEADER_LEN:
             return None
+        if self._last_batch is None:  # not known after adopting the head: find it
+            scanner = fmt.SegmentScanner(self._fd, self._segment, fmt.HEADER_LEN)
+            for batch in scanner.batches():
+                self._last_batch = batch[0][0]
+            if self._last_batch is None:
+                return None
         scanner = fmt.SegmentScanner(self._fd, self._segment, self._last_batch)
         for batch in scanner.batches():
             return record_decoder.decode(batch[0][1]).origin
@@ -497,6 +610,7 @@ class Journal:
 
 
 def _read_spill(path: str) -> list[Item]:
+    """The items of a pending file; CorruptRecord if any part of it is damaged."""
     with open(path, "rb") as f:
         data = f.read()
     if not data.startswith(PENDING_MAGIC):
@@ -504,12 +618,19 @@ def _read_spill(path: str) -> list[Item]:
     items = []
     pos = len(PENDING_MAGIC)
     while pos < len(data):
-        word, _, pcrc = fmt.FRAME.unpack_from(data, pos)
+        if pos + fmt.FRAME_LEN > len(data):
+            raise CorruptRecord(path, pos, "pending file ends inside a frame header")
+        word, wcrc, pcrc = fmt.FRAME.unpack_from(data, pos)
+        if fmt.crc32(data[pos : pos + 4]) != wcrc:
+            raise CorruptRecord(path, pos, "pending file frame header damaged")
         length = word & fmt.LEN_MASK
         payload = data[pos + fmt.FRAME_LEN : pos + fmt.FRAME_LEN + length]
         if len(payload) != length or fmt.crc32(payload) != pcrc:
             raise CorruptRecord(path, pos, "pending file record damaged")
-        s = _spilled_decoder.decode(payload)
+        try:
+            s = _spilled_decoder.decode(payload)
+        except msgspec.DecodeError as e:
+            raise CorruptRecord(path, pos, f"pending record does not decode: {e}") from None
         items.append(Item(s.run_id, s.event, s.ts))
         pos += fmt.FRAME_LEN + length
     return items

@@ -1,0 +1,295 @@
+"""``runjournal bench``: this machine's limits and the journal against them, in one run.
+
+Every baseline runs in the same process run as what it is compared with, on the same
+payloads, interleaved (A, B, A, B ...), and the median of the repetitions is reported.
+Concurrent figures use real processes released together by a barrier, and what they
+wrote is read back and checked; lost and corrupt counts are measured, never assumed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import click
+
+from journal import Journal, Layout, check, read_records
+from journal import events as ev
+from journal.events import Record, encoder
+
+from .context import format_option, pass_settings
+from .output import emit_json, table
+
+PAYLOAD = b"x" * 120  # a record of about 170 bytes, as PERFORMANCE.md's figures use
+REPS = 3
+
+
+def _event(i: int) -> ev.OutputChunk:
+    return ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD)
+
+
+def raw_append(path: str, n: int) -> float:
+    """flock + encode + write + unlock per event, descriptors held open: the machine's limit."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    event = _event(0)
+    t0 = time.perf_counter()
+    for i in range(n):
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.write(fd, encoder.encode(Record(i, "bench", i, time.time_ns(), event)))
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    os.close(lock)
+    return n / dt
+
+
+def raw_fsync(path: str, n: int) -> float:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    data = encoder.encode(Record(0, "bench", 0, time.time_ns(), _event(0)))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        os.write(fd, data)
+        os.fdatasync(fd)
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    return n / dt
+
+
+def journal_append(directory: str, mode: str, n: int) -> float:
+    with Journal(directory, durability=mode) as j:
+        event = _event(0)
+        j.append("warmup", event)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            j.append("bench", event)
+        return n / (time.perf_counter() - t0)
+
+
+def _journal_worker(directory: str, run_id: str, n: int, barrier) -> None:
+    with Journal(directory) as j:
+        j.run_seq(run_id)  # open (and catch up) before the clock starts
+        barrier.wait()
+        for i in range(n):
+            j.append(run_id, ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i))
+
+
+def _raw_worker(path: str, run_id: str, n: int, barrier) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    barrier.wait()
+    for i in range(n):
+        data = encoder.encode(Record(i, run_id, i, time.time_ns(), ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i)))
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        os.write(fd, data)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _together(target, args_for, writers: int) -> float:
+    """Start ``writers`` processes, release them at once, time from the barrier to the last exit."""
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(writers + 1)
+    procs = [ctx.Process(target=target, args=(*args_for(w), barrier)) for w in range(writers)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for p in procs:
+        p.join()
+    dt = time.perf_counter() - t0
+    bad = [p.exitcode for p in procs if p.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"{len(bad)} benchmark writer(s) failed (exit codes {bad[:5]})")
+    return dt
+
+
+def concurrent(workdir: str, writers: int, total: int) -> dict:
+    per = max(1, total // writers)
+    jdir = os.path.join(workdir, "concurrent-journal")
+    raw = os.path.join(workdir, "concurrent-raw.bin")
+    dt_journal = _together(_journal_worker, lambda w: (jdir, f"writer-{w}", per), writers)
+    dt_raw = _together(_raw_worker, lambda w: (raw, f"writer-{w}", per), writers)
+    # read back: every writer's events exactly once, in order
+    seen: dict[str, int] = {}
+    lost = 0
+    for rec in read_records(jdir):
+        expect = seen.get(rec.run_id, 0)
+        if rec.run_seq != expect + 1 or not rec.event.data.endswith(b"%019d" % expect):
+            lost += 1
+        seen[rec.run_id] = rec.run_seq
+    lost += sum(per - seen.get(f"writer-{w}", 0) for w in range(writers))
+    report = check(jdir)
+    return {
+        "writers": writers,
+        "events_per_s": round(per * writers / dt_journal),
+        "raw_events_per_s": round(per * writers / dt_raw),
+        "lost": lost,
+        "corrupt": len(report.problems),
+    }
+
+
+def build_rebuild_journal(directory: str, events: int) -> int:
+    """A realistic mix: runs of 5 stages with output, heartbeats every few events, one end each."""
+    per_run = 1000
+    stages = tuple(ev.StagePlan(id=f"stage-{i}", title=f"Stage {i}", command=f"make step{i}") for i in range(1, 6))
+    written = 0
+    t = time.time_ns() - events * 1_000_000
+    with Journal(directory, durability="none") as j:
+        run = 0
+        while written < events:
+            run += 1
+            rid = f"2025-01-01T00-00-00-000Z-{run:08x}"
+            batch = [(rid, ev.RunStarted(task_id="bench", pipeline_id="bench", pipeline_title="Bench", stages=stages), t)]
+            body = min(per_run, events - written) - 2
+            for k in range(max(0, body)):
+                t += 1_000_000
+                stage, pos = divmod(k, max(1, body // 5))
+                stage = min(stage, 4) + 1
+                if pos == 0:
+                    e = ev.StageStarted(index=stage, stage_id=f"stage-{stage}")
+                elif pos == 1 and stage > 1:
+                    e = ev.StageFinished(index=stage - 1, stage_id=f"stage-{stage - 1}", summary="ok")
+                elif k % 5 == 0:
+                    e = ev.OutputChunk(index=stage, stream="stdout", data=b"line of build output %d\n" % k)
+                else:
+                    e = ev.Heartbeat()
+                batch.append((rid, e, t))
+            batch.append((rid, ev.RunCompleted(summary="done"), t + 1))
+            j.append_batch(batch[: events - written])
+            written += min(len(batch), events - written)
+    return written
+
+
+def rebuild(workdir: str, events: int) -> tuple[float, float]:
+    """``project --rebuild`` in a child process: events/s and the child's peak RSS in MB."""
+    runs = os.path.join(workdir, "rebuild-runs")
+    layout = Layout(runs, os.path.join(workdir, "rebuild-out"))
+    n = build_rebuild_journal(layout.journal_dir("bench"), events)
+    cmd = [sys.executable, "-m", "cli", "--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    dt = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"rebuild failed: {proc.stderr.read().decode(errors='replace').strip()}")
+    proc.stderr.close()
+    return n / dt, usage.ru_maxrss / 1024
+
+
+def live_latency(workdir: str, samples: int) -> dict:
+    """Append -> manifest replaced on disk, with `watch` running as a separate process."""
+    runs = os.path.join(workdir, "live-runs")
+    layout = Layout(runs, os.path.join(workdir, "live-out"))
+    jdir = layout.journal_dir("live")
+    rid = "2025-01-01T00-00-00-000Z-0000live"
+    stages = tuple(ev.StagePlan(id=f"s{i}", title=f"s{i}", command="true") for i in range(1, samples + 1))
+    journal = Journal(jdir)
+    journal.append(rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
+    manifest = layout.manifest_path("live", rid)
+    cmd = [sys.executable, "-m", "cli", "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
+    watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lat = []
+    try:
+        _wait_for(lambda: os.path.exists(manifest), 30.0)
+        for i in range(1, samples + 1):
+            before = os.stat(manifest).st_ino
+            journal.append(rid, ev.StageStarted(index=i, stage_id=f"s{i}"))
+            t0 = time.perf_counter()
+            _wait_for(lambda: os.stat(manifest).st_ino != before, 10.0, pause=0.0002)
+            lat.append((time.perf_counter() - t0) * 1000)
+    finally:
+        watcher.terminate()
+        watcher.wait(30)
+        journal.close()
+    lat.sort()
+    return {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99), "max": round(lat[-1], 2)}
+
+
+def _wait_for(cond, timeout: float, pause: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting for the projection")
+        time.sleep(pause)
+
+
+def _pct(sorted_values: list[float], p: float) -> float:
+    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
+    return round(sorted_values[k], 2)
+
+
+def run_bench(events: int, writers: int, workdir: str, say) -> dict:
+    single = min(events, 100_000)
+    synced = 500
+    results: dict[str, list[float]] = {k: [] for k in ("raw", "none", "batch", "raw_fsync", "always")}
+    for rep in range(REPS):
+        say(f"single writer, repetition {rep + 1}/{REPS}")
+        d = os.path.join(workdir, f"single-{rep}")
+        os.makedirs(d)
+        results["raw"].append(raw_append(os.path.join(d, "raw.bin"), single))
+        results["none"].append(journal_append(os.path.join(d, "none"), "none", single))
+        results["batch"].append(journal_append(os.path.join(d, "batch"), "batch", single))
+        results["raw_fsync"].append(raw_fsync(os.path.join(d, "fsync.bin"), synced))
+        results["always"].append(journal_append(os.path.join(d, "always"), "always", synced))
+        shutil.rmtree(d)
+    med = {k: round(statistics.median(v)) for k, v in results.items()}
+    say(f"{writers} concurrent writers")
+    conc = concurrent(workdir, writers, min(events, 200_000))
+    say(f"rebuild of {events} events")
+    rate, rss = rebuild(workdir, events)
+    say("live latency through watch")
+    live = live_latency(workdir, 200)
+    return {
+        "events": events,
+        "writers": writers,
+        "raw_append_per_s": med["raw"],
+        "raw_fsync_per_s": med["raw_fsync"],
+        "append_per_s": {"none": med["none"], "batch": med["batch"], "always": med["always"]},
+        "concurrent": conc,
+        "rebuild_events_per_s": round(rate),
+        "rebuild_peak_rss_mb": round(rss, 1),
+        "live_latency_ms": live,
+    }
+
+
+@click.command()
+@click.option("--events", type=click.IntRange(min=1000), default=1_000_000, show_default=True, help="Events for the rebuild (and the cap for the other parts).")
+@click.option("--writers", type=click.IntRange(min=1, max=512), default=50, show_default=True, help="Concurrent writer processes.")
+@click.option("--dir", "workdir", type=click.Path(file_okay=False), help="Scratch directory (default: a temporary one, removed afterwards).")
+@format_option
+@pass_settings
+def bench(settings, events, writers, workdir, fmt):
+    """Measure this machine: raw limits and the journal against them, in one run.
+
+    Example: runjournal bench --events 200000 --writers 16 --format json
+    """
+    say = (lambda m: click.echo(m, err=True))
+    scratch = tempfile.mkdtemp(prefix="runjournal-bench-", dir=workdir)
+    try:
+        result = run_bench(events, writers, scratch, say)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if fmt == "json":
+        emit_json(result)
+        return 0
+    a, c, live = result["append_per_s"], result["concurrent"], result["live_latency_ms"]
+    rows = [
+        ["raw flock+write, 1 process", f"{result['raw_append_per_s']:,}/s", ""],
+        ["journal append, none", f"{a['none']:,}/s", f"{a['none'] / result['raw_append_per_s']:.2f} x raw"],
+        ["journal append, batch", f"{a['batch']:,}/s", f"{a['batch'] / result['raw_append_per_s']:.2f} x raw"],
+        ["raw write+fdatasync", f"{result['raw_fsync_per_s']:,}/s", ""],
+        ["journal append, always", f"{a['always']:,}/s", f"{a['always'] / result['raw_fsync_per_s']:.2f} x raw fsync"],
+        [f"raw, {c['writers']} processes", f"{c['raw_events_per_s']:,}/s", ""],
+        [f"journal, {c['writers']} processes", f"{c['events_per_s']:,}/s", f"{c['events_per_s'] / c['raw_events_per_s']:.2f} x raw; lost {c['lost']}, corrupt {c['corrupt']}"],
+        [f"rebuild of {result['events']:,} events", f"{result['rebuild_events_per_s']:,}/s", f"peak RSS {result['rebuild_peak_rss_mb']} MB"],
+        ["append -> manifest via watch", f"p50 {live['p50']} ms", f"p90 {live['p90']} ms, p99 {live['p99']} ms, max {live['max']} ms"],
+    ]
+    table(rows, ["measure", "figure", "compared"])
+    return 0
