@@ -152,6 +152,8 @@ def resume(settings, run_id, token, task, config_path, reason, actor, fmt):
     Example: runjournal resume 2025-12-01T09-37-11-576Z-1a60ebea --token @.runs/default/.tokens/2025-12-01T09-37-11-576Z-1a60ebea
     """
     validate_run_id(run_id)
+    if not reason.strip():
+        raise BadInput("--reason must not be empty: say why the run is resumed (the manifest schema requires it)")
     if token and token.startswith("@"):
         try:
             with open(token[1:]) as f:

@@ -86,9 +86,15 @@ class JournalReader:
                 end = scanner.end
             finally:
                 os.close(fd)
+            if end.state == "tail":
+                later = [n for _, n in fmt.list_segments(self.directory) if n > segment]
+                if later:  # a tail is only ever at the end of the newest segment
+                    raise CorruptRecord(segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
             if end.state != "sealed":
                 return
             nxt = fmt.segment_name(next_seq)
+            if nxt == segment:
+                raise CorruptRecord(segment, end.offset, "segment is sealed without any record")
             if not os.path.exists(os.path.join(self.directory, nxt)):
                 return
             segment, offset = nxt, fmt.HEADER_LEN

@@ -83,14 +83,16 @@ class Journal:
             makedirs_durable(directory)
         except OSError as e:
             raise JournalWriteFailed(f"cannot create journal directory {directory}: {e.strerror}") from None
-        self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
-        self._head = Head(os.path.join(directory, "head"))
+        try:
+            self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
+            self._head = Head(os.path.join(directory, "head"))
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
         self._fd: int | None = None
         self._segment = ""
         self._base = 0  # first sequence of the current segment
         self._end = 0
-        self._last_batch: int | None = None  # offset of the last committed batch, when known
         self._last_seq = 0
         self._cut: list[TailRepaired] = []  # torn tails cut but not yet recorded in the journal
         self._spilled_here = False
@@ -266,8 +268,6 @@ class Journal:
         size = os.lseek(self._fd, 0, os.SEEK_END)
         if size < end or end < fmt.HEADER_LEN:
             return False
-        if self._end != end or self._last_seq != last:
-            self._last_batch = None
         self._end, self._last_seq = end, last
         if size > end:
             self._scan_current()
@@ -345,7 +345,6 @@ class Journal:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, name, base
         self._end = fmt.HEADER_LEN
-        self._last_batch = None
 
     def _scan_current(self) -> None:
         """Read batches past ``_end``, following seals into later segments; record run sequences."""
@@ -364,7 +363,6 @@ class Journal:
                         if head.seq != seq:
                             raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
                         found[head.run_id] = (head.run_seq, seq)
-                    self._last_batch = batch[0][0]
                 self._last_seq = seq
                 end = scanner.end
                 self._end = scanner.offset
@@ -378,6 +376,8 @@ class Journal:
                     return
                 # sealed: continue in the next segment, creating it if its creator crashed first
                 nxt = fmt.segment_name(self._last_seq + 1)
+                if nxt == self._segment:
+                    raise CorruptRecord(self._segment, end.offset, "segment is sealed without any record")
                 if os.path.exists(os.path.join(self.directory, nxt)):
                     self._open_segment(nxt, self._last_seq + 1)
                 else:
@@ -434,7 +434,6 @@ class Journal:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, name, base
         self._end = fmt.HEADER_LEN
-        self._last_batch = None
 
     def _roll(self) -> None:
         """Seal the current segment (durably) and start the next one."""
@@ -495,7 +494,6 @@ class Journal:
                 "nothing from this append was recorded"
             ) from None
         self._end = start + len(data)
-        self._last_batch = start
         self._last_seq = seq
         store = self._head.store
         for run_id, rs in next_run.items():
@@ -562,13 +560,13 @@ class Journal:
             self._spilled_here = False
             return
         for name in names:
-            if name.endswith(".merging"):
-                self._finish_merge(pending, name)
+            if name.endswith(".merging"):  # a merge that died: its batch may be in already
+                self._finish_merge(pending, name, maybe_merged=True)
         for name in names:
             if name.endswith(".rjp"):
                 merging = os.path.join(pending, name + ".merging")
                 os.rename(os.path.join(pending, name), merging)
-                self._finish_merge(pending, name + ".merging")
+                self._finish_merge(pending, name + ".merging", maybe_merged=False)
         self._spilled_here = False
 
     def _quarantine(self, pending: str, name: str, error: CorruptRecord) -> None:
@@ -576,11 +574,11 @@ class Journal:
         os.rename(os.path.join(pending, name), os.path.join(pending, name.removesuffix(".merging") + ".damaged"))
         fsync_dir(pending)
 
-    def _finish_merge(self, pending: str, name: str) -> None:
-        """Append one pending file's events unless a crash left them already appended."""
+    def _finish_merge(self, pending: str, name: str, maybe_merged: bool) -> None:
+        """Append one pending file's events, unless a crash left them already appended."""
         path = os.path.join(pending, name)
         origin = name.removesuffix(".merging")
-        if self._last_seq and self._last_batch_origin() == origin:
+        if maybe_merged and self._merged_before(origin):
             os.unlink(path)
             fsync_dir(pending)
             return
@@ -594,19 +592,33 @@ class Journal:
         os.unlink(path)
         fsync_dir(pending)
 
-    def _last_batch_origin(self) -> str | None:
-        if self._end <= fmt.HEADER_LEN:
-            return None
-        if self._last_batch is None:  # not known after adopting the head: find it
-            scanner = fmt.SegmentScanner(self._fd, self._segment, fmt.HEADER_LEN)
-            for batch in scanner.batches():
-                self._last_batch = batch[0][0]
-            if self._last_batch is None:
-                return None
-        scanner = fmt.SegmentScanner(self._fd, self._segment, self._last_batch)
-        for batch in scanner.batches():
-            return record_decoder.decode(batch[0][1]).origin
-        return None
+    def _merged_before(self, origin: str) -> bool:
+        """Whether a batch from this pending file is in the journal already (a merge that died
+        before deleting it). Only asked after such a crash, so reading every record is fine."""
+        for base, name in fmt.list_segments(self.directory):
+            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY)
+            try:
+                for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches():
+                    try:
+                        if _origin_decoder.decode(batch[0][1]).origin == origin:
+                            return True
+                    except msgspec.DecodeError:
+                        continue
+            finally:
+                os.close(fd)
+        return False
+
+
+class _Origin(msgspec.Struct, array_like=True):
+    seq: int
+    run_id: str
+    run_seq: int
+    ts: int
+    event: msgspec.Raw
+    origin: str | None = None
+
+
+_origin_decoder = msgspec.msgpack.Decoder(_Origin)
 
 
 def _read_spill(path: str) -> list[Item]:

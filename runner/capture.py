@@ -73,12 +73,21 @@ class StreamCapture:
     def excerpt(self) -> str:
         """The end of the stream, at most ``excerpt_cap`` bytes, for error events."""
         kept = bytes(self.tail) if self.dropped else bytes(self.head) + bytes(self.tail)
-        return kept[-self.excerpt_cap :].decode("utf-8", "replace")
+        cut = kept[-self.excerpt_cap :]
+        if len(cut) < self.total:
+            # cut on a character boundary: skip the rest of a UTF-8 character split by the cut
+            skip = 0
+            while skip < min(3, len(cut)) and 0x80 <= cut[skip] < 0xC0:
+                skip += 1
+            cut = cut[skip:]
+        return cut.decode("utf-8", "replace")
 
     def first_line(self) -> str:
+        """The first line with printable text (binary output gives none), for the stage summary."""
         for line in bytes(self.head).decode("utf-8", "replace").splitlines():
-            if line.strip():
-                return line.strip()[:200]
+            text = "".join(ch for ch in line if ch.isprintable()).strip()
+            if text:
+                return text[:200]
         return ""
 
 

@@ -27,7 +27,7 @@ from journal.fsutil import makedirs_durable
 from projections import Projector
 
 from .capture import Cancel, Outcome, run_command
-from .config import Config, Limits, Pipeline, Stage
+from .config import Config, ConfigError, Limits, Pipeline, Stage
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130}
 
@@ -119,11 +119,15 @@ class Appender:
 
 
 class Heartbeats(threading.Thread):
-    """Appends a heartbeat every interval while the run is alive; a failed one is counted, never raised."""
+    """Appends a heartbeat every interval while the run is alive; a failed one is counted, never raised.
 
-    def __init__(self, appender: Appender, run_id: str, interval: float):
+    After each heartbeat ``project`` catches the projection files up, so ``.heartbeat`` (and
+    the live head of the stage's log) stay current during a long stage without ``watch``.
+    """
+
+    def __init__(self, appender: Appender, run_id: str, interval: float, project: Callable[[], None] = lambda: None):
         super().__init__(name="runjournal-heartbeat", daemon=True)
-        self.appender, self.run_id, self.interval = appender, run_id, interval
+        self.appender, self.run_id, self.interval, self.project = appender, run_id, interval, project
         self.stop = threading.Event()
         self.written = 0
         self.failed = 0
@@ -134,10 +138,14 @@ class Heartbeats(threading.Thread):
                 ok = self.appender.append(self.run_id, ev.Heartbeat())
             except Exception:  # noqa: BLE001 - a heartbeat must never take the run down
                 ok = False
-            if ok:
-                self.written += 1
-            else:
+            if not ok:
                 self.failed += 1
+                continue
+            self.written += 1
+            try:
+                self.project()
+            except Exception:  # noqa: BLE001 - projection trouble must not stop the heartbeats
+                pass
 
 
 class Runner:
@@ -162,6 +170,7 @@ class Runner:
         self.appender = Appender(self.journal, lambda m: say(f"warning: {m}"))
         self.projector = Projector(layout.runs_dir, layout.out_dir, task)
         self.cancel = Cancel()
+        self._projecting = threading.Lock()  # the heartbeat thread catches up too: one at a time
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.proc_start = _proc_start(self.pid)
@@ -209,7 +218,7 @@ class Runner:
                 parent_run_id, ev.ChildRunLinked(index=index, stage_id=stage_id, child_run_id=run_id, pipeline_id=pipeline.id)
             )
         manifest = self.layout.manifest_path(self.task, run_id)
-        self.projector.catch_up(wait=5.0)
+        self._project(wait=5.0)
         self.say(f"run {run_id} started: pipeline {pipeline.id}, task {self.task}")
         self.say(f"manifest: {manifest}")
         top = parent_stage is None
@@ -228,7 +237,7 @@ class Runner:
         seq = self.journal.run_seq(run_id)
         if seq == 0:
             raise BadInput(f"no run {run_id} in task {self.task}")
-        self.projector.catch_up(wait=30.0)
+        self._project(wait=30.0)
         run = self.projector.state().runs.get(run_id)
         if run is None:
             raise BadInput(f"run {run_id} has no start event in task {self.task}")
@@ -238,14 +247,24 @@ class Runner:
         elif run.status == "succeeded":
             refusal = ("the run already succeeded", 1)
         elif run.completed_ts is None and self._alive(run):
-            refusal = ("the run is still alive (its runner is running or its heartbeat is fresh)", 1)
+            # after an accepted resume the live runner is that resume's: say so, it is the likely race
+            holder = f"attempt {run.attempt}, started by another resume, holds it; " if run.attempt > 1 else ""
+            refusal = (f"the run is still alive ({holder}its runner is running or its heartbeat is fresh)", 1)
         if refusal is not None:
             detail, code = refusal
             self.appender.append(run_id, ev.RunResumed(actor=actor, reason=reason, outcome="blocked", detail=detail))
-            self.projector.catch_up(wait=5.0)
+            self._project(wait=5.0)
             err = ResumeRefused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
             err.exit_code = code
             raise err
+        plan = self._journaled_plan(run_id)
+        rerun = {c.index for c in run.commands if c.status in ("failed", "running", "pending")}
+        missing = sorted({s.pipeline for i, s in enumerate(plan, 1) if i in rerun and s.kind == "subpipeline"} - set(self.config.pipelines))
+        if missing:  # found out only mid-run, this would leave the run unfinished with its runner gone
+            raise ConfigError(
+                f"{self.config.path}: no pipeline {', '.join(map(repr, missing))}, which run {run_id} runs as a sub-pipeline; "
+                "resume with the --config the run started with"
+            )
         attempt = run.attempt + 1
         try:
             self.journal.append(
@@ -260,9 +279,8 @@ class Runner:
             raise ResumeRefused(
                 f"run {run_id} changed while resuming (another resume won, or its runner is still writing); check `runjournal status {run_id}`"
             ) from None
-        self.projector.catch_up(wait=30.0)
+        self._project(wait=30.0)
         run = self.projector.state().runs[run_id]
-        plan = self._journaled_plan(run_id)
         todo = {c.index for c in run.commands if c.status == "pending"}
         self.say(f"run {run_id} resumed (attempt {attempt}): {len(todo)} of {len(plan)} stage(s) to run")
         status = self._drive(run_id, plan, todo, top=True)
@@ -274,10 +292,15 @@ class Runner:
     # -- the run ----------------------------------------------------------------------
 
     def _drive(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool) -> str:
-        beats = Heartbeats(self.appender, run_id, self.limits.heartbeat_interval_seconds)
+        beats = Heartbeats(self.appender, run_id, self.limits.heartbeat_interval_seconds, self._project_if_idle)
         beats.start()
         try:
             status, reason = self._stages(run_id, plan, todo)
+        except Exception as e:
+            # the run must not be left unfinished with its runner gone: record why it ended
+            self.appender.append(run_id, ev.RunFailed(reason=f"runner error: {type(e).__name__}: {e}"))
+            self._project(wait=30.0)
+            raise
         finally:
             beats.stop.set()
             beats.join()
@@ -299,7 +322,7 @@ class Runner:
             self.journal.flush()
         except JournalError as e:
             self.say(f"warning: {e}")
-        self.projector.catch_up(wait=30.0)
+        self._project(wait=30.0)
         self.say(f"run {run_id} {status}" + (f": {reason}" if reason and status != "succeeded" else ""))
         return status
 
@@ -311,13 +334,13 @@ class Runner:
             if self.cancel.requests:
                 return "cancelled", f"cancelled by {self.cancel.signal_name} before stage {stage.id}"
             self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id))
-            self.projector.catch_up(wait=None)
+            self._project(wait=None)
             self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
             if stage.kind == "subpipeline":
                 result = self._subpipeline(run_id, index, stage)
             else:
                 result = self._command(run_id, index, stage)
-            self.projector.catch_up(wait=None)
+            self._project(wait=None)
             if result is not None:
                 return result
         return "succeeded", None
@@ -391,6 +414,19 @@ class Runner:
         return "failed", f"sub-pipeline {stage.id} ({pipeline.id}) failed"
 
     # -- helpers ----------------------------------------------------------------------
+
+    def _project(self, wait: float | None) -> None:
+        """Catch the projection files up (``wait`` None: skip if another process is projecting)."""
+        with self._projecting:
+            self.projector.catch_up(wait=wait)
+
+    def _project_if_idle(self) -> None:
+        """For the heartbeat thread: catch up unless the run's own thread is catching up now."""
+        if self._projecting.acquire(blocking=False):
+            try:
+                self.projector.catch_up(wait=None)
+            finally:
+                self._projecting.release()
 
     def _alive(self, run) -> bool:
         alive = runner_alive(run.runner_pid, run.runner_host, run.runner_start)

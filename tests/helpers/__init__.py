@@ -1,0 +1,54 @@
+"""Small helpers shared by the tests; the scripts beside this file run as separate processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+HELPERS = Path(__file__).resolve().parent
+#: the longest a test waits for another process to reach a point (never a fixed sleep)
+DEADLINE = 30.0
+
+# variables that would point the CLI somewhere other than the test's own tmp_path
+_LOCATION_VARS = (
+    "RUNJOURNAL_ROOT",
+    "CODEX_ORCHESTRATOR_ROOT",
+    "CODEX_ORCHESTRATOR_RUNS_DIR",
+    "CODEX_ORCHESTRATOR_OUT_DIR",
+    "RUNJOURNAL_TASK",
+    "MCP_RUNNER_TASK_ID",
+)
+
+T = TypeVar("T")
+
+
+def clean_env() -> dict[str, str]:
+    """The environment for a child process, without anything that relocates runjournal's files."""
+    env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def wait_until(probe: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def assert_one_error_line(stderr: str, *fragments: str) -> str:
+    """The CLI's expected-error shape: exactly one line, ``error: ...``, no traceback."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, stderr)
+    return lines[0]

@@ -1,0 +1,141 @@
+"""The segment format as docs/journal-format.md describes it, byte for byte."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from journal import Item, Journal, read_records
+from journal import events as ev
+from journal import format as fmt
+
+RUN = "2025-12-01T09-37-11-576Z-1a60ebea"
+TS = 1764581831576000000  # 2025-12-01T09:37:11.576Z
+
+# docs/journal-format.md section 9, "Worked example: one record" (its xxd dump)
+WORKED_EXAMPLE = bytes.fromhex(
+    """
+    524a 4f55 524e 414c 0100 0100 2000 0000
+    0100 0000 0000 0000 0000 0000 e0db 28cc
+    5a00 0000 da30 f485 9f76 731c 9601 d921
+    3230 3235 2d31 322d 3031 5430 392d 3337
+    2d31 312d 3537 365a 2d31 6136 3065 6265
+    6101 cf18 7d0d d3a0 3216 0083 a474 7970
+    65ad 7374 6167 655f 7374 6172 7465 64a5
+    696e 6465 7801 a873 7461 6765 5f69 64a5
+    6275 696c 64c0
+    """
+)
+
+
+def test_one_record_is_written_exactly_as_documented(journal_dir: Path):
+    with Journal(str(journal_dir)) as j:
+        j.append_batch([Item(RUN, ev.StageStarted(index=1, stage_id="build"), TS)])
+    assert len(WORKED_EXAMPLE) == 134
+    assert (journal_dir / fmt.segment_name(1)).read_bytes() == WORKED_EXAMPLE
+
+
+def test_seal_frame_is_the_documented_twelve_bytes():
+    assert fmt.seal_frame() == bytes.fromhex("000000408c9e985700000000")
+
+
+def test_header_fields_and_checksum():
+    header = fmt.encode_header(base_seq=12345, schema=7)
+    magic, version, schema, hlen, base, reserved = struct.unpack_from("<8sHHIQI", header)
+    assert (magic, version, schema, hlen, base, reserved) == (b"RJOURNAL", 1, 7, 32, 12345, 0)
+    assert struct.unpack_from("<I", header, 28)[0] == zlib.crc32(header[:28])
+    assert fmt.decode_header(header, "s").base_seq == 12345
+
+
+@pytest.mark.parametrize(
+    ("damage", "detail"),
+    [
+        (lambda h: h[:31], "segment header is 31 bytes, expected 32"),
+        (lambda h: b"XJOURNAL" + h[8:], "bad magic"),
+        (lambda h: h[:16] + b"\x02" + h[17:], "segment header checksum mismatch"),
+        (lambda h: _rechecksum(h[:8] + b"\x02\x00" + h[10:28]), "segment format 2 is not supported"),
+    ],
+)
+def test_a_bad_header_is_corruption_at_offset_zero(damage, detail):
+    with pytest.raises(fmt.CorruptRecord, match=detail) as info:
+        fmt.decode_header(damage(fmt.encode_header(1, 1)), "seg-x.rjl")
+    assert (info.value.segment, info.value.offset) == ("seg-x.rjl", 0)
+
+
+def _rechecksum(first28: bytes) -> bytes:
+    return first28 + struct.pack("<I", zlib.crc32(first28))
+
+
+def read_as_documented(directory: Path):
+    """A reader written from docs/journal-format.md alone: struct, zlib and generic msgpack."""
+    names = sorted(n for n in os.listdir(directory) if fmt.SEGMENT_RE.match(n))
+    name, expect = names[0], int(names[0][4:24])
+    while True:
+        data = (directory / name).read_bytes()
+        assert data[:8] == b"RJOURNAL" and zlib.crc32(data[:28]) == struct.unpack_from("<I", data, 28)[0]
+        assert struct.unpack_from("<Q", data, 16)[0] == expect
+        pos, batch, sealed = 32, [], False
+        while pos + 12 <= len(data):
+            word, wcrc, pcrc = struct.unpack_from("<III", data, pos)
+            assert zlib.crc32(data[pos : pos + 4]) == wcrc
+            payload = data[pos + 12 : pos + 12 + (word & 0x3FFFFFFF)]
+            assert zlib.crc32(payload) == pcrc
+            pos += 12 + len(payload)
+            if word & 0x40000000:
+                assert not batch and pos == len(data), "nothing follows a seal"
+                sealed = True
+                break
+            batch.append(msgspec.msgpack.decode(payload))
+            if not word & 0x80000000:
+                for rec in batch:
+                    assert rec[0] == expect
+                    expect += 1
+                    yield rec
+                batch = []
+        assert not batch and pos == len(data)
+        if not sealed:
+            return
+        name = f"seg-{expect:020d}.rjl"
+
+
+def test_a_reader_written_from_the_docs_reads_what_the_journal_wrote(journal_dir: Path):
+    with Journal(str(journal_dir), durability="none", segment_bytes=600) as j:
+        for i in range(12):
+            j.append(f"run-{i % 2}", ev.OutputChunk(index=i, stream="stdout", data=bytes([i]) * 40))
+            if i % 4 == 0:
+                j.append_batch([Item("run-2", ev.Heartbeat()), Item("run-0", ev.StageStarted(index=i, stage_id="s"))])
+    assert len(fmt.list_segments(str(journal_dir))) > 2
+    ours = list(read_records(str(journal_dir)))
+    theirs = list(read_as_documented(journal_dir))
+    assert len(theirs) == len(ours) == 18
+    for raw, rec in zip(theirs, ours):
+        seq, run_id, run_seq, ts, event, origin = raw
+        assert (seq, run_id, run_seq, ts, origin) == (rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.origin)
+        assert event["type"] == rec.event.__struct_config__.tag
+        assert msgspec.convert(event, ev.AnyEvent) == rec.event
+
+
+def test_a_segment_holds_at_least_one_batch_and_rolls_over_past_the_limit(journal_dir: Path):
+    big = ev.OutputChunk(index=1, stream="stdout", data=b"x" * 500)
+    with Journal(str(journal_dir), durability="none", segment_bytes=300) as j:
+        records = [j.append("r", big) for _ in range(3)]
+    segments = fmt.list_segments(str(journal_dir))
+    assert [base for base, _ in segments] == [1, 2, 3]  # each batch alone is over the limit
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert [r.event for r in read_records(str(journal_dir))] == [big] * 3
+
+
+def test_a_payload_larger_than_a_read_chunk_reads_back(journal_dir: Path):
+    data = os.urandom(fmt.READ_CHUNK + fmt.READ_CHUNK // 2)
+    with Journal(str(journal_dir), durability="none") as j:
+        j.append("r", ev.Heartbeat())
+        j.append("r", ev.OutputChunk(index=1, stream="stderr", data=data))
+        j.append("r", ev.Heartbeat())
+    records = list(read_records(str(journal_dir)))
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert records[1].event.data == data

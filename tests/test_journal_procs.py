@@ -1,0 +1,277 @@
+"""Real processes against one journal: concurrent writers, SIGKILL, SIGSTOP of a lock holder.
+
+Synchronisation is by pipes and files, with a deadline; never by sleeping and hoping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from helpers import DEADLINE, HELPERS, clean_env, wait_until
+
+from journal import Item, Journal, LockTimeout, check, read_records, repair
+from journal import events as ev
+from journal.events import JOURNAL_RUN, TailRepaired
+from journal.lock import JournalLock
+from journal.writer import PENDING_DIR
+
+
+@contextlib.contextmanager
+def spawned(script: str, *args):
+    """A helper script in its own process, talking over pipes; killed if still running at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HELPERS / script), *map(str, args)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+def go(procs) -> None:
+    """Wait for every process to say it is ready, then send them all the start signal."""
+    for p in procs:
+        assert read_line(p) == "ready", p.args
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+
+
+def finish(proc: subprocess.Popen) -> str:
+    """Wait for a process to exit by itself; its remaining output."""
+    out = proc.stdout.read()
+    assert proc.wait(DEADLINE) == 0, (proc.args, out)
+    return out
+
+
+def read_line(proc: subprocess.Popen, timeout: float = DEADLINE) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"pid {proc.pid} printed nothing within {timeout:.0f} s"
+    return proc.stdout.readline().strip()
+
+
+def acks(path: Path) -> list[tuple[int, str, int, int]]:
+    """The acknowledged records a writer reported: only complete lines count."""
+    if not path.exists():
+        return []
+    lines = path.read_text().split("\n")[:-1]
+    return [(int(s), run, int(rs), int(c)) for s, run, rs, c in (line.split() for line in lines)]
+
+
+def process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def records_by_run(directory: Path) -> dict[str, list]:
+    records = list(read_records(str(directory)))
+    assert [r.seq for r in records] == list(range(1, len(records) + 1)), "global sequence has a gap"
+    runs = defaultdict(list)
+    for r in records:
+        runs[r.run_id].append(r)
+    assert all(isinstance(r.event, TailRepaired) for r in runs.pop(JOURNAL_RUN, []))
+    for run_id, recs in runs.items():
+        assert [r.run_seq for r in recs] == list(range(1, len(recs) + 1)), run_id
+    return runs
+
+
+def assert_acknowledged_present(directory: Path, acked: list[tuple[int, str, int, int]]) -> None:
+    by_seq = {r.seq: r for r in read_records(str(directory))}
+    for seq, run_id, run_seq, counter in acked:
+        rec = by_seq.get(seq)
+        assert rec is not None, f"acknowledged record {seq} is missing"
+        assert (rec.run_id, rec.run_seq, rec.event.index) == (run_id, run_seq, counter)
+
+
+def check_after_crash(directory: Path) -> None:
+    """Clean, except for a torn tail the killed writer may have left; that one repairs."""
+    report = check(str(directory))
+    assert {p.kind for p in report.problems} <= {"torn-tail"}, report.problems
+    if report.problems:
+        assert repair(str(directory)).ok
+    assert check(str(directory)).ok
+
+
+WRITERS = 8
+STEP = 20  # acknowledged events each writer makes before the kill, and after it
+MODES = ["none", "batch", "always", "none", "batch", "none", "batch", "none"]
+
+
+def test_concurrent_writers_lose_nothing_when_one_is_killed(tmp_path: Path):
+    d = tmp_path / "journal"
+    names = [f"w{i}" for i in range(WRITERS)]
+    ack_files = {n: tmp_path / f"{n}.acks" for n in names}
+
+    def at_least(count: int, writers) -> bool:
+        return all(len(acks(ack_files[n])) >= count for n in writers)
+
+    with contextlib.ExitStack() as stack:
+        procs = {n: stack.enter_context(spawned("appender.py", d, n, 0, ack_files[n], "--durability", mode)) for n, mode in zip(names, MODES)}
+        go(procs.values())
+        wait_until(lambda: at_least(STEP, names), f"{STEP} acknowledged events from every writer")
+        victim = procs.pop("w0")
+        victim.send_signal(signal.SIGKILL)  # in the middle of its stream: it appends until stopped
+        assert victim.wait(DEADLINE) == -signal.SIGKILL
+        since = {n: len(acks(ack_files[n])) for n in procs}
+        wait_until(lambda: all(len(acks(ack_files[n])) >= since[n] + STEP for n in procs), f"{STEP} more events from each survivor")
+        for p in procs.values():
+            p.stdin.write("stop\n")
+            p.stdin.flush()
+        for p in procs.values():
+            assert finish(p).startswith("done")
+
+    runs = records_by_run(d)
+    for n in names:
+        acked = acks(ack_files[n])
+        assert_acknowledged_present(d, acked)
+        counters = []
+        for run in (f"{n}-a", f"{n}-b"):
+            mine = [r.event.index for r in runs.get(run, [])]
+            assert mine == sorted(set(mine)), f"{run}: counters out of order or repeated"
+            assert all(r.event.data == f"{n}:{r.event.index}".encode() for r in runs.get(run, []))
+            counters += mine
+        highest = max(c for *_, c in acked)
+        assert sorted(counters) == list(range(1, len(counters) + 1))
+        if n == "w0":  # every acknowledged event, and at most the one batch it was killed writing
+            assert highest <= len(counters) <= highest + 3
+        else:
+            assert len(counters) == highest
+    check_after_crash(d)
+
+
+def test_appends_with_expected_sequences_to_one_run_from_many_processes(tmp_path: Path):
+    d = tmp_path / "journal"
+    shared = "2025-12-01T09-37-11-576Z-5a5a5a5a"
+    names = [f"s{i}" for i in range(4)]
+    per_writer = 25
+    with contextlib.ExitStack() as stack:
+        procs = [stack.enter_context(spawned("appender.py", d, n, per_writer, tmp_path / f"{n}.acks", "--durability", "none", "--shared", shared)) for n in names]
+        go(procs)
+        for p in procs:
+            finish(p)
+
+    records = records_by_run(d)[shared]
+    assert len(records) == len(names) * per_writer
+    for n in names:
+        acked = acks(tmp_path / f"{n}.acks")
+        assert [c for *_, c in acked] == list(range(1, per_writer + 1))
+        assert_acknowledged_present(d, acked)
+        mine = [r.event.index for r in records if r.event.data.startswith(f"{n}:".encode())]
+        assert mine == list(range(1, per_writer + 1)), "each writer's events once each, in its order"
+    assert check(str(d)).ok
+
+
+LOCK_TIMEOUT = 1.5
+SLACK = 1.5  # spilling (two fsyncs) and a loaded machine
+
+
+def test_a_stopped_lock_holder_delays_but_loses_nothing(tmp_path: Path):
+    d = tmp_path / "journal"
+    run = "2025-12-01T09-37-11-576Z-0000beef"
+
+    def out(counter: int) -> ev.OutputChunk:
+        return ev.OutputChunk(index=counter, stream="stdout", data=b"%d" % counter)
+
+    with Journal(str(d), lock_timeout=LOCK_TIMEOUT) as writer:
+        writer.append(run, out(1))
+        with spawned("lock_holder.py", d) as holder:
+            assert read_line(holder) == f"locked {holder.pid}"
+            holder.send_signal(signal.SIGSTOP)
+            wait_until(lambda: process_state(holder.pid) in ("T", "t"), "the lock holder to stop")
+
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=rf"held by pid {holder.pid} on \S+ \(stopped\) for at least 1\.5 s") as info:
+                writer.append_batch([Item(run, out(2)), Item(run, out(3))])
+            elapsed = time.monotonic() - started
+            assert LOCK_TIMEOUT <= elapsed < LOCK_TIMEOUT + SLACK
+            spilled = info.value.spilled_to
+            assert info.value.holder_pid == holder.pid
+            assert spilled and os.path.exists(spilled)
+            assert f"the 2 event(s) were kept in {spilled} and will be appended by the next lock holder" in str(info.value)
+
+            pending = sorted(os.listdir(d / PENDING_DIR))
+            with pytest.raises(LockTimeout, match=r"nothing was written \(an append with an expected sequence is never deferred\)") as info:
+                writer.append(run, out(99), expected_seq=3)
+            assert info.value.spilled_to is None
+            assert sorted(os.listdir(d / PENDING_DIR)) == pending
+            assert [r.event.index for r in read_records(str(d))] == [1]  # the spill is not in the journal yet
+
+            holder.send_signal(signal.SIGCONT)
+            holder.stdin.write("release\n")
+            holder.stdin.flush()
+            assert finish(holder) == "released\n"
+
+        rec = writer.append(run, out(4))  # merges the spill first: the run's order holds
+        assert rec.run_seq == 4
+    records = records_by_run(d)[run]
+    assert [r.event.index for r in records] == [1, 2, 3, 4]
+    assert records[1].origin == os.path.basename(spilled)
+    assert os.listdir(d / PENDING_DIR) == []
+    assert check(str(d)).ok
+
+
+def test_flush_merges_what_another_writer_spilled(tmp_path: Path):
+    d = tmp_path / "journal"
+    with spawned("lock_holder.py", d) as holder:
+        assert read_line(holder) == f"locked {holder.pid}"
+        with Journal(str(d), lock_timeout=0.2) as early, pytest.raises(LockTimeout, match="will be appended by the next lock holder"):
+            early.append("a", ev.StageStarted(index=1, stage_id="late"))
+        # closed while the lock is still held: its own attempt to merge timed out too
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        finish(holder)
+    assert len(os.listdir(d / PENDING_DIR)) == 1
+    with Journal(str(d)) as later:
+        later.flush()
+    assert os.listdir(d / PENDING_DIR) == []
+    assert [type(r.event) for r in records_by_run(d)["a"]] == [ev.StageStarted]
+    assert check(str(d)).ok
+
+
+def test_a_lock_held_by_a_killed_process_blocks_no_one(tmp_path: Path):
+    d = tmp_path / "journal"
+    with spawned("lock_holder.py", d) as holder:
+        assert read_line(holder) == f"locked {holder.pid}"
+        holder.send_signal(signal.SIGKILL)
+        assert holder.wait(DEADLINE) == -signal.SIGKILL
+    started = time.monotonic()
+    with Journal(str(d), lock_timeout=5) as j:
+        assert j.append("a", ev.Heartbeat()).seq == 1
+    assert time.monotonic() - started < 2
+
+
+def test_a_merge_killed_before_it_deleted_the_spill_appends_it_once(tmp_path: Path):
+    d = tmp_path / "journal"
+    with Journal(str(d), durability="none") as steady:
+        steady.append("steady", ev.Heartbeat())
+        lock = JournalLock(str(d / "lock"))  # another holder, so that the next append spills
+        lock.acquire()
+        with Journal(str(d), lock_timeout=0.05) as spiller, pytest.raises(LockTimeout):
+            spiller.append("spilled", ev.StageStarted(index=1, stage_id="s"))
+        lock.release()  # after the spiller closed: its own attempt to merge timed out
+        lock.close()
+        merger = subprocess.run([sys.executable, str(HELPERS / "merge_and_die.py"), str(d)], env=clean_env(), timeout=DEADLINE)
+        assert merger.returncode == -signal.SIGKILL
+        assert [n for n in os.listdir(d / PENDING_DIR) if n.endswith(".merging")]
+
+        steady._last_merge_check = time.monotonic()  # noqa: SLF001 - it looked at pending/ a moment ago
+        steady.append("steady", ev.Heartbeat())
+        steady.flush()
+    assert [r.run_seq for r in records_by_run(d)["spilled"]] == [1]
