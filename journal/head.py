@@ -8,8 +8,9 @@ match them, whenever its checksum fails, and after a reboot (it records the boot
 after a power loss its pages may reach the disk in another order than the segments').
 
 Layout (little-endian): magic "RJHEAD01" | u64 segment base | u64 end offset | u64 last
-seq | u64 check (the three xor-ed with a constant: a writer killed in the middle of
-updating them leaves a head that does not check) | 16 bytes boot id | padding to 64 bytes;
+seq | u64 owner (random id of the writer that published them) | u64 check (the four xor-ed
+with a constant: a writer killed in the middle of updating them leaves a head that does
+not check) | 16 bytes boot id;
 then BUCKETS x WAYS slots of (u64 key, u64 run seq, u64 global seq of that write);
 then BUCKETS bytes of "a run was evicted from this bucket" flags.
 """
@@ -22,9 +23,9 @@ import os
 import struct
 
 MAGIC = b"RJHEAD01"
-HEADER = struct.Struct("<QQQQ")
+HEADER = struct.Struct("<QQQQQ")
 HEADER_AT = 8
-BOOT_AT = 40
+BOOT_AT = 48
 CHECK = 0x52_4A_48_45_41_44_30_31
 TABLE_AT = 64
 WAYS = 4
@@ -71,15 +72,15 @@ class Head:
         mm = self._mm
         return mm[:8] == MAGIC and mm[BOOT_AT : BOOT_AT + 16] == BOOT_ID
 
-    def read(self) -> tuple[int, int, int] | None:
-        """(segment base, end offset, last seq), or None if a writer died while updating them."""
-        base, end, last, check = HEADER.unpack_from(self._mm, HEADER_AT)
-        if check != base ^ end ^ last ^ CHECK:
+    def read(self) -> tuple[int, int, int, int] | None:
+        """(segment base, end offset, last seq, owner), or None if a writer died while updating them."""
+        base, end, last, owner, check = HEADER.unpack_from(self._mm, HEADER_AT)
+        if check != base ^ end ^ last ^ owner ^ CHECK:
             return None
-        return base, end, last
+        return base, end, last, owner
 
-    def write(self, base: int, end: int, last: int) -> None:
-        HEADER.pack_into(self._mm, HEADER_AT, base, end, last, base ^ end ^ last ^ CHECK)
+    def write(self, base: int, end: int, last: int, owner: int) -> None:
+        HEADER.pack_into(self._mm, HEADER_AT, base, end, last, owner, base ^ end ^ last ^ owner ^ CHECK)
 
     def clear(self) -> None:
         """Forget everything and stamp the head for this boot (before a rebuild from the segments)."""

@@ -42,6 +42,7 @@ from .lock import DEFAULT_TIMEOUT, JournalLock
 DURABILITY_MODES = ("always", "batch", "none")
 DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
+PUBLISH_EVERY = 256
 PENDING_DIR = "pending"
 TORN_DIR = "torn"
 PENDING_MAGIC = b"RJPENDG1"
@@ -94,6 +95,10 @@ class Journal:
         self._base = 0  # first sequence of the current segment
         self._end = 0
         self._last_seq = 0
+        self._owner = int.from_bytes(os.urandom(8), "little") or 1  # this writer, in the head
+        self._published: tuple[int, int, int, int] | None = None  # what this writer last put in the head
+        self._local: dict[str, int] = {}  # run sequences written since then
+        self._unpublished = 0
         self._cut: list[TailRepaired] = []  # torn tails cut but not yet recorded in the journal
         self._spilled_here = False
         self._last_merge_check = 0.0
@@ -241,19 +246,17 @@ class Journal:
     def _refresh(self) -> None:
         """Catch the in-memory view up with what other writers did, from the head (O(1))."""
         h = self._head.read()
-        if (
-            self._fd is not None
-            and h == (self._base, self._end, self._last_seq)
-            and os.lseek(self._fd, 0, os.SEEK_END) == self._end
-        ):
-            return  # nothing new: the common case, about a microsecond
-        if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h):
+        if h is not None and h == self._published and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
+            return  # this writer was the last one: the common case, about a microsecond
+        self._local.clear()  # someone else wrote, and folded what this writer left unpublished
+        if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h[:3]):
             self._rebuild()
         if self._cut:
             # record the repair at once, in its own batch, whatever the caller does next
             cut, self._cut = self._cut, []
             self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in cut], None)
             self.repaired.extend(cut)
+        self._publish()
 
     def _adopt(self, base: int, end: int, last: int) -> bool:
         """Take the head's view; scan forward if a writer died after writing but before publishing.
@@ -296,10 +299,21 @@ class Journal:
         self._publish()
 
     def _publish(self) -> None:
-        self._head.write(self._base, self._end, self._last_seq)
+        """Put this writer's view in the head: its runs' sequences in the table, then the end."""
+        store = self._head.store
+        for run_id, rs in self._local.items():
+            store(run_id, rs, self._last_seq)
+        self._local.clear()
+        self._unpublished = 0
+        self._published = (self._base, self._end, self._last_seq, self._owner)
+        self._head.write(*self._published)
 
     def _current(self, run_id: str) -> int:
-        """A run's last sequence: from the head's table, or (if evicted) from the segments."""
+        """A run's last sequence: from what this writer wrote since it last published, from the
+        head's table, or (if the table evicted the run) from the segments."""
+        seq = self._local.get(run_id)
+        if seq is not None:
+            return seq
         seq = self._head.lookup(run_id, self._last_seq)
         if seq is None:
             seq = 0
@@ -458,7 +472,7 @@ class Journal:
             rs = self._current(run_id) + 1
             seq += 1
             rec = Record(seq, run_id, rs, ts, event)
-            records, next_run, boundary = [rec], {run_id: rs}, event.boundary
+            records, next_run, boundary = [rec], None, event.boundary
             payload = encoder.encode(rec)
             if len(payload) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {fmt.MAX_PAYLOAD}")
@@ -495,10 +509,16 @@ class Journal:
             ) from None
         self._end = start + len(data)
         self._last_seq = seq
-        store = self._head.store
-        for run_id, rs in next_run.items():
-            store(run_id, rs, seq)
-        self._publish()
+        # While this writer stays the only one, the head is brought up to date only every
+        # PUBLISH_EVERY appends: another writer that finds it behind reads the few records
+        # past it (as after a crash), so nothing depends on publishing every time.
+        if next_run is None:
+            self._local[run_id] = rs
+        else:
+            self._local.update(next_run)
+        self._unpublished += 1
+        if self._unpublished >= PUBLISH_EVERY or boundary:
+            self._publish()
         mode = self.durability
         if mode == "always" or mode == "batch" and (boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL):
             self._sync()
