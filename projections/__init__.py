@@ -2,6 +2,33 @@
 
 from .projector import CatchUp, Projector, write_files
 from .render import Paths
+from .replay import RunNotFound, Step, paced, state_at, timeline
 from .state import PROJECTION_VERSION, Run, TaskState, is_stale
 
-__all__ = ["CatchUp", "PROJECTION_VERSION", "Paths", "Projector", "Run", "TaskState", "is_stale", "write_files"]
+__all__ = [
+    "CatchUp",
+    "PROJECTION_VERSION",
+    "Paths",
+    "Projector",
+    "Run",
+    "RunNotFound",
+    "Step",
+    "TaskState",
+    "Watcher",
+    "is_stale",
+    "paced",
+    "state_at",
+    "timeline",
+    "watch",
+    "write_files",
+]
+
+
+def __getattr__(name: str):
+    # the daemon needs watchdog (40 ms to import): load it only when asked, so the runner and
+    # every other command stay light
+    if name in ("Watcher", "watch"):
+        from . import live
+
+        return getattr(live, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from journal import events as ev
 from journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
 #: per stage, how much captured output the projector keeps for the log (the runner caps what it journals)
 LOG_CAP = 2 * 64 * 1024 + 4096
@@ -39,6 +39,8 @@ class Command(msgspec.Struct, omit_defaults=True):
     log_bytes: int = 0
     #: the finished stage's log was written and dropped from memory
     log_on_disk: bool = False
+    #: the projector wrote this stage's error file (removed if a retry clears the error)
+    error_on_disk: bool = False
     truncated: dict[str, int] = {}
     error: ev.ErrorRecorded | None = None
     error_ts: int | None = None
@@ -126,6 +128,7 @@ class TaskState(msgspec.Struct):
     #: "run_id#attempt" -> index in ``metrics``
     metrics_index: dict[str, int] = {}
     writers: WriterTotals = msgspec.field(default_factory=WriterTotals)
+    #: time of the newest record that changed the task files (metrics, summary, state.json)
     last_ts: int = 0
     #: runs whose manifest (and run files) must be rewritten; task files too when non-empty
     dirty: set[str] = set()
@@ -133,19 +136,41 @@ class TaskState(msgspec.Struct):
     dirty_heartbeat: set[str] = set()
     #: (run, command index) whose log or error file must be rewritten
     dirty_commands: set[tuple[str, int]] = set()
+    #: the task files must be rewritten though no run is dirty (heartbeat gap statistics)
+    dirty_task: bool = False
 
     def apply(self, rec: Record) -> None:
-        handler = _HANDLERS.get(type(rec.event))
+        event = rec.event
+        if type(event) is ev.OutputChunk:
+            # most records are output: the common case without a handler call or a second lookup
+            run = self.runs.get(rec.run_id)
+            if run is None:
+                return
+            run.last_event_ts = rec.ts
+            index = event.index
+            commands = run.commands
+            if 0 < index <= len(commands):
+                cmd = commands[index - 1]
+                if cmd.status == "running" and cmd.has_log:
+                    size = len(event.data)
+                    if cmd.log_bytes + size <= LOG_CAP:
+                        cmd.log.append(event.data)
+                        cmd.log_bytes += size
+                    self.dirty_commands.add((rec.run_id, index))
+                    return
+            _output(self, rec, run)
+            return
+        handler = _HANDLERS.get(type(event))
         if rec.run_id == JOURNAL_RUN or handler is None:
             return
-        if handler is not _run_started:
+        if handler is _run_started:
+            run = None
+        else:
             run = self.runs.get(rec.run_id)
             if run is None:
                 return  # events of a run whose start this journal never saw (partial import)
             run.last_event_ts = rec.ts
-        if rec.ts > self.last_ts:
-            self.last_ts = rec.ts
-        handler(self, rec)
+        handler(self, rec, run)
 
     def command(self, run: Run, index: int) -> Command | None:
         if 1 <= index <= len(run.commands):
@@ -159,9 +184,17 @@ class TaskState(msgspec.Struct):
         self.dirty.add(run.run_id)
         if run.parent_run_id and run.parent_run_id in self.runs:
             self.dirty.add(run.parent_run_id)
+        self.task_changed(ts)
+
+    def task_changed(self, ts: int) -> None:
+        """The task files change at this record. Only such records move ``last_ts``: the
+        summary shows it, and it must not depend on when a catch-up happened to flush."""
+        self.dirty_task = True
+        if ts > self.last_ts:
+            self.last_ts = ts
 
 
-def _run_started(s: TaskState, rec: Record) -> None:
+def _run_started(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.RunStarted = rec.event
     if rec.run_id in s.runs:
         return  # a run starts once; a later attempt is a resume
@@ -194,16 +227,17 @@ def _run_started(s: TaskState, rec: Record) -> None:
     s.touch(run, rec.ts)
 
 
-def _stage_started(s: TaskState, rec: Record) -> None:
+def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.StageStarted = rec.event
-    run = s.runs[rec.run_id]
     cmd = s.command(run, e.index)
     if cmd is None:
         return
     cmd.status = "running"
     cmd.started_ts = rec.ts
     cmd.completed_ts = cmd.exit_code = cmd.summary = cmd.error = cmd.error_ts = None
-    cmd.log, cmd.log_bytes, cmd.truncated, cmd.has_log, cmd.log_on_disk = [], 0, {}, cmd.kind == "command", False
+    # has_log never goes back to False: a log file, once written, stays part of the projection
+    cmd.log, cmd.log_bytes, cmd.truncated, cmd.log_on_disk = [], 0, {}, False
+    cmd.has_log = cmd.has_log or cmd.kind == "command"
     if run.status in ("queued",) or run.stale_since_ts is not None:
         run.status = "in_progress"
     run.stale_since_ts = None
@@ -211,8 +245,7 @@ def _stage_started(s: TaskState, rec: Record) -> None:
     s.touch(run, rec.ts)
 
 
-def _stage_end(s: TaskState, rec: Record, status: str, exit_code: int | None, summary: str | None) -> None:
-    run = s.runs[rec.run_id]
+def _stage_end(s: TaskState, rec: Record, run: Run, status: str, exit_code: int | None, summary: str | None) -> None:
     cmd = s.command(run, rec.event.index)
     if cmd is None:
         return
@@ -224,38 +257,48 @@ def _stage_end(s: TaskState, rec: Record, status: str, exit_code: int | None, su
     s.touch(run, rec.ts)
 
 
-def _stage_finished(s: TaskState, rec: Record) -> None:
+def _stage_finished(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.StageFinished = rec.event
-    _stage_end(s, rec, "succeeded", e.exit_code, e.summary)
+    _stage_end(s, rec, run, "succeeded", e.exit_code, e.summary)
 
 
-def _stage_failed(s: TaskState, rec: Record) -> None:
+def _stage_failed(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.StageFailed = rec.event
-    _stage_end(s, rec, "failed", e.exit_code, e.summary)
+    _stage_end(s, rec, run, "failed", e.exit_code, e.summary)
 
 
-def _stage_skipped(s: TaskState, rec: Record) -> None:
+def _stage_skipped(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.StageSkipped = rec.event
-    _stage_end(s, rec, "skipped", e.exit_code, e.summary or e.reason or None)
+    _stage_end(s, rec, run, "skipped", e.exit_code, e.summary or e.reason or None)
 
 
-def _output(s: TaskState, rec: Record) -> None:
+def _logging(s: TaskState, run: Run, index: int, ts: int) -> Command | None:
+    """The stage output belongs to, if it is running. Output for a stage that is not running
+    (already ended: its log may be final on disk and gone from memory) is left out of the log,
+    so that the log never depends on when a catch-up happened; the journal keeps it (replay)."""
+    cmd = s.command(run, index)
+    if cmd is None or cmd.status != "running":
+        return None
+    if not cmd.has_log:  # a stage with no log so far (a sub-pipeline): the manifest now names one
+        cmd.has_log = True
+        s.touch(run, ts)
+    return cmd
+
+
+def _output(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.OutputChunk = rec.event
-    run = s.runs[rec.run_id]
-    cmd = s.command(run, e.index)
+    cmd = _logging(s, run, e.index, rec.ts)
     if cmd is None:
         return
     if cmd.log_bytes + len(e.data) <= LOG_CAP:
         cmd.log.append(e.data)
         cmd.log_bytes += len(e.data)
-    cmd.has_log = True
     s.dirty_commands.add((rec.run_id, e.index))
 
 
-def _truncated(s: TaskState, rec: Record) -> None:
+def _truncated(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.OutputTruncated = rec.event
-    run = s.runs[rec.run_id]
-    cmd = s.command(run, e.index)
+    cmd = _logging(s, run, e.index, rec.ts)
     if cmd is None:
         return
     marker = (
@@ -267,20 +310,20 @@ def _truncated(s: TaskState, rec: Record) -> None:
             cmd.log.append(part)
             cmd.log_bytes += len(part)
     cmd.truncated = {**cmd.truncated, e.stream: cmd.truncated.get(e.stream, 0) + e.dropped_bytes}
-    cmd.has_log = True
     s.dirty_commands.add((rec.run_id, e.index))
     s.touch(run, rec.ts)
 
 
-def _heartbeat(s: TaskState, rec: Record) -> None:
-    run = s.runs[rec.run_id]
+def _heartbeat(s: TaskState, rec: Record, run: Run | None) -> None:
     prev = run.heartbeat_ts
     if prev is not None and rec.ts > prev:
         gap = rec.ts - prev
         if gap > run.max_heartbeat_gap_ns:
             run.max_heartbeat_gap_ns = gap
+            s.task_changed(rec.ts)  # the summary reports it
         if gap > run.hb_stale * 1_000_000_000:
             run.heartbeat_gaps += 1
+            s.task_changed(rec.ts)
     run.heartbeat_ts = rec.ts
     s.dirty_heartbeat.add(rec.run_id)
     if run.stale_since_ts is not None:
@@ -298,14 +341,13 @@ def cut_utf8(text: str, limit: int) -> tuple[str, bool]:
     return raw[:limit].decode("utf-8", "ignore"), True
 
 
-def _error(s: TaskState, rec: Record) -> None:
+def _error(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.ErrorRecorded = rec.event
     stderr, cut = cut_utf8(e.stderr, ERROR_FIELD_CAP)
     if cut:  # the error file never shows more; keep the state (and checkpoint) small
         e = msgspec.structs.replace(
             e, stderr=stderr, stderr_truncated=True, stderr_total_bytes=e.stderr_total_bytes or len(e.stderr.encode("utf-8", "surrogatepass"))
         )
-    run = s.runs[rec.run_id]
     cmd = s.command(run, e.index)
     if cmd is None:
         return
@@ -315,8 +357,7 @@ def _error(s: TaskState, rec: Record) -> None:
     s.touch(run, rec.ts)
 
 
-def _run_end(s: TaskState, rec: Record, status: str, reason: str | None, summary: str | None) -> None:
-    run = s.runs[rec.run_id]
+def _run_end(s: TaskState, rec: Record, run: Run, status: str, reason: str | None, summary: str | None) -> None:
     run.status = status
     run.reason = reason
     run.summary = summary
@@ -345,22 +386,21 @@ def _run_end(s: TaskState, rec: Record, status: str, reason: str | None, summary
     s.touch(run, rec.ts)
 
 
-def _run_completed(s: TaskState, rec: Record) -> None:
-    _run_end(s, rec, "succeeded", None, rec.event.summary)
+def _run_completed(s: TaskState, rec: Record, run: Run | None) -> None:
+    _run_end(s, rec, run, "succeeded", None, rec.event.summary)
 
 
-def _run_failed(s: TaskState, rec: Record) -> None:
-    _run_end(s, rec, "failed", rec.event.reason, rec.event.summary or rec.event.reason or None)
+def _run_failed(s: TaskState, rec: Record, run: Run | None) -> None:
+    _run_end(s, rec, run, "failed", rec.event.reason, rec.event.summary or rec.event.reason or None)
 
 
-def _run_cancelled(s: TaskState, rec: Record) -> None:
+def _run_cancelled(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.RunCancelled = rec.event
-    _run_end(s, rec, "cancelled", e.reason or "cancelled", e.reason or "cancelled")
+    _run_end(s, rec, run, "cancelled", e.reason or "cancelled", e.reason or "cancelled")
 
 
-def _run_resumed(s: TaskState, rec: Record) -> None:
+def _run_resumed(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.RunResumed = rec.event
-    run = s.runs[rec.run_id]
     run.resume_events.append(ResumeEntry(rec.ts, e.actor, e.reason, e.outcome, e.detail))
     if e.outcome == "accepted":
         run.attempt = e.attempt or run.attempt + 1
@@ -378,9 +418,8 @@ def _run_resumed(s: TaskState, rec: Record) -> None:
     s.touch(run, rec.ts)
 
 
-def _child_linked(s: TaskState, rec: Record) -> None:
+def _child_linked(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.ChildRunLinked = rec.event
-    run = s.runs[rec.run_id]
     cmd = s.command(run, e.index)
     if cmd is not None:
         cmd.sub_run_id = e.child_run_id
@@ -389,14 +428,13 @@ def _child_linked(s: TaskState, rec: Record) -> None:
     s.touch(run, rec.ts)
 
 
-def _approval(s: TaskState, rec: Record) -> None:
+def _approval(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.ApprovalRecorded = rec.event
-    run = s.runs[rec.run_id]
     run.approvals.append(Approval(rec.ts, e.actor, e.reason))
     s.touch(run, rec.ts)
 
 
-def _writer_stats(s: TaskState, rec: Record) -> None:
+def _writer_stats(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.WriterStats = rec.event
     w = s.writers
     w.lock_retries += e.lock_retries
@@ -404,12 +442,11 @@ def _writer_stats(s: TaskState, rec: Record) -> None:
     w.spills += e.spills
     w.heartbeats_failed += e.heartbeats_failed
     w.heartbeats_written += e.heartbeats_written
-    s.dirty.add(rec.run_id)
+    s.task_changed(rec.ts)
 
 
-def _run_stale(s: TaskState, rec: Record) -> None:
+def _run_stale(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.RunStale = rec.event
-    run = s.runs[rec.run_id]
     if run.completed_ts is not None or (run.heartbeat_ts or 0) > e.last_heartbeat_ts:
         return  # finished, or a heartbeat arrived after the observation: not stale
     run.stale_since_ts = e.last_heartbeat_ts

@@ -1,0 +1,566 @@
+"""Commands on projections: project, runs, show, status, replay, watch.
+
+Commands that read projections catch them up first (as ``project`` does, including the
+stale check), so what they print is never behind the journal. Without ``--task`` (or
+``$RUNJOURNAL_TASK`` / ``$MCP_RUNNER_TASK_ID``), ``project``, ``runs`` and ``watch`` cover
+every task, and ``show``, ``status`` and ``replay`` look the run up in every task.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+import click
+import msgspec
+
+from journal import JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
+from journal import events as ev
+from journal import format as jfmt
+from projections import Projector, RunNotFound, Step, paced, state_at, timeline
+from projections import render as prender
+from projections.replay import step as make_step
+from projections.state import Run
+
+from .context import format_option, pass_settings, task_option
+from .output import emit_json, table
+from .render import describe
+
+STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
+#: rebuilds of more records than this show a progress bar (on a terminal)
+PROGRESS_MIN_RECORDS = 100_000
+#: how often ``status --watch`` catches up, and how often it also checks for a silent runner
+WATCH_POLL = 0.1
+STALE_CHECK = 1.0
+
+_line_encoder = msgspec.json.Encoder()
+
+
+# -- shared helpers --------------------------------------------------------------------
+
+
+def _chosen_task(settings, task: str | None) -> str | None:
+    """--task or the environment's task; None means every task."""
+    if task is not None or os.environ.get("RUNJOURNAL_TASK") or os.environ.get("MCP_RUNNER_TASK_ID"):
+        return settings.task(task)
+    return None
+
+
+def _require_journal(settings, task: str) -> None:
+    directory = settings.layout.journal_dir(task)
+    if not os.path.isdir(directory):
+        raise JournalNotFound(f"no journal for task {task} at {directory} (`runjournal runs` lists the tasks that have runs)")
+
+
+def _tasks(settings, task: str | None) -> list[str]:
+    chosen = _chosen_task(settings, task)
+    if chosen is None:
+        return settings.layout.tasks()
+    _require_journal(settings, chosen)
+    return [chosen]
+
+
+def _caught_up(settings, task: str) -> Projector:
+    projector = Projector(settings.runs_dir, settings.out_dir, task)
+    if projector.catch_up(wait=30.0, mark_stale=True) is None:
+        click.echo(f"warning: task {task} stayed busy for 30 s (another projector); showing its last checkpoint", err=True)
+    return projector
+
+
+def _candidates(settings, run_id: str, task: str | None) -> tuple[list[str], str]:
+    """Tasks that may hold the run (those whose projection has it first), and how to name them."""
+    validate_run_id(run_id)
+    chosen = _chosen_task(settings, task)
+    if chosen is not None:
+        _require_journal(settings, chosen)
+        return [chosen], f"task {chosen}"
+    tasks = sorted(settings.layout.tasks(), key=lambda t: not os.path.isdir(settings.layout.run_dir(t, run_id)))
+    return tasks, f"any task under {settings.runs_dir}"
+
+
+def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, Run]:
+    """The caught-up projector of the task that holds the run, and the run."""
+    tasks, where = _candidates(settings, run_id, task)
+    for t in tasks:
+        projector = _caught_up(settings, t)
+        run = projector.state().runs.get(run_id)
+        if run is not None:
+            return projector, run
+    raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
+
+
+def _find_journal(settings, run_id: str, task: str | None) -> tuple[str, list]:
+    """The journal directory that holds the run, and the run's timeline."""
+    tasks, where = _candidates(settings, run_id, task)
+    for t in tasks:
+        directory = settings.layout.journal_dir(t)
+        try:
+            return directory, timeline(directory, run_id)
+        except RunNotFound:
+            continue
+    raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
+
+
+def _iso(ts: int | None) -> str | None:
+    return None if ts is None else iso_utc(ts)
+
+
+def _duration(start: int | None, end: int | None) -> float | None:
+    return None if start is None or end is None else round((end - start) / 1e9, 3)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def exit_code_for(run: Run) -> int:
+    """0 succeeded, queued or running; 1 failed or stale (its runner is presumed dead); 130 cancelled."""
+    if run.status == "cancelled":
+        return 130
+    if run.status == "failed" or run.stale_since_ts is not None:
+        return 1
+    return 0
+
+
+def _ended(run: Run) -> bool:
+    return run.status in ("succeeded", "failed", "cancelled") or run.stale_since_ts is not None
+
+
+# -- project ---------------------------------------------------------------------------
+
+
+def _record_count(journal_dir: str) -> int:
+    """Committed records, from the last segment's base and its frames (no decoding)."""
+    segments = jfmt.list_segments(journal_dir)
+    if not segments:
+        return 0
+    base, name = segments[-1]
+    fd = os.open(os.path.join(journal_dir, name), os.O_RDONLY)
+    try:
+        return base - 1 + sum(len(batch) for batch in jfmt.SegmentScanner(fd, name, jfmt.HEADER_LEN).batches())
+    finally:
+        os.close(fd)
+
+
+@click.command()
+@task_option
+@click.option("--rebuild", is_flag=True, help="Throw the projection files and checkpoint away and rebuild them from the whole journal.")
+@format_option
+@pass_settings
+def project(settings, task, rebuild, fmt):
+    """Catch projection files up with the journal once (every task unless --task).
+
+    Writes manifests, .heartbeat, logs, error files, metrics and state.json for what was
+    appended since the last catch-up, and records runs whose heartbeat went silent as
+    stale. --rebuild reproduces every file from the journal alone, byte for byte (it
+    records nothing).
+
+    Example: runjournal project --task nightly --rebuild
+    """
+    done = []
+    for t in _tasks(settings, task):
+        projector = Projector(settings.runs_dir, settings.out_dir, t)
+        started = time.monotonic()
+        if rebuild:
+            total = _record_count(projector.journal_dir) if sys.stderr.isatty() and fmt == "text" else 0
+            if total >= PROGRESS_MIN_RECORDS:
+                with click.progressbar(length=total, label=f"rebuilding {t}", file=sys.stderr) as bar:
+                    seen = [0]
+
+                    def progress(applied, bar=bar, seen=seen):
+                        bar.update(applied - seen[0])
+                        seen[0] = applied
+
+                    result = projector.rebuild(progress=progress)
+                    bar.update(total - seen[0])
+            else:
+                result = projector.rebuild()
+        else:
+            result = projector.catch_up(wait=30.0, mark_stale=True)
+            if result is None:
+                raise JournalError(f"task {t}: another projector held its projection lock for 30 s; try again")
+        seconds = round(time.monotonic() - started, 3)
+        done.append(
+            {
+                "task_id": t,
+                "applied": result.applied,
+                "files": result.files,
+                "next_seq": result.next_seq,
+                "stale_marked": result.stale_marked,
+                "seconds": seconds,
+            }
+        )
+    if fmt == "json":
+        emit_json({"rebuild": rebuild, "tasks": done})
+        return 0
+    if not done:
+        click.echo(f"no task journals under {settings.runs_dir}")
+    for d in done:
+        what = f"rebuilt from {d['applied']} events" if rebuild else f"{d['applied']} new events"
+        stale = f", {d['stale_marked']} run(s) marked stale" if d["stale_marked"] else ""
+        took = f" in {d['seconds']:.2f} s" if rebuild else ""
+        click.echo(f"task {d['task_id']}: {what}, {d['files']} files written{stale}{took}")
+    return 0
+
+
+# -- runs ------------------------------------------------------------------------------
+
+
+def _run_row(projector: Projector, run: Run) -> dict:
+    return {
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "pipeline_id": run.pipeline_id,
+        "status": run.status,
+        "status_detail": prender.status_detail(run),
+        "stale": run.stale_since_ts is not None,
+        "attempt": run.attempt,
+        "parent_run_id": run.parent_run_id,
+        "started_at": iso_utc(run.started_ts),
+        "completed_at": _iso(run.completed_ts),
+        "duration_seconds": _duration(run.started_ts, run.completed_ts),
+        "manifest": projector.paths.manifest(run.run_id),
+    }
+
+
+@click.command()
+@task_option
+@click.option("--status", "status", type=click.Choice([*STATUSES, "stale"]), help="Only runs with this status (stale: presumed dead).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N runs (the newest).")
+@format_option
+@pass_settings
+def runs(settings, task, status, limit, fmt):
+    """List runs, newest first, across every task unless --task.
+
+    Example: runjournal runs --status failed --limit 10
+    """
+    rows = []
+    for t in _tasks(settings, task):
+        projector = _caught_up(settings, t)
+        for run in projector.state().runs.values():
+            if status == "stale" and run.stale_since_ts is None or status in STATUSES and run.status != status:
+                continue
+            rows.append((run.started_ts, run.run_id, _run_row(projector, run)))
+    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
+    docs = [r[2] for r in rows[:limit]]
+    if fmt == "json":
+        emit_json(docs)
+        return 0
+    if not docs:
+        click.echo("no runs")
+        return 0
+    table(
+        [
+            [
+                d["run_id"],
+                d["task_id"],
+                d["pipeline_id"],
+                d["status"] + (" (stale)" if d["stale"] else ""),
+                d["started_at"],
+                _seconds(d["duration_seconds"]),
+            ]
+            for d in docs
+        ],
+        ["RUN ID", "TASK", "PIPELINE", "STATUS", "STARTED", "DURATION"],
+    )
+    return 0
+
+
+# -- show ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("run_id")
+@task_option
+@format_option
+@pass_settings
+def show(settings, run_id, task, fmt):
+    """Print a run's manifest (JSON, in either format), caught up with the journal first.
+
+    Example: runjournal show 2025-12-01T09-37-11-576Z-1a60ebea
+    """
+    projector, run = _find_run(settings, run_id, task)
+    try:
+        with open(projector.paths.manifest(run_id), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:  # another projector has not written it yet: render it ourselves
+        data = prender.dumps(prender.manifest(projector.state(), run, projector.paths))
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def _status_doc(projector: Projector, run: Run) -> dict:
+    doc = _run_row(projector, run)
+    doc["pipeline_title"] = run.pipeline_title
+    doc["updated_at"] = iso_utc(run.updated_ts or run.started_ts)
+    doc["heartbeat_at"] = _iso(run.heartbeat_ts)
+    doc["commands"] = [
+        {
+            "index": c.index,
+            "id": c.id,
+            "kind": c.kind,
+            "status": c.status,
+            "exit_code": c.exit_code,
+            "started_at": _iso(c.started_ts),
+            "completed_at": _iso(c.completed_ts),
+            "duration_seconds": _duration(c.started_ts, c.completed_ts),
+            "summary": prender.command_summary(c),
+            "sub_run_id": c.sub_run_id,
+        }
+        for c in run.commands
+    ]
+    doc["child_runs"] = prender.manifest(projector.state(), run, projector.paths)["child_runs"]
+    doc["exit_code"] = exit_code_for(run)
+    return doc
+
+
+def _print_status(doc: dict) -> None:
+    click.echo(f"run:       {doc['run_id']}")
+    click.echo(f"task:      {doc['task_id']}")
+    click.echo(f"pipeline:  {doc['pipeline_id']} ({doc['pipeline_title']}), attempt {doc['attempt']}")
+    click.echo(f"status:    {doc['status']}" + (" (stale)" if doc["stale"] else ""))
+    click.echo(f"detail:    {doc['status_detail']}")
+    click.echo(f"started:   {doc['started_at']}")
+    click.echo(f"completed: {doc['completed_at'] or '-'}")
+    click.echo(f"heartbeat: {doc['heartbeat_at'] or '-'}")
+    for child in doc["child_runs"]:
+        click.echo(f"child:     {child['run_id']} ({child['pipeline_id']}): {child['status']}")
+    if doc["commands"]:
+        click.echo("")
+        table(
+            [
+                [str(c["index"]), c["id"], c["status"], "-" if c["exit_code"] is None else str(c["exit_code"]), _seconds(c["duration_seconds"]), c["summary"] or ""]
+                for c in doc["commands"]
+            ],
+            ["#", "STAGE", "STATUS", "EXIT", "DURATION", "SUMMARY"],
+        )
+
+
+def _print_changes(old: dict, new: dict) -> None:
+    for a, b in zip(old["commands"], new["commands"]):
+        if a["status"] != b["status"]:
+            at = b["completed_at"] or b["started_at"] or new["updated_at"]
+            exit_ = f" (exit {b['exit_code']})" if b["exit_code"] is not None and b["status"] in ("succeeded", "failed", "skipped") else ""
+            click.echo(f"{at}  stage {b['index']} {b['id']}: {a['status']} -> {b['status']}{exit_}")
+    if (old["status"], old["status_detail"], old["attempt"]) != (new["status"], new["status_detail"], new["attempt"]):
+        detail = new["status_detail"]
+        click.echo(f"{new['updated_at']}  " + (detail if detail.startswith(new["status"]) else f"{new['status']}: {detail}"))
+
+
+def _watch_status(projector: Projector, run_id: str, fmt: str) -> int:
+    """Print the run's state, then each change, until it ends (or goes stale); return its exit code."""
+    prev = None
+    last_stale_check = time.monotonic()
+    while True:
+        run = projector.state().runs[run_id]
+        doc = _status_doc(projector, run)
+        if prev is None:
+            emit_json_line(doc) if fmt == "json" else _print_status(doc)
+        elif _changed(prev, doc):
+            emit_json_line(doc) if fmt == "json" else _print_changes(prev, doc)
+        prev = doc
+        if _ended(run):
+            return exit_code_for(run)
+        time.sleep(WATCH_POLL)
+        check = time.monotonic() - last_stale_check >= STALE_CHECK
+        if check:
+            last_stale_check = time.monotonic()
+        projector.catch_up(wait=None, mark_stale=check)  # busy: `watch` is writing; look again next time
+
+
+def _changed(old: dict, new: dict) -> bool:
+    keys = ("status", "status_detail", "attempt", "completed_at", "stale", "child_runs")
+    return any(old[k] != new[k] for k in keys) or [c["status"] for c in old["commands"]] != [c["status"] for c in new["commands"]]
+
+
+def emit_json_line(doc: dict) -> None:
+    """One compact JSON object per line, for output that follows something live."""
+    sys.stdout.buffer.write(_line_encoder.encode(doc) + b"\n")
+    sys.stdout.flush()
+
+
+@click.command()
+@click.argument("run_id")
+@task_option
+@click.option("--watch", "follow_", is_flag=True, help="Follow the run live, printing each change, until it ends.")
+@format_option
+@pass_settings
+def status(settings, run_id, task, follow_, fmt):
+    """Show one run's state: status, detail and stages; --watch follows it until it ends.
+
+    Exit code: 0 succeeded, queued or running; 1 failed, or stale (no heartbeat for longer
+    than its stale limit: the runner is presumed dead); 130 cancelled. With --watch, the
+    code of the run's end. With --format json and --watch: one JSON object per change.
+
+    Example: runjournal status 2025-12-01T09-37-11-576Z-1a60ebea --watch
+    """
+    projector, run = _find_run(settings, run_id, task)
+    if follow_:
+        return _watch_status(projector, run_id, fmt)
+    doc = _status_doc(projector, run)
+    if fmt == "json":
+        emit_json(doc)
+    else:
+        _print_status(doc)
+    return doc["exit_code"]
+
+
+# -- replay ----------------------------------------------------------------------------
+
+
+def _parse_at(text: str, start_ts: int) -> tuple[int | None, int | None]:
+    """SEQ (a global sequence number), +SECONDS (after the run started) or an ISO-8601 time."""
+    if text.isdigit():
+        return int(text), None
+    try:
+        if text.startswith("+"):
+            return None, start_ts + int(float(text[1:].removesuffix("s")) * 1e9)
+        return None, parse_iso(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a sequence number, +SECONDS or an ISO-8601 time (e.g. 42, +12.5s, 2025-12-01T09:37:20Z)",
+            param_hint="'--at'",
+        ) from None
+
+
+def _step_doc(step: Step, rec) -> dict:
+    doc = msgspec.to_builtins(step)
+    doc["time"] = iso_utc(rec.ts)
+    doc["text"] = describe(rec.event)
+    return doc
+
+
+def _step_line(step, rec) -> str:
+    return f"{step.elapsed:>+10.3f}s  {rec.seq:>8}  #{rec.run_seq:<4} {describe(rec.event)}"
+
+
+@click.command()
+@click.argument("run_id")
+@task_option
+@click.option("--at", "at", metavar="SEQ|TIME", help="Print the manifest as it was at this global sequence, +SECONDS after the start, or ISO-8601 time.")
+@click.option("--speed", type=click.FloatRange(min=0, min_open=True), metavar="X", help="Re-play the events and output with their original timing, X times faster.")
+@format_option
+@pass_settings
+def replay(settings, run_id, task, at, speed, fmt):
+    """A run's history from the journal: its timeline, its manifest at a point, or a re-play.
+
+    Without options: every record with its time since the run started, stages, exit codes
+    and output excerpts. --at: the manifest exactly as it was then (JSON in either format).
+    --speed: the records printed with their original gaps divided by X (JSON Lines with
+    --format json).
+
+    Example: runjournal replay 2025-12-01T09-37-11-576Z-1a60ebea --at +30s
+    """
+    if at is not None and speed is not None:
+        raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
+    directory, steps = _find_journal(settings, run_id, task)
+    if at is not None:
+        seq, ts = _parse_at(at, steps[0][1].ts)
+        sys.stdout.buffer.write(prender.dumps(state_at(directory, run_id, seq=seq, ts_ns=ts)))
+        sys.stdout.flush()
+        return 0
+    if speed is not None:
+        start = steps[0][1].ts
+        for delay, rec in paced([rec for _, rec in steps], speed):
+            if delay:
+                time.sleep(delay)  # the pace is the point of a re-play
+            s = make_step(rec, start)
+            if fmt == "json":
+                emit_json_line(_step_doc(s, rec))
+            else:
+                _play_line(s, rec)
+        return 0
+    if fmt == "json":
+        task_id = os.path.basename(os.path.dirname(directory))
+        emit_json({"run_id": run_id, "task_id": task_id, "records": len(steps), "steps": [_step_doc(s, r) for s, r in steps]})
+        return 0
+    first = steps[0][1]
+    click.echo(f"run {run_id} (task {os.path.basename(os.path.dirname(directory))}), started {iso_utc(first.ts)}, {len(steps)} records")
+    click.echo(f"{'ELAPSED':>11}  {'SEQ':>8}  RUN# EVENT")
+    for s, rec in steps:
+        click.echo(_step_line(s, rec))
+    return 0
+
+
+def _play_line(step: Step, rec) -> None:
+    e = rec.event
+    if isinstance(e, ev.OutputChunk):
+        text = e.data.decode("utf-8", "replace")
+        for line in text.splitlines() or [""]:
+            click.echo(f"{step.elapsed:>+10.3f}s  {e.stream}| {line}")
+    else:
+        click.echo(f"{step.elapsed:>+10.3f}s  {describe(e)}")
+
+
+# -- watch -----------------------------------------------------------------------------
+
+
+@click.command()
+@task_option
+@click.option("--poll", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Poll every SECONDS instead of using inotify (network filesystems).")
+@format_option
+@pass_settings
+def watch(settings, task, poll, fmt):
+    """Keep projection files current as journals grow (every task unless --task), until stopped.
+
+    Uses watchdog's native observer (inotify), or polling with --poll; tasks that appear
+    later are picked up. Every second it also catches every task up (in case a
+    notification was lost) and records silent runs as stale. SIGINT or SIGTERM stops it
+    after the current write; it exits 0. Prints a line per catch-up (JSON Lines with
+    --format json).
+
+    Example: runjournal watch --poll 2
+    """
+    from projections import Watcher  # imports watchdog: only this command needs it
+
+    chosen = _chosen_task(settings, task)
+    stop = threading.Event()
+
+    def log(text: str, doc: dict) -> None:
+        if fmt == "json":
+            emit_json_line(doc)
+        else:
+            click.echo(text)
+
+    def caught_up(t, result) -> None:
+        now = time.time_ns()
+        stale = f", {result.stale_marked} run(s) marked stale" if result.stale_marked else ""
+        log(
+            f"{iso_utc(now)}  task {t}: {result.applied} events, {result.files} files{stale}",
+            {"event": "catch_up", "time": iso_utc(now), "task_id": t, "applied": result.applied, "files": result.files, "next_seq": result.next_seq, "stale_marked": result.stale_marked},
+        )
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
+    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn)
+
+    def ready() -> None:
+        what = f"task {chosen}" if chosen else "every task"
+        log(
+            f"watching {what} under {settings.runs_dir} ({daemon.observer_kind}); Ctrl-C stops",
+            {"event": "ready", "runs_dir": settings.runs_dir, "task_id": chosen, "observer": daemon.observer_kind},
+        )
+
+    def on_signal(signum, frame) -> None:
+        # set the events from another thread: this handler may interrupt the loop while it holds them
+        threading.Thread(target=lambda: (stop.set(), daemon.wake.set()), daemon=True).start()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        daemon.run(stop, on_ready=ready)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log(
+        f"stopped after {daemon.catch_ups} catch-ups ({daemon.applied} events)",
+        {"event": "stopped", "catch_ups": daemon.catch_ups, "applied": daemon.applied},
+    )
+    return 0

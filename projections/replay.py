@@ -1,0 +1,146 @@
+"""Replay: one run's history read back from the journal.
+
+``timeline`` lists a run's records with times relative to its start; ``state_at`` folds
+the journal up to a point into a fresh ``TaskState`` and renders the manifest as it was
+then (time travel: the same fold and renderer the projector uses, so the result is the
+manifest that was on disk at that point); ``paced`` yields the records with their
+original gaps, sped up, for re-playing a run as it happened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import msgspec
+
+from journal import JournalError, JournalReader, validate_run_id
+from journal import events as ev
+from journal.events import Record
+
+from . import render
+from .state import TaskState
+
+#: longest output excerpt a timeline step carries, in characters
+EXCERPT_CHARS = 200
+
+
+class RunNotFound(JournalError):
+    """The journal holds no run with this id (or the run had not started at the point asked for)."""
+
+
+class Step(msgspec.Struct, omit_defaults=True):
+    """One record of a run's timeline."""
+
+    seq: int
+    run_seq: int
+    ts: int
+    #: seconds since the run's first record
+    elapsed: float
+    type: str
+    stage_index: int | None = None
+    stage_id: str | None = None
+    exit_code: int | None = None
+    stream: str | None = None
+    #: the start of an output chunk, or a reason / summary
+    excerpt: str | None = None
+
+
+def _run_records(journal_dir: str, run_id: str) -> Iterator[Record]:
+    validate_run_id(run_id)
+    for rec in JournalReader(journal_dir).records():
+        if rec.run_id == run_id:
+            yield rec
+
+
+def _excerpt(text: str | None) -> str | None:
+    if not text:
+        return None
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def step(rec: Record, start_ts: int) -> Step:
+    """A timeline step for one record of a run that started at ``start_ts``."""
+    e = rec.event
+    s = Step(rec.seq, rec.run_seq, rec.ts, round((rec.ts - start_ts) / 1e9, 3), e.__struct_config__.tag)
+    index = getattr(e, "index", None)
+    if index is not None:
+        s.stage_index = index
+        s.stage_id = getattr(e, "stage_id", None)
+    if isinstance(e, ev.StageFinished | ev.StageFailed | ev.StageSkipped | ev.ErrorRecorded):
+        s.exit_code = e.exit_code
+    if isinstance(e, ev.OutputChunk):
+        s.stream = e.stream
+        s.excerpt = _excerpt(e.data.decode("utf-8", "replace"))
+    elif isinstance(e, ev.OutputTruncated):
+        s.stream = e.stream
+        s.excerpt = f"{e.dropped_bytes} of {e.total_bytes} bytes left out"
+    elif isinstance(e, ev.ErrorRecorded):
+        s.excerpt = _excerpt(e.reason or e.stderr)
+    elif isinstance(e, ev.RunFailed | ev.RunCancelled):
+        s.excerpt = _excerpt(e.reason)
+    elif isinstance(e, ev.StageFinished | ev.StageFailed | ev.RunCompleted):
+        s.excerpt = _excerpt(e.summary)
+    elif isinstance(e, ev.StageSkipped):
+        s.excerpt = _excerpt(e.reason or e.summary)
+    elif isinstance(e, ev.RunResumed):
+        s.excerpt = _excerpt(f"{e.outcome} by {e.actor}: {e.reason}")
+    elif isinstance(e, ev.ChildRunLinked):
+        s.excerpt = e.child_run_id
+    elif isinstance(e, ev.RunStarted):
+        s.excerpt = e.pipeline_id
+    return s
+
+
+def timeline(journal_dir: str, run_id: str) -> list[tuple[Step, Record]]:
+    """Every record of the run, oldest first, each with its timeline step."""
+    out: list[tuple[Step, Record]] = []
+    start = None
+    for rec in _run_records(journal_dir, run_id):
+        if start is None:
+            start = rec.ts
+        out.append((step(rec, start), rec))
+    if not out:
+        raise RunNotFound(f"no run {run_id} in the journal at {journal_dir} (see `runjournal runs`)")
+    return out
+
+
+def state_at(journal_dir: str, run_id: str, seq: int | None = None, ts_ns: int | None = None) -> dict:
+    """The run's manifest exactly as it was once the journal reached global ``seq`` (or time ``ts_ns``).
+
+    With neither, the manifest as of the end of the journal. Records of other runs are
+    folded too (a parent's manifest shows its children's status), except their output,
+    which no manifest of this run depends on.
+    """
+    validate_run_id(run_id)
+    journal_dir = os.path.abspath(journal_dir)
+    task_dir = os.path.dirname(journal_dir)
+    runs_dir, task = os.path.dirname(task_dir), os.path.basename(task_dir)
+    state = TaskState(task_id=task)
+    output = (ev.OutputChunk, ev.OutputTruncated)
+    for rec in JournalReader(journal_dir).records():
+        if seq is not None and rec.seq > seq:
+            break
+        if ts_ns is not None and rec.ts > ts_ns:
+            continue  # writers' clocks are not in commit order: keep looking
+        if rec.run_id != run_id and isinstance(rec.event, output):
+            continue
+        state.apply(rec)
+    run = state.runs.get(run_id)
+    if run is None:
+        where = f" at sequence {seq}" if seq is not None else " at that time" if ts_ns is not None else ""
+        raise RunNotFound(f"run {run_id} had not started{where} in the journal at {journal_dir}")
+    # the out dir only names state.json, which no manifest mentions
+    paths = render.Paths(runs_dir, os.path.join(os.path.dirname(runs_dir), "out"), task)
+    return render.manifest(state, run, paths)
+
+
+def paced(records: list[Record], speed: float) -> Iterator[tuple[float, Record]]:
+    """``(delay_seconds, record)``: each record after its original gap divided by ``speed``."""
+    if speed <= 0:
+        raise ValueError(f"speed must be positive, not {speed}")
+    prev = None
+    for rec in records:
+        delay = 0.0 if prev is None else max(0, rec.ts - prev) / 1e9 / speed
+        prev = rec.ts if prev is None else max(prev, rec.ts)
+        yield delay, rec

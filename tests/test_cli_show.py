@@ -1,0 +1,61 @@
+"""`runjournal show RUN_ID`: the run's manifest, caught up with the journal first."""
+
+from __future__ import annotations
+
+import json
+
+from helpers import assert_one_error_line
+from helpers.histories import RunScript, make_run_id, populate
+from helpers.invoke import invoke  # noqa: F401 - fixture
+
+from journal import events as ev
+from journal.writer import Journal
+
+
+def test_prints_the_manifest_file_caught_up(tmp_path, invoke):
+    run = RunScript(make_run_id(1), stages=2).stage(1)
+    journal_dir = populate(tmp_path, run.items)
+    code, out, err = invoke("show", run.run_id)  # no `project` before: show catches up itself
+    assert (code, err) == (0, "")
+    path = tmp_path / ".runs" / "default" / "cli" / run.run_id / "manifest.json"
+    assert out.encode() == path.read_bytes()
+    assert json.loads(out)["commands"][0]["status"] == "succeeded"
+
+    with Journal(journal_dir, durability="none") as journal:
+        journal.append(run.run_id, ev.RunCompleted(summary="done"))
+    code, out, _ = invoke("show", run.run_id, "--format", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert (doc["status"], doc["summary"]) == ("succeeded", "done")
+    assert out.encode() == path.read_bytes()
+
+
+def test_finds_the_run_in_any_task(tmp_path, invoke):
+    populate(tmp_path, RunScript(make_run_id(1)).items)
+    nightly = RunScript(make_run_id(2), task="nightly").stage(1).complete()
+    populate(tmp_path, nightly.items, task="nightly")
+    code, out, _ = invoke("show", nightly.run_id)
+    assert code == 0
+    assert json.loads(out)["task_id"] == "nightly"
+    code, _, err = invoke("show", nightly.run_id, "--task", "default")
+    assert code == 1
+    assert_one_error_line(err, f"no run {nightly.run_id} in task default")
+
+
+def test_unknown_run_and_bad_id(tmp_path, invoke):
+    populate(tmp_path, RunScript(make_run_id(1)).items)
+    code, out, err = invoke("show", make_run_id(9))
+    assert (code, out) == (1, "")
+    assert_one_error_line(err, f"no run {make_run_id(9)} in any task under {tmp_path / '.runs'}")
+    code, out, err = invoke("show", "../../etc/passwd")
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, "run id '../../etc/passwd' must not contain '/'")
+    code, _, err = invoke("show", ".hidden")
+    assert code == 2
+    assert_one_error_line(err, "must not start with '.'")
+
+
+def test_help_ends_with_an_example(invoke):
+    code, out, _ = invoke("show", "--help")
+    assert code == 0
+    assert out.split("Options:")[0].rstrip().splitlines()[-1].strip() == "Example: runjournal show 2025-12-01T09-37-11-576Z-1a60ebea"
