@@ -113,6 +113,15 @@ class Projector:
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+            # temp files of a projector killed mid-write (never visible under a file's real name)
+            for directory in (self.paths.task_dir, os.path.dirname(self.paths.state()), self.state_dir):
+                try:
+                    names = os.listdir(directory)
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    if name.startswith(".") and name.endswith(".tmp"):
+                        os.unlink(os.path.join(directory, name))
             self._state, self._position, self._ckpt_stat = None, None, None
             return self._catch_up(progress, 0.0)
         finally:

@@ -80,7 +80,10 @@ def status_detail(run: Run) -> str:
         return f"in progress (attempt {run.attempt})"
     if run.status == "succeeded":
         return "succeeded"
-    return f"{run.status}: {run.reason}" if run.reason else run.status
+    if not run.reason:
+        return run.status
+    # the runner's reasons often start with the status already ("cancelled by SIGINT ...")
+    return run.reason if run.reason.startswith(run.status) else f"{run.status}: {run.reason}"
 
 
 def command_summary(cmd: Command) -> str | None:

@@ -323,7 +323,10 @@ class Runner:
         except JournalError as e:
             self.say(f"warning: {e}")
         self._project(wait=30.0)
-        self.say(f"run {run_id} {status}" + (f": {reason}" if reason and status != "succeeded" else ""))
+        if reason and status != "succeeded":
+            self.say(f"run {run_id} {reason}" if reason.startswith(status) else f"run {run_id} {status}: {reason}")
+        else:
+            self.say(f"run {run_id} {status}")
         return status
 
     def _stages(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int]) -> tuple[str, str | None]:

@@ -64,7 +64,7 @@ def test_sigterm_cancels_the_run_and_its_process_group(tmp_path: Path):
     run_id = result["run_id"]
     doc = manifest(tmp_path, run_id)
     assert doc["status"] == "cancelled"
-    assert doc["status_detail"] == "cancelled: cancelled by SIGTERM during stage work"
+    assert doc["status_detail"] == "cancelled by SIGTERM during stage work"
     assert doc["completed_at"] is not None
     assert [c["status"] for c in doc["commands"]] == ["succeeded", "failed", "pending"]
     error = json.loads((tmp_path / doc["commands"][1]["error_file"]).read_text())
@@ -111,5 +111,5 @@ def test_a_second_ctrl_c_kills_at_once(tmp_path: Path):
     assert_group_gone(pids)
     out = output(tmp_path)[0]
     run_id = out.split()[1]
-    assert manifest(tmp_path, run_id)["status_detail"] == "cancelled: cancelled by SIGINT during stage stubborn"
-    assert out.splitlines()[-1] == f"run {run_id} cancelled: cancelled by SIGINT during stage stubborn"
+    assert manifest(tmp_path, run_id)["status_detail"] == "cancelled by SIGINT during stage stubborn"
+    assert out.splitlines()[-1] == f"run {run_id} cancelled by SIGINT during stage stubborn"

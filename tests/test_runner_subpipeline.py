@@ -103,7 +103,7 @@ def test_sigterm_during_a_sub_pipeline_cancels_child_and_parent(tmp_path: Path):
     result = json.loads(output(tmp_path)[0])
     parent = manifest(tmp_path, result["run_id"])
     child_id = parent["commands"][0]["sub_run_id"]
-    assert (parent["status"], parent["status_detail"]) == ("cancelled", "cancelled: cancelled during sub-pipeline slow")
+    assert (parent["status"], parent["status_detail"]) == ("cancelled", "cancelled during sub-pipeline slow")
     assert manifest(tmp_path, child_id)["status"] == "cancelled"
     assert not (tmp_path / "after").exists()
 
