@@ -43,6 +43,7 @@ DURABILITY_MODES = ("always", "batch", "none")
 DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
+ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
 PENDING_DIR = "pending"
 TORN_DIR = "torn"
 PENDING_MAGIC = b"RJPENDG1"
@@ -99,6 +100,7 @@ class Journal:
         self._published: tuple[int, int, int, int] | None = None  # what this writer last put in the head
         self._local: dict[str, int] = {}  # run sequences written since then
         self._unpublished = 0
+        self._alone = 0  # appends in a row that found no other writer's work
         self._cut: list[TailRepaired] = []  # torn tails cut but not yet recorded in the journal
         self._spilled_here = False
         self._last_merge_check = 0.0
@@ -247,7 +249,9 @@ class Journal:
         """Catch the in-memory view up with what other writers did, from the head (O(1))."""
         h = self._head.read()
         if h is not None and h == self._published and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
+            self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
+        self._alone = 0
         self._local.clear()  # someone else wrote, and folded what this writer left unpublished
         if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h[:3]):
             self._rebuild()
@@ -509,15 +513,16 @@ class Journal:
             ) from None
         self._end = start + len(data)
         self._last_seq = seq
-        # While this writer stays the only one, the head is brought up to date only every
-        # PUBLISH_EVERY appends: another writer that finds it behind reads the few records
-        # past it (as after a crash), so nothing depends on publishing every time.
+        # While this writer has been the only one for a while, the head is brought up to date
+        # only every PUBLISH_EVERY appends: another writer that finds it behind reads the few
+        # records past it (as after a crash), so nothing depends on publishing every time.
+        # Under contention every append publishes, so the next writer has nothing to read.
         if next_run is None:
             self._local[run_id] = rs
         else:
             self._local.update(next_run)
         self._unpublished += 1
-        if self._unpublished >= PUBLISH_EVERY or boundary:
+        if self._unpublished >= PUBLISH_EVERY or boundary or self._alone < ALONE_AFTER:
             self._publish()
         mode = self.durability
         if mode == "always" or mode == "batch" and (boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL):
