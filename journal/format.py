@@ -159,11 +159,16 @@ class SegmentScanner:
                     eof = True
             view = memoryview(buf)
             n = len(buf)
+            known = _word_crcs
             while pos + FRAME_LEN <= n:
                 word, wcrc, pcrc = FRAME.unpack_from(buf, pos)
-                if crc32(view[pos : pos + 4]) != wcrc:
-                    self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False)
-                    return
+                # the checksums of common words are known: a dict lookup instead of a crc32
+                if known.get(word) != wcrc:
+                    if crc32(view[pos : pos + 4]) != wcrc:
+                        self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False)
+                        return
+                    if len(known) < 65536:
+                        known[word] = wcrc
                 length = word & LEN_MASK
                 end = pos + FRAME_LEN + length
                 if length > MAX_PAYLOAD:

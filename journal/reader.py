@@ -71,6 +71,7 @@ class JournalReader:
                 if offset == fmt.HEADER_LEN and header.base_seq != next_seq:
                     raise CorruptRecord(segment, 0, f"segment starts at sequence {header.base_seq}, expected {next_seq}")
                 scanner = fmt.SegmentScanner(fd, segment, offset)
+                decode = record_decoder.decode
                 for batch in scanner.batches():
                     for off, payload in batch:
                         seq = next_seq
@@ -79,7 +80,10 @@ class JournalReader:
                         self._next_seq = next_seq
                         if seq < skip_to:
                             continue
-                        rec = _decode(payload, segment, off)
+                        try:
+                            rec = decode(payload)
+                        except msgspec.DecodeError:
+                            rec = _decode(payload, segment, off)  # raises, naming what is wrong
                         if rec.seq != seq:
                             raise CorruptRecord(segment, off, f"sequence {rec.seq} where {seq} was expected")
                         yield rec
