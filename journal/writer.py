@@ -121,7 +121,7 @@ class Journal:
         if not isinstance(event, Event):
             raise TypeError(f"not an event: {event!r}")
         expected = None if expected_seq is None else {run_id: expected_seq}
-        return self._append([Item(run_id, event, time.time_ns())], expected)[0]
+        return self._append(((run_id, event, time.time_ns()),), expected)[0]
 
     def append_batch(self, items: Iterable[Item | tuple], expected: dict[str, int] | None = None) -> list[Record]:
         """Append events atomically (one lock, one write, one sync); return their records."""
@@ -134,7 +134,8 @@ class Journal:
                 raise TypeError(f"not an event: {it.event!r}")
         return self._append(batch, expected)
 
-    def _append(self, batch: list[Item], expected: dict[str, int] | None) -> list[Record]:
+    def _append(self, batch: Sequence[tuple], expected: dict[str, int] | None) -> list[Record]:
+        """Under the lock: catch up, merge spills when due, write. Items are (run_id, event, ts)."""
         with self._mutex:
             if self._closed.is_set():
                 raise JournalError(f"journal {self.directory} is closed")
@@ -473,7 +474,8 @@ class Journal:
         seq = self._last_seq
         if len(batch) == 1 and origin is None:  # the common case, kept short
             run_id, event, ts = batch[0]
-            rs = self._current(run_id) + 1
+            rs = self._local.get(run_id)
+            rs = (self._current(run_id) if rs is None else rs) + 1
             seq += 1
             rec = Record(seq, run_id, rs, ts, event)
             records, next_run, boundary = [rec], None, event.boundary
@@ -485,13 +487,13 @@ class Journal:
             records = []
             next_run: dict[str, int] = {}
             boundary = False
-            for it in batch:
+            for run_id, event, ts in batch:
                 seq += 1
-                rs = next_run.get(it.run_id) or self._current(it.run_id)
+                rs = next_run.get(run_id) or self._current(run_id)
                 rs += 1
-                next_run[it.run_id] = rs
-                records.append(Record(seq, it.run_id, rs, it.ts, it.event, origin if not records else None))
-                boundary = boundary or it.event.boundary
+                next_run[run_id] = rs
+                records.append(Record(seq, run_id, rs, ts, event, origin if not records else None))
+                boundary = boundary or event.boundary
             payloads = [encoder.encode(r) for r in records]
             if max(map(len, payloads)) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event is larger than the journal's limit of {fmt.MAX_PAYLOAD} bytes; nothing was written")
@@ -525,9 +527,11 @@ class Journal:
         if self._unpublished >= PUBLISH_EVERY or boundary or self._alone < ALONE_AFTER:
             self._publish()
         mode = self.durability
-        if mode == "always" or mode == "batch" and (boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL):
+        if mode == "none":
+            return records
+        if mode == "always" or boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL:
             self._sync()
-        elif mode == "batch":
+        else:
             self._dirty = True
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_loop, name="runjournal-flush", daemon=True)
@@ -562,7 +566,7 @@ class Journal:
         self._spill_clock = max(self._spill_clock + 1, time.time_ns())
         self._spill_counter += 1
         name = f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp"
-        payloads = [encoder.encode(_Spilled(it.run_id, it.ts, it.event)) for it in batch]
+        payloads = [encoder.encode(_Spilled(run_id, ts, event)) for run_id, event, ts in batch]
         tmp = os.path.join(pending, "." + name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
