@@ -269,7 +269,7 @@ class Projector:
             run = state.runs.get(rid)
             if run is not None:
                 out.append((p.manifest(rid), render.dumps(render.manifest(state, run, p))))
-        task_dirty = bool(state.dirty) or state.dirty_task
+        task_dirty = state.dirty_task
         if task_dirty and task_files:
             out.append((p.metrics(), render.metrics_lines(state)))
             out.append((p.summary(), render.summary(state)))

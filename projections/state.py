@@ -177,14 +177,18 @@ class TaskState(msgspec.Struct):
             return run.commands[index - 1]
         return None
 
-    def touch(self, run: Run, ts: int) -> None:
-        """A change that shows in the manifest: the manifest's heartbeat catches up too."""
+    def touch(self, run: Run, ts: int, task: bool = False) -> None:
+        """A change that shows in the manifest: the manifest's heartbeat catches up too.
+
+        ``task``: the run's status, attempt or times changed, which the task files
+        (metrics, summary, state.json) show; stage-level changes leave them alone."""
         run.updated_ts = ts
         run.manifest_heartbeat_ts = run.heartbeat_ts
         self.dirty.add(run.run_id)
         if run.parent_run_id and run.parent_run_id in self.runs:
             self.dirty.add(run.parent_run_id)
-        self.task_changed(ts)
+        if task:
+            self.task_changed(ts)
 
     def task_changed(self, ts: int) -> None:
         """The task files change at this record. Only such records move ``last_ts``: the
@@ -224,7 +228,7 @@ def _run_started(s: TaskState, rec: Record, run: Run | None) -> None:
     )
     s.runs[rec.run_id] = run
     s.dirty_heartbeat.add(rec.run_id)
-    s.touch(run, rec.ts)
+    s.touch(run, rec.ts, task=True)
 
 
 def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
@@ -238,11 +242,12 @@ def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
     # has_log never goes back to False: a log file, once written, stays part of the projection
     cmd.log, cmd.log_bytes, cmd.truncated, cmd.log_on_disk = [], 0, {}, False
     cmd.has_log = cmd.has_log or cmd.kind == "command"
-    if run.status in ("queued",) or run.stale_since_ts is not None:
+    status_changes = run.status == "queued" or run.stale_since_ts is not None
+    if status_changes:
         run.status = "in_progress"
     run.stale_since_ts = None
     s.dirty_commands.add((rec.run_id, e.index))
-    s.touch(run, rec.ts)
+    s.touch(run, rec.ts, task=status_changes)
 
 
 def _stage_end(s: TaskState, rec: Record, run: Run, status: str, exit_code: int | None, summary: str | None) -> None:
@@ -328,7 +333,7 @@ def _heartbeat(s: TaskState, rec: Record, run: Run | None) -> None:
     s.dirty_heartbeat.add(rec.run_id)
     if run.stale_since_ts is not None:
         run.stale_since_ts = None  # alive after all
-        s.touch(run, rec.ts)
+        s.touch(run, rec.ts, task=True)
     elif run.manifest_heartbeat_ts is None or rec.ts - run.manifest_heartbeat_ts >= HEARTBEAT_MANIFEST_THROTTLE_NS:
         s.touch(run, rec.ts)
 
@@ -383,7 +388,7 @@ def _run_end(s: TaskState, rec: Record, run: Run, status: str, reason: str | Non
     else:
         s.metrics[at] = line
     run.metrics_recorded = True
-    s.touch(run, rec.ts)
+    s.touch(run, rec.ts, task=True)
 
 
 def _run_completed(s: TaskState, rec: Record, run: Run | None) -> None:
@@ -415,7 +420,7 @@ def _run_resumed(s: TaskState, rec: Record, run: Run | None) -> None:
                 cmd.status = "pending"
                 cmd.started_ts = cmd.completed_ts = cmd.exit_code = None
                 cmd.summary = None
-    s.touch(run, rec.ts)
+    s.touch(run, rec.ts, task=True)
 
 
 def _child_linked(s: TaskState, rec: Record, run: Run | None) -> None:
@@ -450,7 +455,7 @@ def _run_stale(s: TaskState, rec: Record, run: Run | None) -> None:
     if run.completed_ts is not None or (run.heartbeat_ts or 0) > e.last_heartbeat_ts:
         return  # finished, or a heartbeat arrived after the observation: not stale
     run.stale_since_ts = e.last_heartbeat_ts
-    s.touch(run, rec.ts)
+    s.touch(run, rec.ts, task=True)
 
 
 _HANDLERS = {
