@@ -31,15 +31,14 @@ PAYLOAD = b"x" * 120  # a record of about 170 bytes, as PERFORMANCE.md's figures
 REPS = 3
 
 
-def _event(i: int) -> ev.OutputChunk:
-    return ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD)
+EVENT = ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD)
 
 
 def raw_append(path: str, n: int) -> float:
     """flock + encode + write + unlock per event, descriptors held open: the machine's limit."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    event = _event(0)
+    event = EVENT
     t0 = time.perf_counter()
     for i in range(n):
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -53,7 +52,7 @@ def raw_append(path: str, n: int) -> float:
 
 def raw_fsync(path: str, n: int) -> float:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    data = encoder.encode(Record(0, "bench", 0, time.time_ns(), _event(0)))
+    data = encoder.encode(Record(0, "bench", 0, time.time_ns(), EVENT))
     t0 = time.perf_counter()
     for _ in range(n):
         os.write(fd, data)
@@ -65,7 +64,7 @@ def raw_fsync(path: str, n: int) -> float:
 
 def journal_append(directory: str, mode: str, n: int) -> float:
     with Journal(directory, durability=mode) as j:
-        event = _event(0)
+        event = EVENT
         j.append("warmup", event)
         t0 = time.perf_counter()
         for _ in range(n):

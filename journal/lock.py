@@ -78,7 +78,8 @@ class JournalLock:
             finally:
                 self._callers -= 1
         self.timeouts += 1
-        raise LockTimeout(self.describe_holder(timeout), holder_pid=holder_pid(self.path))
+        pid = holder_pid(self.path)
+        raise LockTimeout(self.describe_holder(timeout, pid), holder_pid=pid)
 
     def _start_helper(self) -> None:
         if self._helper is None or not self._helper.is_alive():
@@ -121,9 +122,9 @@ class JournalLock:
                 return  # the helper is blocked in the kernel on this file: it closes it when woken
         self._file.close()
 
-    def describe_holder(self, waited: float | None = None) -> str:
+    def describe_holder(self, waited: float | None = None, pid: int | None = None) -> str:
         waited = self.timeout if waited is None else waited
-        pid = holder_pid(self.path)
+        pid = holder_pid(self.path) if pid is None else pid
         who = f"pid {pid} on {socket.gethostname()}" if pid else "another process"
         state = _process_state(pid) if pid else ""
         return (

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import msgspec
@@ -172,38 +173,30 @@ class Journal:
 
     def run_seqs(self, run_ids: Iterable[str]) -> dict[str, int]:
         """Current sequences of several runs, read under one lock (spills merged first)."""
-        with self._mutex:
-            self._check_open()
-            self._lock.acquire()
-            try:
-                self._refresh()
-                self._merge_pending()
-                return {r: self._current(r) for r in run_ids}
-            finally:
-                self._lock.release()
+        with self._caught_up():
+            return {r: self._current(r) for r in run_ids}
 
     def flush(self) -> None:
         """Merge pending spills, if the lock is free, and make everything durable."""
-        with self._mutex:
-            self._check_open()
-            self._lock.acquire()
-            try:
-                self._refresh()
-                self._merge_pending()
-                self._sync()
-            finally:
-                self._lock.release()
+        with self._caught_up():
+            self._sync()
 
     def recover(self) -> list[TailRepaired]:
         """Open for append once (cutting any torn tail, merging spills); return the repairs made."""
+        with self._caught_up():
+            done, self.repaired = self.repaired, []
+            return done
+
+    @contextmanager
+    def _caught_up(self):
+        """Hold the lock with the view caught up and pending spills merged."""
         with self._mutex:
             self._check_open()
             self._lock.acquire()
             try:
                 self._refresh()
                 self._merge_pending()
-                done, self.repaired = self.repaired, []
-                return done
+                yield
             finally:
                 self._lock.release()
 
@@ -598,7 +591,7 @@ class Journal:
                 self._finish_merge(pending, name + ".merging", maybe_merged=False)
         self._spilled_here = False
 
-    def _quarantine(self, pending: str, name: str, error: CorruptRecord) -> None:
+    def _quarantine(self, pending: str, name: str) -> None:
         """A damaged pending file is set aside (``.damaged``) so it blocks no one; verify reports it."""
         os.rename(os.path.join(pending, name), os.path.join(pending, name.removesuffix(".merging") + ".damaged"))
         fsync_dir(pending)
@@ -613,8 +606,8 @@ class Journal:
             return
         try:
             items = _read_spill(path)
-        except CorruptRecord as e:
-            self._quarantine(pending, name, e)
+        except CorruptRecord:
+            self._quarantine(pending, name)
             return
         self._write(items, None, origin=origin)
         self._sync()
