@@ -14,6 +14,7 @@ state an expected sequence are never spilled: they fail with nothing written.
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 import time
@@ -36,7 +37,8 @@ from .events import (
     head_decoder,
     record_decoder,
 )
-from .fsutil import fsync_dir, makedirs_durable, write_all
+from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
+from .head import SIZE as HEAD_SIZE
 from .head import Head
 from .lock import DEFAULT_TIMEOUT, JournalLock
 
@@ -87,8 +89,11 @@ class Journal:
         except OSError as e:
             raise JournalWriteFailed(f"cannot create journal directory {directory}: {e.strerror}") from None
         try:
+            head = os.path.join(directory, "head")
+            if not os.path.exists(head):
+                _create_head(head)
             self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
-            self._head = Head(os.path.join(directory, "head"))
+            self._head = Head(head)
         except OSError as e:
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
@@ -254,16 +259,18 @@ class Journal:
             cut, self._cut = self._cut, []
             self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in cut], None)
             self.repaired.extend(cut)
-        self._publish()
+        # No publish here: the head already shows what was adopted (a scan or a rebuild
+        # published its own view), and this writer's next write publishes, since it is no
+        # longer alone. Should it die between that write and the publish, the next writer
+        # sees the segment longer than the head says (the lseek above) and scans it.
 
     def _adopt(self, base: int, end: int, last: int) -> bool:
         """Take the head's view; scan forward if a writer died after writing but before publishing.
 
         False if the head does not match the segments (then everything is rescanned)."""
-        name = fmt.segment_name(base)
-        if name != self._segment:
+        if base != self._base or self._fd is None:
             try:
-                self._open_segment(name, base)
+                self._open_segment(fmt.segment_name(base), base)
             except (FileNotFoundError, CorruptRecord):
                 return False
         size = os.lseek(self._fd, 0, os.SEEK_END)
@@ -277,6 +284,10 @@ class Journal:
 
     def _rebuild(self) -> None:
         """Rebuild the head from every segment: first open, a reboot, or a head that does not match."""
+        try:
+            preallocate(os.path.join(self.directory, "head"), HEAD_SIZE)  # see _create_head
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot prepare journal {self.directory} for writing: {e.strerror}; nothing was recorded") from None
         self._head.clear()
         if self._fd is not None:
             os.close(self._fd)
@@ -495,8 +506,9 @@ class Journal:
             self._roll()
         start = self._end
         try:
-            if os.write(self._fd, data) != len(data):
-                raise OSError(0, "short write (file size limit or disk full?)")
+            n = os.write(self._fd, data)
+            if n != len(data):
+                write_all(self._fd, data[n:])  # finishes, or the OS says why not (ENOSPC, EFBIG)
         except OSError as e:
             try:
                 os.ftruncate(self._fd, start)
@@ -629,6 +641,31 @@ class Journal:
             finally:
                 os.close(fd)
         return False
+
+
+def _create_head(path: str) -> None:
+    """Create the head with its disk blocks reserved, so that a full disk is an error at open.
+
+    The head is written through an mmap, and storing into a page that has no block yet is a
+    SIGBUS on a full disk. The blocks are reserved under a temporary name, then linked into
+    place: where the file system cannot reserve them, glibc emulates it by writing, which must
+    not race with a writer using the head. (``_rebuild`` reserves them again under the lock,
+    for a head made any other way.)
+    """
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        preallocate(tmp, HEAD_SIZE)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another writer created it first
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # no hard links here: Head creates it
+            raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
 
 
 class _Origin(msgspec.Struct, array_like=True):

@@ -105,6 +105,7 @@ class Watcher:
         self._projectors: dict[str, Projector] = {}
         self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}
         self._last_warning: dict[str, str] = {}
+        self._failing: dict[str, float] = {}  # task -> when its catch-ups began to fail
         self._observer: BaseObserver | None = None
         self.catch_ups = 0
         self.applied = 0
@@ -166,12 +167,18 @@ class Watcher:
             # a journal deleted (or replaced) under us, corruption, a full disk: say so once, carry on;
             # a new projector starts again from the checkpoint on disk next time
             self._projectors.pop(task, None)
+            if time.monotonic() - self._failing.setdefault(task, time.monotonic()) < self.tick:
+                # said only if it still fails a tick later: a journal caught in the middle of
+                # `rm -r` fails ("segment to resume from no longer exists") until its directory
+                # is gone, and then the rescan says that instead
+                return
             message = f"task {task}: {e}"
             if self._last_warning.get(task) != message:
                 self._last_warning[task] = message
                 self.warn(message)
             return
         self._last_warning.pop(task, None)
+        self._failing.pop(task, None)
         if result is None:  # another projector holds the task: the next tick retries
             return
         self.catch_ups += 1
@@ -244,6 +251,7 @@ class Watcher:
             if os.path.basename(path) == "journal":
                 task = os.path.basename(os.path.dirname(path))
                 self._projectors.pop(task, None)  # its state describes a journal that is gone
+                self._failing.pop(task, None)
                 what = "was replaced" if now is not None else "disappeared"
                 self.warn(f"task {task}: journal directory {path} {what}; its projection files are left as they are")
         for path, identity in identities.items():
