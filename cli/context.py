@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import click
 
-from journal import Layout, validate_task_id
+from journal import BadInput, Layout, validate_task_id
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,36 @@ class Settings:
         return self.layout.journal_dir(self.task(task))
 
 
+def _pick(given: str | None, option: str, *variables: str) -> tuple[str | None, str]:
+    """The first value set, and what set it (to name it in an error)."""
+    if given:
+        return given, option
+    for name in variables:
+        if os.environ.get(name):
+            return os.environ[name], f"${name}"
+    return None, option
+
+
+def _directory(path: str, source: str) -> str:
+    """``path`` made absolute; BadInput if it, or the nearest part of it that exists, is not a directory."""
+    path = probe = os.path.abspath(path)
+    while not os.path.lexists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        what = "a file" if os.path.isfile(probe) else "not a directory"
+        raise BadInput(f"{source} {path}: {probe} is {what}" if probe != path else f"{source} {path} is {what}, not a directory")
+    return path
+
+
 def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: bool) -> Settings:
-    root = root or os.environ.get("RUNJOURNAL_ROOT") or os.environ.get("CODEX_ORCHESTRATOR_ROOT") or os.getcwd()
-    root = os.path.abspath(root)
-    runs = runs_dir or os.environ.get("CODEX_ORCHESTRATOR_RUNS_DIR") or os.path.join(root, ".runs")
-    out = out_dir or os.environ.get("CODEX_ORCHESTRATOR_OUT_DIR") or os.path.join(root, "out")
-    return Settings(root, os.path.abspath(runs), os.path.abspath(out), debug)
+    """The locations of contract section 3; those given (option or variable) must be directories."""
+    root, source = _pick(root, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")
+    root = _directory(root, source) if root else os.getcwd()
+    runs, source = _pick(runs_dir, "--runs-dir", "CODEX_ORCHESTRATOR_RUNS_DIR")
+    runs = _directory(runs, source) if runs else os.path.join(root, ".runs")
+    out, source = _pick(out_dir, "--out-dir", "CODEX_ORCHESTRATOR_OUT_DIR")
+    out = _directory(out, source) if out else os.path.join(root, "out")
+    return Settings(root, runs, out, debug)
 
 
 pass_settings = click.make_pass_decorator(Settings)
@@ -50,3 +75,16 @@ format_option = click.option(
 )
 
 task_option = click.option("--task", "-t", "task", metavar="T", help="Task id (default: $RUNJOURNAL_TASK, $MCP_RUNNER_TASK_ID or 'default').")
+
+
+class PositiveNumber(click.FloatRange):
+    """A finite number > 0: click's FloatRange lets 'nan' and 'inf' through."""
+
+    def __init__(self) -> None:
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number

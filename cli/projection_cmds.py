@@ -17,7 +17,7 @@ import time
 import click
 import msgspec
 
-from journal import JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
+from journal import InvalidId, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id, validate_task_id
 from journal import events as ev
 from journal import format as jfmt
 from projections import Projector, RunNotFound, Step, paced, state_at, timeline
@@ -25,7 +25,7 @@ from projections import render as prender
 from projections.replay import step as make_step
 from projections.state import Run
 
-from .context import format_option, pass_settings, task_option
+from .context import PositiveNumber, format_option, pass_settings, task_option
 from .output import emit_json, table
 from .render import describe
 
@@ -55,10 +55,21 @@ def _require_journal(settings, task: str) -> None:
         raise JournalNotFound(f"no journal for task {task} at {directory} (`runjournal runs` lists the tasks that have runs)")
 
 
+def _every_task(settings) -> list[str]:
+    """Tasks that have a journal; a directory whose name is not a valid task id is not one."""
+    tasks = []
+    for name in settings.layout.tasks():
+        try:
+            tasks.append(validate_task_id(name))
+        except InvalidId:
+            continue  # made by hand (or by an older version): it cannot be named with --task either
+    return tasks
+
+
 def _tasks(settings, task: str | None) -> list[str]:
     chosen = _chosen_task(settings, task)
     if chosen is None:
-        return settings.layout.tasks()
+        return _every_task(settings)
     _require_journal(settings, chosen)
     return [chosen]
 
@@ -77,7 +88,7 @@ def _candidates(settings, run_id: str, task: str | None) -> tuple[list[str], str
     if chosen is not None:
         _require_journal(settings, chosen)
         return [chosen], f"task {chosen}"
-    tasks = sorted(settings.layout.tasks(), key=lambda t: not os.path.isdir(settings.layout.run_dir(t, run_id)))
+    tasks = sorted(_every_task(settings), key=lambda t: not os.path.isdir(settings.layout.run_dir(t, run_id)))
     return tasks, f"any task under {settings.runs_dir}"
 
 
@@ -417,13 +428,13 @@ def status(settings, run_id, task, follow_, fmt):
 
 def _parse_at(text: str, start_ts: int) -> tuple[int | None, int | None]:
     """SEQ (a global sequence number), +SECONDS (after the run started) or an ISO-8601 time."""
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not other scripts' digits, nor '²'
         return int(text), None
     try:
         if text.startswith("+"):
             return None, start_ts + int(float(text[1:].removesuffix("s")) * 1e9)
         return None, parse_iso(text)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: +inf, +1e300
         raise click.BadParameter(
             f"{text!r} is not a sequence number, +SECONDS or an ISO-8601 time (e.g. 42, +12.5s, 2025-12-01T09:37:20Z)",
             param_hint="'--at'",
@@ -445,7 +456,7 @@ def _step_line(step, rec) -> str:
 @click.argument("run_id")
 @task_option
 @click.option("--at", "at", metavar="SEQ|TIME", help="Print the manifest as it was at this global sequence, +SECONDS after the start, or ISO-8601 time.")
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), metavar="X", help="Re-play the events and output with their original timing, X times faster.")
+@click.option("--speed", type=PositiveNumber(), metavar="X", help="Re-play the events and output with their original timing, X times faster.")
 @format_option
 @pass_settings
 def replay(settings, run_id, task, at, speed, fmt):
@@ -504,7 +515,7 @@ def _play_line(step: Step, rec) -> None:
 
 @click.command()
 @task_option
-@click.option("--poll", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="Poll every SECONDS instead of using inotify (network filesystems).")
+@click.option("--poll", type=PositiveNumber(), metavar="SECONDS", help="Poll every SECONDS instead of using inotify (network filesystems).")
 @format_option
 @pass_settings
 def watch(settings, task, poll, fmt):

@@ -9,7 +9,8 @@ import time
 
 from .errors import InvalidId
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 control characters (Unicode category Cc); U+0085 is a line break, for one
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_ID_LEN = 200
 
 
@@ -19,6 +20,12 @@ def validate_id(value: str, kind: str = "id") -> str:
         raise InvalidId(f"{kind} must not be empty")
     if len(value) > MAX_ID_LEN:
         raise InvalidId(f"{kind} {value[:40]!r}... is longer than {MAX_ID_LEN} characters")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # undecodable bytes from argv or the environment (surrogate escapes)
+        raise InvalidId(f"{kind} {value!r} is not valid UTF-8") from None
+    if size > MAX_ID_LEN:  # a path component holds 255 bytes, not characters
+        raise InvalidId(f"{kind} {value[:40]!r}... is {size} bytes as UTF-8, longer than {MAX_ID_LEN}")
     if "/" in value or "\\" in value:
         raise InvalidId(f"{kind} {value!r} must not contain '/' or '\\'")
     if ".." in value:

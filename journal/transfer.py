@@ -10,10 +10,12 @@ parsed and checked before anything is written, and it is written as one atomic b
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+
 import msgspec
 
+from . import format as fmt
 from .errors import BadInput, SequenceConflict
-from .events import JOURNAL_RUN, AnyEvent, Record
+from .events import JOURNAL_RUN, AnyEvent, Record, encoder
 from .naming import iso_utc, validate_run_id
 from .reader import JournalReader
 from .writer import Item, Journal
@@ -43,9 +45,21 @@ def export_lines(directory: str, run_id: str | None = None) -> Iterator[bytes]:
         yield to_json_line(rec)
 
 
-def parse_lines(lines: Iterable[bytes], source: str) -> list[ExportRecord]:
+class ImportLines(list):
+    """The checked records of an export file (a list of ExportRecord), with the line each came from."""
+
+    def __init__(self, source: str):
+        super().__init__()
+        self.source = source
+        self.line_numbers: list[int] = []
+
+    def where(self, i: int) -> str:
+        return f"{self.source}:{self.line_numbers[i]}: "
+
+
+def parse_lines(lines: Iterable[bytes], source: str) -> ImportLines:
     """Decode and check every line; the first bad one raises BadInput naming its line number."""
-    out: list[ExportRecord] = []
+    out = ImportLines(source)
     last: dict[str, int] = {}
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -53,14 +67,39 @@ def parse_lines(lines: Iterable[bytes], source: str) -> list[ExportRecord]:
         try:
             rec = _line_decoder.decode(line)
             validate_run_id(rec.run_id)
+            _check_storable(rec)
         except (msgspec.DecodeError, BadInput) as e:
             raise BadInput(f"{source}:{lineno}: {e}; nothing was imported") from None
+        except UnicodeDecodeError as e:  # msgspec: bytes in a JSON string that are not UTF-8
+            raise BadInput(f"{source}:{lineno}: {_not_utf8(line, e)}; nothing was imported") from None
         prev = last.get(rec.run_id)
         if prev is not None and rec.run_seq != prev + 1:
             raise BadInput(f"{source}:{lineno}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
         last[rec.run_id] = rec.run_seq
         out.append(rec)
+        out.line_numbers.append(lineno)
     return out
+
+
+def _not_utf8(line: bytes, error: UnicodeDecodeError) -> str:
+    try:
+        bytes(line).decode("utf-8")
+    except UnicodeDecodeError as e:  # the place in the line, not in the string msgspec was decoding
+        return f"JSON is malformed: byte 0x{e.object[e.start]:02x} at {e.start} is not UTF-8 ({e.reason})"
+    return f"JSON is malformed: {error}"
+
+
+def _check_storable(rec: ExportRecord) -> None:
+    """What the decoder lets through but the journal cannot hold: checked per line, before any write."""
+    if not 1 <= rec.run_seq < 1 << 63:
+        raise BadInput(f"run_seq {rec.run_seq} is not a run sequence (1, 2, 3 ...) - at `$.run_seq`")
+    fields = [("ts", rec.ts)] + [(f"event.{name}", getattr(rec.event, name)) for name in rec.event.__struct_fields__]
+    for name, value in fields:
+        if isinstance(value, int) and not -(1 << 63) <= value < 1 << 64:
+            raise BadInput(f"Integer {value} is out of range (msgpack holds 64 bits) - at `$.{name}`")
+    size = len(encoder.encode(Record(1 << 63, rec.run_id, rec.run_seq, rec.ts, rec.event)))  # the largest seq
+    if size > fmt.MAX_PAYLOAD:
+        raise BadInput(f"the record is {size} bytes, more than the journal's limit of {fmt.MAX_PAYLOAD}")
 
 
 def import_records(journal: Journal, records: list[ExportRecord], attempts: int = 5) -> int:
@@ -69,14 +108,15 @@ def import_records(journal: Journal, records: list[ExportRecord], attempts: int 
     for _ in range(attempts):
         have = journal.run_seqs(runs)
         items, expected = [], {}
-        for rec in records:
+        for i, rec in enumerate(records):
             cur = have[rec.run_id]
             if rec.run_seq <= cur:
                 continue
             if rec.run_id not in expected:
                 if rec.run_seq != cur + 1:
+                    where = records.where(i) if isinstance(records, ImportLines) else ""
                     raise BadInput(
-                        f"run {rec.run_id} has {cur} events here and the file continues at {rec.run_seq}: "
+                        f"{where}run {rec.run_id} has {cur} events here and the file continues at {rec.run_seq}: "
                         "export the whole run and import that; nothing was imported"
                     )
                 expected[rec.run_id] = cur
@@ -88,4 +128,4 @@ def import_records(journal: Journal, records: list[ExportRecord], attempts: int 
             return len(items)
         except SequenceConflict:
             continue  # another writer appended to one of these runs meanwhile: plan again
-    raise BadInput("the runs being imported kept changing under the import; try again")
+    raise BadInput("the runs being imported kept changing under the import (try again); nothing was imported")

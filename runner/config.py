@@ -58,12 +58,17 @@ class Limits:
     cancel_grace_seconds: float = 5.0
 
 
-_LIMIT_KEYS = {
-    "outputCapBytes": ("output_cap_bytes", int, 1024),
-    "stderrExcerptBytes": ("stderr_excerpt_bytes", int, 256),
-    "heartbeatIntervalSeconds": ("heartbeat_interval_seconds", int, 1),
-    "heartbeatStaleAfterSeconds": ("heartbeat_stale_after_seconds", int, 2),
-    "cancelGraceSeconds": ("cancel_grace_seconds", (int, float), 0),
+# the largest byte limit: its stream's end still fits one journal record (64 MiB)
+_MAX_BYTES = 32 << 20
+# the longest a thread can wait on a timer (threading.TIMEOUT_MAX on Linux, about 292 years)
+_MAX_SECONDS = 9_223_372_036
+
+_LIMIT_KEYS = {  # key: (Limits field, type, minimum, maximum)
+    "outputCapBytes": ("output_cap_bytes", int, 1024, _MAX_BYTES),
+    "stderrExcerptBytes": ("stderr_excerpt_bytes", int, 256, _MAX_BYTES),
+    "heartbeatIntervalSeconds": ("heartbeat_interval_seconds", int, 1, _MAX_SECONDS),
+    "heartbeatStaleAfterSeconds": ("heartbeat_stale_after_seconds", int, 2, _MAX_SECONDS),
+    "cancelGraceSeconds": ("cancel_grace_seconds", (int, float), 0, _MAX_SECONDS),
 }
 
 
@@ -119,6 +124,10 @@ def load(path: str | None, root: str) -> Config:
     try:
         doc = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
+    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
         raise ConfigError(f"{path}: not valid JSON: {e}") from None
     return parse(doc, path, raw)
 
@@ -187,15 +196,24 @@ def _stage(s, where: str) -> Stage:
         env = s.get("env") or {}
         if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
             raise ConfigError(f"{where}: field 'env' must be an object of string values")
+        for k, v in env.items():  # what the operating system cannot take, refused before anything runs
+            if not k or "=" in k or "\0" in k:
+                raise ConfigError(f"{where}: field 'env' has the name {k!r}: a variable name must not be empty or contain '=' or NUL")
+            if "\0" in v:
+                raise ConfigError(f"{where}: field 'env' value of {k!r} must not contain NUL")
         allow = s.get("allowFailure", False)
         if not isinstance(allow, bool):
             raise ConfigError(f"{where}: field 'allowFailure' must be true or false")
+        command, cwd = _text(s, "command", where), _text(s, "cwd", where, required=False)
+        for key, value in (("command", command), ("cwd", cwd)):
+            if value is not None and "\0" in value:
+                raise ConfigError(f"{where}: field {key!r} must not contain NUL")
         return Stage(
             "command",
             sid,
             title,
-            command=_text(s, "command", where),
-            cwd=_text(s, "cwd", where, required=False),
+            command=command,
+            cwd=cwd,
             env=dict(env),
             allow_failure=allow,
             summary_hint=_text(s, "summaryHint", where, required=False),
@@ -235,8 +253,10 @@ def _limits(raw, source: str) -> Limits:
     for key, value in raw.items():
         if key not in _LIMIT_KEYS:
             raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join(_LIMIT_KEYS)})")
-        name, kind, minimum = _LIMIT_KEYS[key]
-        if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
+        name, kind, minimum, maximum = _LIMIT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
             raise ConfigError(f"{source}: runjournal.{key} must be a number >= {minimum}")
+        if not value <= maximum:  # also infinity (JSON 1e999, Infinity)
+            raise ConfigError(f"{source}: runjournal.{key} must be a number <= {maximum}")
         values[name] = value
     return Limits(**values)

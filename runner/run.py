@@ -14,6 +14,7 @@ import os
 import secrets
 import shlex
 import signal
+import contextlib
 import socket
 import threading
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from journal import Journal, JournalError, JournalReader, Layout, new_run_id, validate_run_id
 from journal import events as ev
 from journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
-from journal.fsutil import makedirs_durable
+from journal.fsutil import makedirs_durable, write_all
 from projections import Projector
 
 from .capture import Cancel, Outcome, run_command
@@ -87,7 +88,12 @@ def runner_alive(pid: int, host: str, start: int) -> bool | None:
 
 
 class Appender:
-    """Journal appends for a run that never fail the run; counts what went wrong."""
+    """Journal appends for a run that never fail the run midway; counts what went wrong.
+
+    An event the journal refuses (a full disk, say) is kept in memory and retried with the
+    next append, so a passing hiccup loses nothing. What is still unrecorded when the run
+    ends is reported by ``unrecorded`` and fails the command (``Runner._drive``).
+    """
 
     def __init__(self, journal: Journal, warn: Callable[[str], None]):
         self.journal = journal
@@ -96,8 +102,10 @@ class Appender:
         self._mutex = threading.Lock()
         self.spills = 0
         self.failures = 0
+        self.last_error: JournalWriteFailed | None = None
 
-    def append(self, run_id: str, *events: ev.Event) -> bool:
+    def append(self, run_id: str, *events: ev.Event, required: bool = False) -> bool:
+        """Append (with any backlog first); ``required``: raise JournalWriteFailed instead of keeping them."""
         with self._mutex:
             items = self._backlog + [(run_id, e) for e in events]
             try:
@@ -109,13 +117,22 @@ class Appender:
                 self.spills += 1
                 self.warn(f"journal busy: {len(items)} event(s) kept in {e.spilled_to}")
             except JournalWriteFailed as e:
+                if required:
+                    raise
                 self._backlog = items  # retried with the next append
                 self.failures += 1
+                self.last_error = e
                 if self.failures == 1 or self.failures % 100 == 0:
                     self.warn(f"{e} (kept in memory, retried with the next event)")
                 return False
             self._backlog = []
             return True
+
+    @property
+    def unrecorded(self) -> int:
+        """Events the journal has refused so far and not taken since."""
+        with self._mutex:
+            return len(self._backlog)
 
 
 class Heartbeats(threading.Thread):
@@ -171,6 +188,7 @@ class Runner:
         self.projector = Projector(layout.runs_dir, layout.out_dir, task)
         self.cancel = Cancel()
         self._projecting = threading.Lock()  # the heartbeat thread catches up too: one at a time
+        self._projection_warning = ""
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.proc_start = _proc_start(self.pid)
@@ -194,9 +212,8 @@ class Runner:
         token = secrets.token_urlsafe(24)
         self._save_token(run_id, token)
         plan = tuple(_plan(s) for s in pipeline.stages)
-        self.appender.append(
-            run_id,
-            ev.RunStarted(
+        try:
+            self.appender.append(run_id, ev.RunStarted(
                 task_id=self.task,
                 pipeline_id=pipeline.id,
                 pipeline_title=pipeline.title,
@@ -210,8 +227,10 @@ class Runner:
                 runner_pid=self.pid,
                 runner_host=self.host,
                 runner_start=self.proc_start,
-            ),
-        )
+            ), required=True)
+        except JournalWriteFailed:
+            os.unlink(self._token_path(run_id))  # no run to resume
+            raise
         if parent_run_id is not None and parent_stage is not None:
             index, stage_id = parent_stage
             self.appender.append(
@@ -322,6 +341,12 @@ class Runner:
             self.journal.flush()
         except JournalError as e:
             self.say(f"warning: {e}")
+        missing = self.appender.unrecorded
+        if missing:
+            raise JournalWriteFailed(
+                f"run {run_id} {status}, but {missing} of its event(s) could not be recorded "
+                f"({self.appender.last_error}); the journal shows the run unfinished"
+            )
         self._project(wait=30.0)
         if reason and status != "succeeded":
             self.say(f"run {run_id} {reason}" if reason.startswith(status) else f"run {run_id} {status}: {reason}")
@@ -421,15 +446,27 @@ class Runner:
     def _project(self, wait: float | None) -> None:
         """Catch the projection files up (``wait`` None: skip if another process is projecting)."""
         with self._projecting:
-            self.projector.catch_up(wait=wait)
+            self._catch_up(wait)
 
     def _project_if_idle(self) -> None:
         """For the heartbeat thread: catch up unless the run's own thread is catching up now."""
         if self._projecting.acquire(blocking=False):
             try:
-                self.projector.catch_up(wait=None)
+                self._catch_up(None)
             finally:
                 self._projecting.release()
+
+    def _catch_up(self, wait: float | None) -> None:
+        # the journal is the record: projection files that cannot be written (a full disk)
+        # are a warning, and `runjournal project` or `watch` brings them up to date later
+        try:
+            self.projector.catch_up(wait=wait)
+        except OSError as e:
+            where = f": {e.filename}" if e.filename else ""
+            message = f"projection files not updated ({e.strerror or e}{where}); the journal has the run, `runjournal project` catches them up"
+            if message != self._projection_warning:
+                self._projection_warning = message
+                self.say(f"warning: {message}")
 
     def _alive(self, run) -> bool:
         alive = runner_alive(run.runner_pid, run.runner_host, run.runner_start)
@@ -476,11 +513,16 @@ class Runner:
         path = self._token_path(run_id)
         makedirs_durable(os.path.dirname(path))
         os.chmod(os.path.dirname(path), 0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(fd, (token + "\n").encode())
-        finally:
-            os.close(fd)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                write_all(fd, (token + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise JournalWriteFailed(f"cannot save the resume token in {path}: {e.strerror or e}; nothing was run") from None
 
 
 def _plan(stage: Stage) -> ev.StagePlan:

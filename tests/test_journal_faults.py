@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,39 @@ def test_a_full_disk_mid_append_gives_a_clear_error_and_loses_nothing(tmp_path):
     assert append["stdout"] == f"{len(acked) + 1}\n"
     assert [r.seq for r in recorded(freed)] == list(range(1, len(acked) + 2))
     assert check(str(freed)).ok
+
+
+def test_a_disk_that_fills_during_a_run_fails_the_command_and_keeps_what_was_recorded(tmp_path):
+    # the stage itself fills the disk, then prints more than the segment's last page holds:
+    # what the runner journals after that cannot be written; it keeps the events and retries
+    # with each one, and at the end says how many were never recorded
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    journal, during = disk / ".runs" / "default" / "journal", tmp_path / "during"
+    stage = f"head -c 4000000 /dev/zero > {disk / 'filler'}; seq 1 20000"
+    results = in_mount_namespace(
+        tmp_path,
+        [["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]],
+        [
+            cli(disk, "exec", "--", "sh", "-c", stage),
+            ["cp", "-a", str(journal), str(during)],
+            ["rm", str(disk / "filler")],
+            cli(disk, "verify"),
+            cli(disk, "runs", "--format", "json"),
+        ],
+    )
+    exec_, _, _, verify, runs = results
+    assert exec_["returncode"] == 1, exec_
+    line = assert_one_error_line(exec_["stderr"], "could not be recorded", "No space left on device")
+    assert re.fullmatch(r"error: run \S+ succeeded, but \d+ of its event\(s\) could not be recorded \(.*\); the journal shows the run unfinished", line)
+    assert "warning: cannot append to " in exec_["stdout"]  # said when the first append failed, not only at the end
+    records = recorded(during)
+    assert isinstance(records[0].event, ev.RunStarted) and check(str(during)).ok
+    assert not any(isinstance(r.event, ev.RunCompleted) for r in records)
+    # nothing recorded was lost; with room again the run is there, unfinished
+    assert verify["returncode"] == 0, verify
+    [run] = json.loads(runs["stdout"])
+    assert run["status"] in ("in_progress", "queued")
 
 
 def test_a_new_journal_on_a_nearly_full_disk_is_a_clear_error_not_a_crash(tmp_path):

@@ -1,0 +1,716 @@
+"""Bad input: damaged and random bytes fed to the reader, `check`, recovery and `import`;
+malformed configs, ids and command-line arguments.
+
+Whatever the input, the outcome is a clean read of the valid part or a clear error (a
+``JournalError``; on the command line one ``error: ...`` line and exit 1 or 2), never
+another exception, never a traceback, never a hang. What the user sees for each bad input
+is listed in docs/guarantees.md ("Bad input").
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import _LOCATION_VARS as LOCATION_VARS
+from helpers import assert_one_error_line, clean_env
+from helpers.damage import Damage, export_damage, journal_damage
+from helpers.histories import T0, RunScript, interleave, make_run_id, write
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from cli.main import main
+from journal import BadInput, CorruptRecord, Item, Journal, JournalError, JournalReader, check, read_records
+from journal import events as ev
+from journal import format as fmt
+from journal.events import Record
+from journal.transfer import export_lines, import_records, parse_lines
+
+#: the longest one read, check or import of these small journals may take before it counts as a hang
+TIME_LIMIT = 10.0
+
+
+class Hang(Exception):
+    """A read, check or import did not return within TIME_LIMIT (not a JournalError: the test fails)."""
+
+
+@contextmanager
+def time_bound(what: str, seconds: float = TIME_LIMIT) -> Iterator[None]:
+    """Raise Hang in this (main) thread if the block runs longer than ``seconds``."""
+
+    def expired(signum, frame):
+        raise Hang(f"{what} did not return within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# -- the pristine journal ---------------------------------------------------------------
+
+RUN_A, RUN_B = make_run_id(1), make_run_id(2)
+PLANS = (ev.StagePlan(id="build", title="Build", command="make"), ev.StagePlan(id="test", title="Test", command="make test", env={"CI": "1"}))
+
+
+def pristine_batches() -> Iterator[list[Item]]:
+    """Batches of one to three records, of every size from an empty output to one over 1 MiB."""
+    yield [Item(RUN_A, ev.RunStarted(task_id="fz", pipeline_id="ci", stages=PLANS), T0)]
+    yield [
+        Item(RUN_A, ev.StageStarted(index=1, stage_id="build"), T0 + 1),
+        Item(RUN_A, ev.OutputChunk(index=1, stream="stdout", data=b""), T0 + 2),
+        Item(RUN_A, ev.OutputChunk(index=1, stream="stdout", data=b"x" * 100), T0 + 3),
+    ]
+    yield [Item(RUN_B, ev.RunStarted(task_id="fz", pipeline_id="docs"), T0 + 4)]
+    yield [Item(RUN_A, ev.OutputChunk(index=1, stream="stderr", data=bytes(range(256)) * 280), T0 + 5)]  # 70 KiB
+    for i in range(6):
+        yield [Item(RUN_B, ev.Heartbeat(), T0 + 6 + i)]
+    yield [
+        Item(RUN_A, ev.ErrorRecorded(index=1, stage_id="build", command="make", reason="exit 2", exit_code=2, stderr="boom\n" * 100), T0 + 20),
+        Item(RUN_A, ev.StageFailed(index=1, stage_id="build", exit_code=2), T0 + 21),
+        Item(RUN_B, ev.OutputTruncated(index=1, stream="stdout", total_bytes=99_999, kept_head_bytes=10, kept_tail_bytes=5000, dropped_bytes=94_989, tail=b"t" * 5000), T0 + 22),
+    ]
+    yield [Item(RUN_B, ev.OutputChunk(index=2, stream="stdout", data=bytes(i % 251 for i in range(1_100_000))), T0 + 23)]  # crosses a 1 MiB read
+    yield [
+        Item(RUN_A, ev.RunResumed(actor="fz", reason="again", outcome="accepted", attempt=2), T0 + 30),
+        Item(RUN_A, ev.StageSkipped(index=1, stage_id="build"), T0 + 31),
+        Item(RUN_A, ev.RunCompleted(summary="ok ✓"), T0 + 32),
+    ]
+    yield [Item(RUN_B, ev.RunFailed(reason="stage failed"), T0 + 40)]
+
+
+class Pristine:
+    """The journal every example damages a copy of (not a dataclass: hypothesis would print it all)."""
+
+    def __init__(self, files: dict[str, bytes], records: list[Record]):
+        self.files = files  # segment name -> bytes
+        self.records = records
+
+    def __repr__(self) -> str:
+        return f"Pristine({len(self.files)} segments, {len(self.records)} records)"
+
+    @property
+    def last_seq(self) -> int:
+        return len(self.records)
+
+
+@pytest.fixture(scope="module")
+def pristine() -> Iterator[Pristine]:
+    """Several segments (4 KiB each, so most batches start one), with a repaired torn tail in the middle."""
+    tmp = Path(tempfile.mkdtemp(prefix="runjournal-fuzz-"))
+    d = tmp / "journal"
+    batches = list(pristine_batches())
+    with Journal(str(d), durability="none", segment_bytes=4096) as j:
+        for batch in batches[:5]:
+            j.append_batch(batch)
+    last = fmt.list_segments(str(d))[-1][1]
+    with open(d / last, "ab") as f:  # a torn write, as left by a killed writer: cut by the next one
+        f.write(fmt.encode_batch([b"\x96" * 40, b"\x00" * 10])[:30])
+    with Journal(str(d), durability="none", segment_bytes=4096) as j:
+        for batch in batches[5:]:
+            j.append_batch(batch)
+    files = {name: (d / name).read_bytes() for _, name in fmt.list_segments(str(d))}
+    records = list(read_records(str(d)))
+    assert check(str(d)).ok and len(files) >= 5 and any(r.event.__struct_config__.tag == "tail_repaired" for r in records)
+    shutil.rmtree(tmp)
+    yield Pristine(files, records)
+
+
+@contextmanager
+def journal_of(files: dict[str, bytes]) -> Iterator[str]:
+    """A scratch journal directory holding ``files``."""
+    tmp = tempfile.mkdtemp(prefix="runjournal-fuzz-")
+    d = os.path.join(tmp, "journal")
+    os.mkdir(d)
+    for name, data in files.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(tmp)
+
+
+#: what re-framed damage (valid checksums around a bad payload) makes the reader and check()
+#: raise today instead of CorruptRecord: msgspec's UnicodeDecodeError for a string that is not
+#: UTF-8 (test_a_record_with_a_string_that_is_not_utf8_is_corruption, below). Only tolerated
+#: for re-framed damage; remove once that test passes.
+KNOWN_DEFECT = UnicodeDecodeError
+
+
+def read_all(directory: str, tolerate: tuple[type[BaseException], ...] = ()) -> tuple[list[Record], BaseException | None, JournalReader]:
+    """Every record a reader yields, and the JournalError (or ``tolerate``d exception) it stopped with
+    (None: a clean end). Any other exception fails the test."""
+    reader = JournalReader(directory)
+    got: list[Record] = []
+    with time_bound("reading"):
+        try:
+            for rec in reader.records():
+                got.append(rec)
+        except (JournalError, *tolerate) as e:
+            return got, e, reader
+    return got, None, reader
+
+
+def first_seq(files: dict[str, bytes]) -> int:
+    """The sequence a reader starts at: its first segment is the last one based at or before 1."""
+    bases = sorted(int(n[4:24]) for n in files if fmt.SEGMENT_RE.match(n))
+    if not bases:
+        return 1
+    return max((b for b in bases if b <= 1), default=bases[0])
+
+
+def is_a_shorter_copy(files: dict[str, bytes], pristine: dict[str, bytes]) -> bool:
+    """The files are consecutive pristine segments, unchanged but for the last one, cut short."""
+    names, known = sorted(files), sorted(pristine)
+    if not names:
+        return True
+    if names[0] not in known:
+        return False
+    start = known.index(names[0])
+    if known[start : start + len(names)] != names:
+        return False
+    *whole, last = names
+    return all(files[n] == pristine[n] for n in whole) and pristine[last].startswith(files[last])
+
+
+def assert_prefix(got: list[Record], pristine: Pristine, start: int, reframed: bool) -> None:
+    """What was read is the original history from ``start``, in order, with nothing made up."""
+    assert [r.seq for r in got] == list(range(start, start + len(got)))
+    if not reframed:  # re-framed records pass their checksums: their content may differ
+        assert got == pristine.records[start - 1 : start - 1 + len(got)]
+
+
+def assert_clear_corruption(error: JournalError, files: dict[str, bytes]) -> None:
+    assert isinstance(error, CorruptRecord), repr(error)
+    assert error.segment in files, (error.segment, sorted(files))
+    assert 0 <= error.offset <= len(files[error.segment])
+    assert f"{error.segment} at byte {error.offset}" in str(error)
+
+
+# -- 1. the reader, check and recovery on damaged journals --------------------------------
+
+
+@given(damage=journal_damage())
+def test_a_damaged_journal_reads_as_a_prefix_then_a_clear_error(pristine: Pristine, damage: list[Damage]):
+    files = dict(pristine.files)
+    for step in damage:
+        step.apply(files, pristine.last_seq)
+    reframed = any(step.kind == "reframe" for step in damage)
+    known = (KNOWN_DEFECT,) if reframed else ()
+    start = first_seq(files)
+    with journal_of(files) as d:
+        got, error, reader = read_all(d, known)
+        event(f"read: {type(error).__name__ if error else 'clean'}, {'all' if start - 1 + len(got) == pristine.last_seq else 'a prefix'}")
+        assert_prefix(got, pristine, start, reframed)
+        if isinstance(error, JournalError):
+            assert_clear_corruption(error, files)
+        elif error is None and reader.position.segment:  # polling again (as `tail -f` does) finds nothing new, and no error
+            with time_bound("polling again"):
+                assert list(reader.records(reader.position)) == []
+
+        try:
+            with time_bound("check"):
+                report = check(d)
+        except known:
+            return
+        assert report.ok == (not report.problems)
+        if error is not None:
+            assert not report.ok, "the reader stopped at damage that verify does not report"
+        if report.ok and start - 1 + len(got) < pristine.last_seq and not reframed:
+            assert is_a_shorter_copy(files, pristine.files), "records are missing and verify reports nothing"
+
+        # the next writer (cutting a torn tail, if that is what it finds) keeps every record a reader could read
+        try:
+            with time_bound("recovery"), Journal(d, durability="none", lock_timeout=2.0) as j:
+                j.recover()
+        except (JournalError, *known):
+            pass
+        after, _, _ = read_all(d, known)
+        assert after[: len(got)] == got
+
+
+segment_names = st.sampled_from([fmt.segment_name(1), fmt.segment_name(0), fmt.segment_name(2), fmt.segment_name(10**19)])
+
+
+@given(
+    segments=st.dictionaries(segment_names, st.binary(max_size=5000), min_size=1, max_size=3),
+    with_header=st.booleans(),
+)
+def test_random_bytes_as_segments(segments: dict[str, bytes], with_header: bool):
+    files = {n: (fmt.encode_header(int(n[4:24]), 1) if with_header else b"") + data for n, data in segments.items()}
+    with journal_of(files) as d:
+        got, error, _ = read_all(d)
+        assert got == []
+        if error is not None:
+            assert_clear_corruption(error, files)
+        with time_bound("check"):
+            report = check(d)
+        assert error is None or not report.ok
+
+
+# -- 2. import of damaged exports ---------------------------------------------------------
+
+
+class Export:
+    """A real export, as lines without their newlines."""
+
+    def __init__(self, lines: list[bytes]):
+        self.lines = lines
+
+    def __repr__(self) -> str:
+        return f"Export({len(self.lines)} lines)"
+
+
+@pytest.fixture(scope="module")
+def export() -> Iterator[Export]:
+    """A real export: three runs (a success, a failure, a resumed one) interleaved."""
+    a = RunScript(make_run_id(11), stages=2).stage(1).stage(2).complete()
+    b = RunScript(make_run_id(12), stages=2, start_ts=T0 + 2_000_000).stage(1).fail_stage(2).fail()
+    c = RunScript(make_run_id(13), stages=1, start_ts=T0 + 4_000_000).fail_stage(1).fail().resume().stage(1).complete()
+    tmp = Path(tempfile.mkdtemp(prefix="runjournal-fuzz-"))
+    write(str(tmp / "journal"), interleave([a, b, c]), batch=7)
+    lines = [line.rstrip(b"\n") for line in export_lines(str(tmp / "journal"))]
+    shutil.rmtree(tmp)
+    yield Export(lines)
+
+
+def segment_bytes(directory: str) -> dict[str, bytes]:
+    return {n: Path(directory, n).read_bytes() for _, n in fmt.list_segments(directory)} if os.path.isdir(directory) else {}
+
+
+def import_file(directory: str, content: bytes, source: str = "fz.jsonl") -> int:
+    """What `runjournal import` does, in this process: parse every line, then append what is new."""
+    with time_bound("import"):
+        records = parse_lines(io.BytesIO(content), source)
+        with Journal(directory, durability="none", lock_timeout=2.0) as j:
+            return import_records(j, records)
+
+
+def assert_refused(error: JournalError, content: bytes, source: str = "fz.jsonl") -> None:
+    message = str(error)
+    assert "\n" not in message, message
+    m = re.fullmatch(rf"{re.escape(source)}:(\d+): .+; nothing was imported", message)
+    assert m, message
+    assert 1 <= int(m.group(1)) <= content.count(b"\n") + 1, message
+
+
+def records_of(directory: str) -> list[Record]:
+    return list(read_records(directory)) if os.path.isdir(directory) else []
+
+
+def check_import(directory: str, content: bytes) -> None:
+    """Import ``content``: all or nothing, verified clean, idempotent, and as the file has it."""
+    before, records_before = segment_bytes(directory), records_of(directory)
+    have = {r.run_id: r.run_seq for r in records_before}
+    try:
+        added = import_file(directory, content)
+    except JournalError as e:
+        event(f"import refused: {str(e).split(': ', 1)[1][:25]}")
+        assert_refused(e, content)
+        assert records_of(directory) == records_before
+        assert not before or segment_bytes(directory) == before
+        return
+    parsed = parse_lines(io.BytesIO(content), "fz.jsonl")
+    new = [r for r in parsed if r.run_seq > have.get(r.run_id, 0)]
+    event(f"imported: {'nothing' if not new else 'some'}")
+    assert added == len(new)
+    with time_bound("check"):
+        assert check(directory).ok
+    held = {(r.run_id, r.run_seq): (r.ts, r.event) for r in read_records(directory)}
+    assert all(held[(r.run_id, r.run_seq)] == (r.ts, r.event) for r in new)
+    after = segment_bytes(directory)
+    assert import_file(directory, content) == 0  # idempotent: the second import adds nothing
+    assert segment_bytes(directory) == after
+
+
+@given(damage=export_damage(), seeded=st.integers(0, 60))
+def test_a_damaged_export_imports_whole_or_not_at_all(export: Export, damage, seeded: int):
+    lines = export.lines
+    for step in damage:
+        lines = step.apply(lines)
+    content = b"\n".join(lines) + b"\n"
+    with tempfile.TemporaryDirectory(prefix="runjournal-fuzz-") as tmp:
+        d = os.path.join(tmp, "journal")
+        if seeded % (len(export.lines) + 1):  # the destination has the first lines already
+            import_file(d, b"\n".join(export.lines[: seeded % (len(export.lines) + 1)]))
+        check_import(d, content)
+
+
+@given(content=st.one_of(st.binary(max_size=4000), st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"") + b"\n")))
+def test_random_bytes_as_an_export(content: bytes):
+    with tempfile.TemporaryDirectory(prefix="runjournal-fuzz-") as tmp:
+        check_import(os.path.join(tmp, "journal"), content)
+
+
+# -- 3. the same through the command line, in real processes (a few examples: slower) ------
+
+_names = itertools.count(1)
+FEW = settings(max_examples=3, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def assert_clean_exit(code: int, err: str, reports: bool = False) -> None:
+    """Exit 0, 1 or 2; stderr empty or one ``error: ...`` line; no traceback. An error exit has that
+    line, unless the command ``reports`` its findings on stdout (`verify` exits 1 for a bad journal)."""
+    assert code in (0, 1, 2), (code, err)
+    assert "Traceback" not in err, err
+    if err or (code and not (reports and code == 1)):
+        assert_one_error_line(err)
+
+
+@FEW
+@given(damage=export_damage())
+def test_cli_import_of_a_damaged_export(run_cli, tmp_path: Path, export: Export, damage):
+    lines = export.lines
+    for step in damage:
+        lines = step.apply(lines)
+    name = f"x{next(_names)}"
+    (tmp_path / f"{name}.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    code, out, err = run_cli("import", f"{name}.jsonl", "--task", name)
+    assert_clean_exit(code, err)
+    if code:
+        assert out == "" and err.rstrip().endswith("nothing was imported")
+
+
+@FEW
+@given(damage=journal_damage(reframe=False))  # re-framed damage: a known defect, see KNOWN_DEFECT
+def test_cli_verify_tail_export_of_a_damaged_journal(run_cli, tmp_path: Path, pristine: Pristine, damage: list[Damage]):
+    files = dict(pristine.files)
+    for step in damage:
+        step.apply(files, pristine.last_seq)
+    name = f"j{next(_names)}"
+    d = tmp_path / ".runs" / name / "journal"
+    d.mkdir(parents=True)
+    for n, data in files.items():
+        (d / n).write_bytes(data)
+    for command in ("verify", "tail", "export"):
+        code, out, err = run_cli(command, "--task", name)
+        assert_clean_exit(code, err, reports=command == "verify")
+
+
+# -- 4. malformed configs, ids and arguments: one clean error line each ----------------------
+
+RUN = make_run_id(1)
+PIPELINE = '{"pipelines": [{"id": "p", "stages": [{"id": "s", "command": "true"}]}]'
+
+
+def config_with(limits: str) -> bytes:
+    return (PIPELINE + ', "runjournal": {' + limits + "}}").encode()
+
+
+def stage_with(fields: str) -> bytes:
+    return ('{"pipelines": [{"id": "p", "stages": [{"id": "s", ' + fields + "}]}]}").encode()
+
+
+def heartbeat_line(run_id: str = "r", run_seq: int = 1, ts: int = 0, event_json: str = '{"type": "heartbeat"}') -> bytes:
+    """One export line (a heartbeat unless ``event_json`` says otherwise)."""
+    return f'{{"seq": 1, "run_id": "{run_id}", "run_seq": {run_seq}, "ts": {ts}, "event": {event_json}}}\n'.encode()
+
+
+@dataclass(frozen=True)
+class Row:
+    """One bad input: the arguments, the files it needs (relative to the root), the exit code and the
+    exact error line (``{root}`` stands for the root directory)."""
+
+    args: tuple[str, ...]
+    code: int
+    message: str
+    files: tuple[tuple[str, bytes | None], ...] = ()  # None: a directory
+    env: tuple[tuple[str, str], ...] = ()
+    with_run: bool = False
+
+
+def row(id: str, args: str | tuple[str, ...], code: int, message: str, **kw) -> pytest.param:
+    return pytest.param(Row(tuple(args.split()) if isinstance(args, str) else args, code, message, **kw), id=id)
+
+
+HELP = "(see `runjournal {} --help`)"
+
+CONFIG_ROWS = [
+    row("config is a JSON array", "plan --config c.json", 2, "c.json: the config must be a JSON object with a 'pipelines' list", files=(("c.json", b"[1, 2]"),)),
+    row("config nested 100000 deep", "plan --config c.json", 2, "c.json: not valid JSON: nested too deeply", files=(("c.json", b"[" * 100_000 + b"]" * 100_000),)),
+    row(
+        "config with a 5000-digit number",
+        "plan --config c.json",
+        2,
+        "c.json: not valid JSON: Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit",
+        files=(("c.json", config_with('"outputCapBytes": 1' + "0" * 4999)),),
+    ),
+    row("limit of 1e999 (infinity)", "plan --config c.json", 2, "c.json: runjournal.cancelGraceSeconds must be a number <= 9223372036", files=(("c.json", config_with('"cancelGraceSeconds": 1e999')),)),
+    row("limit NaN", "plan --config c.json", 2, "c.json: runjournal.cancelGraceSeconds must be a number >= 0", files=(("c.json", config_with('"cancelGraceSeconds": NaN')),)),
+    row("limit 10**20", "plan --config c.json", 2, "c.json: runjournal.heartbeatIntervalSeconds must be a number <= 9223372036", files=(("c.json", config_with('"heartbeatIntervalSeconds": 100000000000000000000')),)),
+    row("output cap of 1 TB", "plan --config c.json", 2, "c.json: runjournal.outputCapBytes must be a number <= 33554432", files=(("c.json", config_with('"outputCapBytes": 1000000000000')),)),
+    row("limits a list", "plan --config c.json", 2, "c.json: field 'runjournal' must be an object", files=(("c.json", (PIPELINE + ', "runjournal": []}').encode()),)),
+    row("pipelines an object", "plan --config c.json", 2, "c.json: field 'pipelines' must be a non-empty list", files=(("c.json", b'{"pipelines": {"id": "p"}}'),)),
+    row("pipeline a string", "plan --config c.json", 2, "c.json: pipeline #1: must be an object", files=(("c.json", b'{"pipelines": ["p"]}'),)),
+    row("pipeline id a number", "plan --config c.json", 2, "c.json: pipeline #1: field 'id' must be a non-empty string", files=(("c.json", b'{"pipelines": [{"id": 5, "stages": []}]}'),)),
+    row("title a number", "plan --config c.json", 2, "c.json: pipeline 'p': field 'title' must be a non-empty string", files=(("c.json", b'{"pipelines": [{"id": "p", "title": 5, "stages": []}]}'),)),
+    row("stages an object", "plan --config c.json", 2, "c.json: pipeline 'p': field 'stages' must be a non-empty list", files=(("c.json", b'{"pipelines": [{"id": "p", "stages": {"id": "s"}}]}'),)),
+    row("tags a string", "plan --config c.json", 2, "c.json: pipeline 'p': field 'tags' must be a list of strings", files=(("c.json", b'{"pipelines": [{"id": "p", "tags": "ci", "stages": [{"id": "s", "command": "true"}]}]}'),)),
+    row(
+        "guardrailsRequired a string",
+        "plan --config c.json",
+        2,
+        "c.json: pipeline 'p': field 'guardrailsRequired' must be true or false",
+        files=(("c.json", b'{"pipelines": [{"id": "p", "guardrailsRequired": "yes", "stages": [{"id": "s", "command": "true"}]}]}'),),
+    ),
+    row("stage a number", "plan --config c.json", 2, "c.json: pipeline 'p' stage #1: must be an object", files=(("c.json", b'{"pipelines": [{"id": "p", "stages": [5]}]}'),)),
+    row("stage id a list", "plan --config c.json", 2, "c.json: pipeline 'p' stage #1: field 'id' must be a non-empty string", files=(("c.json", b'{"pipelines": [{"id": "p", "stages": [{"id": ["s"], "command": "true"}]}]}'),)),
+    row("kind a list", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': unknown kind ['command'] (expected 'command' or 'subpipeline')", files=(("c.json", stage_with('"kind": ["command"], "command": "true"')),)),
+    row("command a number", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'command' must be a non-empty string", files=(("c.json", stage_with('"command": 5')),)),
+    row("cwd a number", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'cwd' must be a non-empty string", files=(("c.json", stage_with('"command": "true", "cwd": 5')),)),
+    row("env a list", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'env' must be an object of string values", files=(("c.json", stage_with('"command": "true", "env": ["A=1"]')),)),
+    row(
+        "optional a string",
+        "plan --config c.json",
+        2,
+        "c.json: pipeline 'p' stage 's': field 'optional' must be true or false",
+        files=(("c.json", b'{"pipelines": [{"id": "p", "stages": [{"id": "s", "kind": "subpipeline", "pipeline": "q", "optional": "no"}]}, {"id": "q", "stages": [{"id": "t", "command": "true"}]}]}'),),
+    ),
+    row("NUL in a command", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'command' must not contain NUL", files=(("c.json", stage_with('"command": "tr\\u0000ue"')),)),
+    row("NUL in a cwd", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'cwd' must not contain NUL", files=(("c.json", stage_with('"command": "true", "cwd": "a\\u0000"')),)),
+    row("NUL in an env value", "plan --config c.json", 2, "c.json: pipeline 'p' stage 's': field 'env' value of 'A' must not contain NUL", files=(("c.json", stage_with('"command": "true", "env": {"A": "x\\u0000"}')),)),
+    row(
+        "'=' in an env name",
+        "plan --config c.json",
+        2,
+        "c.json: pipeline 'p' stage 's': field 'env' has the name 'A=B': a variable name must not be empty or contain '=' or NUL",
+        files=(("c.json", stage_with('"command": "true", "env": {"A=B": "x"}')),),
+    ),
+    row(
+        "empty env name",
+        "plan --config c.json",
+        2,
+        "c.json: pipeline 'p' stage 's': field 'env' has the name '': a variable name must not be empty or contain '=' or NUL",
+        files=(("c.json", stage_with('"command": "true", "env": {"": "x"}')),),
+    ),
+    row("config not UTF-8", "plan --config c.json", 2, "c.json: not valid JSON: 'utf-8' codec can't decode byte 0xe9 in position 15: invalid continuation byte", files=(("c.json", b'{"pipelines": "\xe9t\xe9"}'),)),
+    row("config empty", "plan --config c.json", 2, "c.json: not valid JSON: Expecting value: line 1 column 1 (char 0)", files=(("c.json", b""),)),
+    row("--config a directory", "plan --config cdir", 2, f"Invalid value for '--config': File 'cdir' is a directory. {HELP.format('plan')}", files=(("cdir", None),)),
+    row("root config a directory", "plan", 2, "cannot read config {root}/codex.orchestrator.json: Is a directory", files=(("codex.orchestrator.json", None),)),
+]
+
+ID_ROWS = [
+    row("task id of 300 bytes", ("tail", "--task", "é" * 150), 2, f"task id '{'é' * 40}'... is 300 bytes as UTF-8, longer than 200"),
+    row("task id of 300 characters", ("tail", "--task", "x" * 300), 2, f"task id '{'x' * 40}'... is longer than 200 characters"),
+    row("task id .", "tail --task .", 2, "task id '.' must not start with '.'"),
+    row("task id ..", "tail --task ..", 2, "task id '..' must not contain '..'"),
+    row("task id a..b", "tail --task a..b", 2, "task id 'a..b' must not contain '..'"),
+    row("task id with U+0085", ("tail", "--task", "a\x85b"), 2, "task id 'a\\x85b' must not contain control characters"),
+    row("task id not UTF-8", ("tail", "--task", "a\udcffb"), 2, "task id 'a\\udcffb' is not valid UTF-8"),
+    row("task id with a right-to-left override", ("tail", "--task", "a\u202eb"), 2, "no journal at {root}/.runs/a\u202eb/journal"),
+    row("run id empty", ("show", ""), 2, "run id must not be empty"),
+    row("run id of 201 characters", ("status", "x" * 201), 2, f"run id '{'x' * 40}'... is longer than 200 characters"),
+    row("parent run id ..", "start --parent-run ..", 2, "run id '..' must not contain '..'"),
+    row("import: run id with NUL", "import nul.jsonl", 2, "nul.jsonl:1: run id 'a\\x00b' must not contain control characters; nothing was imported", files=(("nul.jsonl", heartbeat_line("a\\u0000b")),)),
+    row("import: run_seq 0", "import zero.jsonl", 2, "zero.jsonl:1: run_seq 0 is not a run sequence (1, 2, 3 ...) - at `$.run_seq`; nothing was imported", files=(("zero.jsonl", heartbeat_line(run_seq=0)),)),
+    row(
+        "import: ts below -2**63",
+        "import ts.jsonl",
+        2,
+        "ts.jsonl:1: Integer -99999999999999999999 is out of range (msgpack holds 64 bits) - at `$.ts`; nothing was imported",
+        files=(("ts.jsonl", heartbeat_line(ts=-99999999999999999999)),),
+    ),
+    row(
+        "import: event field of 2**64",
+        "import big.jsonl",
+        2,
+        "big.jsonl:1: Integer 18446744073709551616 is out of range (msgpack holds 64 bits) - at `$.event.index`; nothing was imported",
+        files=(("big.jsonl", heartbeat_line(event_json='{"type": "stage_started", "index": 18446744073709551616, "stage_id": "s"}')),),
+    ),
+    row(
+        "import: a run that starts in the middle",
+        "import late.jsonl",
+        2,
+        "late.jsonl:1: run r has 0 events here and the file continues at 3: export the whole run and import that; nothing was imported",
+        files=(("late.jsonl", heartbeat_line(run_seq=3)),),
+    ),
+    row("import: random bytes", "import junk.bin", 2, "junk.bin:1: JSON is malformed: invalid character (byte 0); nothing was imported", files=(("junk.bin", b"\x00\xff\x13 not json"),)),
+    row("import: a directory", "import jdir", 2, f"Invalid value for 'FILE': File 'jdir' is a directory. {HELP.format('import')}", files=(("jdir", None),)),
+]
+
+ARG_ROWS = [
+    row("--durability bogus", "start --durability bogus", 2, f"No such option '--durability'. {HELP.format('start')}"),
+    row("--limit 0", "runs --limit 0", 2, f"Invalid value for '--limit': 0 is not in the range x>=1. {HELP.format('runs')}"),
+    row("--limit -3", "runs --limit -3", 2, f"Invalid value for '--limit': -3 is not in the range x>=1. {HELP.format('runs')}"),
+    row("--limit abc", "runs --limit abc", 2, f"Invalid value for '--limit': 'abc' is not a valid integer range. {HELP.format('runs')}"),
+    row("--since -1", "tail --since -1", 2, f"Invalid value for '--since': -1 is not in the range x>=1. {HELP.format('tail')}"),
+    row("--poll 0", "watch --poll 0", 2, f"Invalid value for '--poll': 0.0 is not in the range x>0. {HELP.format('watch')}"),
+    row("--poll nan", "watch --poll nan", 2, f"Invalid value for '--poll': 'nan' is not a finite number. {HELP.format('watch')}"),
+    row("--poll inf", "watch --poll inf", 2, f"Invalid value for '--poll': 'inf' is not a finite number. {HELP.format('watch')}"),
+    row("--speed nan", f"replay {RUN} --speed nan", 2, f"Invalid value for '--speed': 'nan' is not a finite number. {HELP.format('replay')}"),
+    row("--speed inf", f"replay {RUN} --speed inf", 2, f"Invalid value for '--speed': 'inf' is not a finite number. {HELP.format('replay')}"),
+    row("--speed -1", f"replay {RUN} --speed -1", 2, f"Invalid value for '--speed': -1.0 is not in the range x>0. {HELP.format('replay')}"),
+    *[
+        row(
+            f"--at {at!r}",
+            ("replay", RUN, "--at", at),
+            2,
+            f"Invalid value for '--at': {at!r} is not a sequence number, +SECONDS or an ISO-8601 time (e.g. 42, +12.5s, 2025-12-01T09:37:20Z) {HELP.format('replay')}",
+            with_run=True,
+        )
+        for at in ("+inf", "+1e300", "²", "", "-1", "2025-13-01", "+5s5")
+    ],
+    row("--events 0", "bench --events 0", 2, f"Invalid value for '--events': 0 is not in the range x>=1000. {HELP.format('bench')}"),
+    row("--writers 0", "bench --writers 0", 2, f"Invalid value for '--writers': 0 is not in the range 1<=x<=512. {HELP.format('bench')}"),
+    row("--root a file", "--root afile verify", 2, "Invalid value for '--root': Directory 'afile' is a file. (see `runjournal --help`)", files=(("afile", b""),)),
+    row("--root inside a file", "--root afile/sub runs", 2, "--root {root}/afile/sub: {root}/afile is a file", files=(("afile", b""),)),
+    row("--runs-dir inside a file", "--runs-dir afile/x verify", 2, "--runs-dir {root}/afile/x: {root}/afile is a file", files=(("afile", b""),)),
+    row("$RUNJOURNAL_ROOT a file", "verify", 2, "$RUNJOURNAL_ROOT {root}/afile is a file, not a directory", files=(("afile", b""),), env=(("RUNJOURNAL_ROOT", "afile"),)),
+    row("resume --reason blank", ("resume", RUN, "--reason", " "), 2, "--reason must not be empty: say why the run is resumed (the manifest schema requires it)"),
+]
+
+
+def make_row_files(root: Path, r: Row) -> None:
+    for name, data in r.files:
+        if data is None:
+            (root / name).mkdir()
+        else:
+            (root / name).write_bytes(data)
+    if r.with_run:
+        write(str(root / ".runs" / "default" / "journal"), RunScript(RUN, stages=1).stage(1).complete().items)
+
+
+@pytest.mark.parametrize("r", CONFIG_ROWS + ID_ROWS + ARG_ROWS)
+def test_bad_input_gives_one_clean_error_line(tmp_path: Path, monkeypatch, capsys, r: Row):
+    make_row_files(tmp_path, r)
+    monkeypatch.chdir(tmp_path)  # relative names in messages, as in the docs
+    for name in LOCATION_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in r.env:
+        monkeypatch.setenv(name, value)
+    argv = list(r.args) if r.env else ["--root", str(tmp_path), *r.args]  # the variable names the root
+    capsys.readouterr()
+    with time_bound(" ".join(r.args)), pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert (exit_.value.code, out) == (r.code, ""), err
+    assert assert_one_error_line(err) == "error: " + r.message.format(root=tmp_path)
+
+
+@pytest.mark.parametrize("command", ["show", "status", "replay"])
+def test_a_directory_that_is_not_a_task_does_not_hide_every_run(tmp_path: Path, monkeypatch, capsys, command: str):
+    write(str(tmp_path / ".runs" / "nightly" / "journal"), RunScript(RUN, stages=1).stage(1).complete().items)
+    (tmp_path / ".runs" / "a..b" / "journal").mkdir(parents=True)  # made by hand: not a valid task id
+    for name in LOCATION_VARS:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["--root", str(tmp_path), command, RUN])
+    out, err = capsys.readouterr()
+    assert (exit_.value.code, err) == (0, "") and RUN in out
+
+
+# -- known defects (journal/reader.py, journal/check.py, journal/writer.py: not fixed here) ----
+
+
+def one_record_journal(directory: Path) -> None:
+    with Journal(str(directory), durability="none") as j:
+        j.append("a", ev.Heartbeat())
+
+
+@pytest.mark.xfail(strict=True, reason="check() lets IsADirectoryError out for a directory named like a segment (verify: 'error: Is a directory', no path)")
+def test_a_directory_named_like_a_segment_is_reported_by_check(journal_dir: Path):
+    one_record_journal(journal_dir)
+    (journal_dir / fmt.segment_name(2)).mkdir()
+    report = check(str(journal_dir))
+    assert [p.segment for p in report.problems] == [fmt.segment_name(1), fmt.segment_name(2)]
+
+
+@pytest.mark.xfail(strict=True, reason="readers let IsADirectoryError out when the next segment of the chain is a directory")
+def test_a_directory_in_the_chain_is_corruption_for_readers(journal_dir: Path):
+    with Journal(str(journal_dir), durability="none", segment_bytes=100) as j:
+        for _ in range(3):
+            j.append("a", ev.Heartbeat())
+    second = fmt.list_segments(str(journal_dir))[1][1]
+    (journal_dir / second).unlink()
+    (journal_dir / second).mkdir()
+    with pytest.raises(CorruptRecord, match=second):
+        list(read_records(str(journal_dir)))
+
+
+CHECK = "import sys; from journal import check; print(check(sys.argv[1]).ok)"
+
+
+@pytest.mark.xfail(strict=True, reason="check() opens every file named like a segment: a FIFO blocks it (and `verify`) forever")
+def test_a_fifo_named_like_a_segment_does_not_hang_verify(journal_dir: Path):
+    one_record_journal(journal_dir)
+    os.mkfifo(journal_dir / fmt.segment_name(2))
+    try:
+        proc = subprocess.run([sys.executable, "-c", CHECK, str(journal_dir)], capture_output=True, text=True, env=clean_env(), timeout=3)
+    except subprocess.TimeoutExpired:
+        pytest.fail("check() did not return within 3 s")
+    assert proc.returncode == 0 and proc.stdout == "False\n"
+
+
+@pytest.mark.xfail(strict=True, reason="a journal whose first segment was deleted verifies ok when no run continues past it: its records are silently gone")
+def test_a_missing_first_segment_is_reported(journal_dir: Path):
+    with Journal(str(journal_dir), durability="none", segment_bytes=100) as j:  # one record per segment
+        j.append("a", ev.Heartbeat())  # run a: all of it in the first segment
+        j.append("b", ev.Heartbeat())
+        j.append("b", ev.Heartbeat())
+    (journal_dir / fmt.segment_name(1)).unlink()
+    assert [r.seq for r in read_records(str(journal_dir))] == [2, 3]  # history now starts at 2, and no error
+    assert not check(str(journal_dir)).ok
+
+
+@pytest.mark.xfail(strict=True, reason="a reader that sees a batch being written, and then a newer segment, raises CorruptRecord: it does not look again")
+def test_a_reader_racing_a_rollover_does_not_report_corruption(journal_dir: Path, monkeypatch):
+    with Journal(str(journal_dir), durability="none", segment_bytes=400) as j:
+        j.append("a", ev.Heartbeat())
+    seg = journal_dir / fmt.segment_name(1)
+    batch = fmt.encode_batch([ev.encoder.encode(Record(2, "a", 2, T0, ev.Heartbeat())), ev.encoder.encode(Record(3, "a", 3, T0, ev.Heartbeat()))])
+    with open(seg, "ab") as f:
+        f.write(batch[:20])  # a writer is in the middle of its write() ...
+    listed = fmt.list_segments
+    calls = []
+
+    def writer_moves_on(directory):
+        calls.append(directory)
+        if len(calls) == 2:  # ... and, after the reader has scanned the segment, finishes it and rolls over
+            with open(seg, "ab") as f:
+                f.write(batch[20:])
+            with Journal(str(journal_dir), durability="none", segment_bytes=400) as j:
+                j.append("a", ev.OutputChunk(index=1, stream="stdout", data=b"x" * 500))
+        return listed(directory)
+
+    monkeypatch.setattr(fmt, "list_segments", writer_moves_on)
+    got = [r.seq for r in read_records(str(journal_dir))]
+    assert got[:1] == [1]
+
+
+@pytest.mark.xfail(strict=True, reason="a checksummed record holding a msgpack string that is not UTF-8 raises UnicodeDecodeError (reader.py, events.unknown_type_of)")
+@pytest.mark.parametrize("where", ["read_records", "check"])
+def test_a_record_with_a_string_that_is_not_utf8_is_corruption(journal_dir: Path, where: str):
+    one_record_journal(journal_dir)
+    payload = ev.encoder.encode(Record(2, "b", 1, T0, ev.Heartbeat()))
+    assert payload.count(b"\xa1b") == 1
+    seg = journal_dir / fmt.segment_name(1)
+    offset = seg.stat().st_size
+    with open(seg, "ab") as f:  # run id "\x80": framed and checksummed like any record
+        f.write(fmt.encode_batch([payload.replace(b"\xa1b", b"\xa1\x80")]))
+    if where == "read_records":
+        with pytest.raises(CorruptRecord, match=f"at byte {offset}: record does not decode"):
+            list(read_records(str(journal_dir)))
+    else:
+        assert [(p.offset, p.kind) for p in check(str(journal_dir)).problems] == [(offset, "corrupt")]
+
+
+@pytest.mark.xfail(strict=True, reason="Journal.append_batch lets OverflowError out for a time (or event integer) outside 64 bits")
+def test_an_append_with_an_out_of_range_time_is_bad_input(journal_dir: Path):
+    with Journal(str(journal_dir), durability="none") as j, pytest.raises(BadInput):
+        j.append_batch([Item("a", ev.Heartbeat(), 1 << 64)])
