@@ -42,7 +42,7 @@ from journal.events import JOURNAL_RUN, TailRepaired
 from journal.lock import holder_pid
 from journal.writer import PENDING_DIR
 
-EXAMPLES = 300 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
+EXAMPLES = 400 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
 SIZES = st.sampled_from([0, 1, 100, 4096, 70_000])
 
 
