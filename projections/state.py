@@ -160,6 +160,12 @@ class TaskState(msgspec.Struct):
                     return
             _output(self, rec, run)
             return
+        if type(event) is ev.Heartbeat:  # the next most common record: no dispatch either
+            run = self.runs.get(rec.run_id)
+            if run is not None:
+                run.last_event_ts = rec.ts
+                _heartbeat(self, rec, run)
+            return
         handler = _HANDLERS.get(type(event))
         if rec.run_id == JOURNAL_RUN or handler is None:
             return
@@ -466,7 +472,6 @@ _HANDLERS = {
     ev.StageSkipped: _stage_skipped,
     ev.OutputChunk: _output,
     ev.OutputTruncated: _truncated,
-    ev.Heartbeat: _heartbeat,
     ev.ErrorRecorded: _error,
     ev.RunCompleted: _run_completed,
     ev.RunFailed: _run_failed,
