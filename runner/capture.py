@@ -21,7 +21,7 @@ from journal import events as ev
 
 READ_SIZE = 64 * 1024
 FLUSH_INTERVAL = 0.1  # live output reaches the journal at least this often
-DRAIN_AFTER_EXIT = 2.0  # how long a background child may keep the pipes open after the shell exits
+DRAIN_AFTER_EXIT = 2.0  # how long the pipes may stay open after the stage's group was told to end
 
 
 class StreamCapture:
@@ -113,6 +113,8 @@ class Outcome:
     stdout: StreamCapture
     stderr: StreamCapture
     error: str | None = None  # the command could not be started
+    #: background processes of the stage were still running when its shell exited (then ended)
+    leftovers: bool = False
 
 
 def run_command(
@@ -152,6 +154,7 @@ def run_command(
     term_at = None
     killed = False
     exited_at = None
+    leftovers = False
     try:
         while sel.get_map():
             for key, _ in sel.select(timeout=0.1):
@@ -178,12 +181,17 @@ def run_command(
                     _signal_group(pgid, signal.SIGKILL)
                     killed = True
             if exited_at is None and proc.poll() is not None:
+                # the stage is over when its shell exits: what it left running in its process
+                # group is told to end (TERM now, KILL after the grace period), as for a cancel
                 exited_at = now
-            if exited_at is not None and now - exited_at > DRAIN_AFTER_EXIT:
-                break  # a background child holds the pipes open: stop reading, the stage is over
+                leftovers = _signal_group(pgid, signal.SIGTERM)
+            if exited_at is not None and leftovers and not killed and now - exited_at >= grace:
+                _signal_group(pgid, signal.SIGKILL)
+                killed = True
+            if exited_at is not None and now - exited_at > max(grace, 0) + DRAIN_AFTER_EXIT:
+                break  # something outside the group (setsid) holds the pipes open: stop reading
         proc.wait()
-        if cancel.requests:
-            _signal_group(pgid, signal.SIGKILL)  # nothing of a cancelled stage outlives it
+        _signal_group(pgid, signal.SIGKILL)  # nothing of a stage outlives it
     finally:
         sel.close()
         proc.stdout.close()
@@ -192,11 +200,13 @@ def run_command(
         emit(pending)
     code = proc.returncode
     sig = signal.Signals(-code).name if code < 0 else None
-    return Outcome(code if code >= 0 else None, sig, bool(cancel.requests), out, err)
+    return Outcome(code if code >= 0 else None, sig, bool(cancel.requests), out, err, leftovers=leftovers and not cancel.requests)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Signal a process group; False if it has no processes left."""
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
-        pass
+        return False
+    return True

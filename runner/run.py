@@ -387,6 +387,8 @@ class Runner:
             lim.cancel_grace_seconds,
         )
         tails = outcome.stdout.finish() + outcome.stderr.finish()
+        if outcome.leftovers:
+            self.say(f"      warning: stage {stage.id} left processes running when it ended; they were stopped (TERM, then KILL)")
         summary = _summary(stage, outcome)
         if outcome.exit_code == 0 and not outcome.cancelled:
             self.appender.append(run_id, *tails, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary))

@@ -95,24 +95,37 @@ def test_summary_hint_and_first_line_make_the_summary(tmp_path: Path):
     assert [c["summary"] for c in doc["commands"]] == ["unit tests: first real line", "nothing printed", "only on stderr", None]
 
 
-def test_a_background_child_holding_the_pipes_does_not_hang_the_run(tmp_path: Path):
-    # the stage exits at once, leaving a child that keeps stdout open for a minute
-    write_config(tmp_path, pipeline("p", cmd("leaky", "sleep 60 & echo $! > bg.pid; echo started"), cmd("next", "true")))
+def test_what_a_finished_stage_left_running_is_stopped(tmp_path: Path):
+    # the stage exits at once, leaving a child that keeps stdout open, and one that ignores TERM;
+    # a daemon started with setsid has left the stage's process group, and is left alone
+    write_config(
+        tmp_path,
+        pipeline(
+            "p",
+            cmd("leaky", "sleep 60 & echo $! > bg.pid; sh -c 'trap \"\" TERM; exec sleep 61' & echo $! > stubborn.pid; setsid sh -c 'echo $$ > daemon.tmp; mv daemon.tmp daemon.pid; exec sleep 62' > /dev/null 2>&1 & until [ -e daemon.pid ]; do sleep 0.01; done; echo started"),
+            cmd("next", "true"),
+        ),
+        limits={"cancelGraceSeconds": 1},
+    )
     try:
         p = cli(tmp_path, "start", "--format", "json", timeout=30)
         assert p.returncode == 0, p.stderr
+        assert "warning: stage leaky left processes running when it ended; they were stopped (TERM, then KILL)" in p.stderr
         doc = manifest(tmp_path, json.loads(p.stdout)["run_id"])
         assert [c["status"] for c in doc["commands"]] == ["succeeded", "succeeded"]
         assert doc["commands"][0]["summary"] == "started"
+        for name in ("bg.pid", "stubborn.pid"):
+            pid = int((tmp_path / name).read_text())
+            wait_until(lambda pid=pid: not alive(pid), f"the stage's leftover {name} to be gone")
+        assert alive(int((tmp_path / "daemon.pid").read_text()))
     finally:
-        pid_file = tmp_path / "bg.pid"
-        if pid_file.exists():  # the runner leaves a finished stage's strays alone: clean up
-            pid = int(pid_file.read_text())
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            wait_until(lambda: not alive(pid), "the background child to die")
+        for name in ("bg.pid", "stubborn.pid", "daemon.pid"):
+            path = tmp_path / name
+            if path.exists():
+                try:
+                    os.kill(int(path.read_text()), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def test_a_command_that_cannot_start_fails_the_stage(tmp_path: Path):
