@@ -46,17 +46,22 @@ class JournalLock:
         self._helper: threading.Thread | None = None
 
     def acquire(self, timeout: float | None = None) -> None:
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            pass
+        # Not while the helper thread is active (``_want``): it may hold the flock this moment,
+        # for a caller that timed out, and a flock on the same open file would "succeed" at
+        # once, to be released by the helper under the new caller's feet. The helper clears
+        # ``_want`` only after it has handed the lock over or let go of it.
+        if not self._want:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                pass
         self._wait(self.timeout if timeout is None else timeout)
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         delay = BACKOFF_START
-        for _ in range(BACKOFF_STEPS):
+        for _ in range(0 if self._want else BACKOFF_STEPS):
             self.retries += 1
             time.sleep(min(delay * random.uniform(0.5, 1.5), max(0.0, deadline - time.monotonic())))
             try:
@@ -100,13 +105,15 @@ class JournalLock:
                     self._cv.notify_all()
                 return
             with self._cv:
-                self._want = False
                 if self._callers and not self._closed:
                     self._granted = True
+                    self._want = False
                     self._cv.notify_all()
                     continue
-                # everyone who wanted it gave up meanwhile: let the others have it
+                # everyone who wanted it gave up meanwhile: let the others have it, and only
+                # then say the helper is idle (see acquire)
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+                self._want = False
                 if self._closed:
                     self._file.close()  # close() left the file to us while we were blocked
                     return

@@ -11,10 +11,12 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
+import portalocker
 import pytest
 from helpers import DEADLINE, HELPERS, clean_env, wait_until
 
@@ -225,6 +227,56 @@ def test_a_stopped_lock_holder_delays_but_loses_nothing(tmp_path: Path):
     assert records[1].origin == os.path.basename(spilled)
     assert os.listdir(d / PENDING_DIR) == []
     assert check(str(d)).ok
+
+
+TRY_LOCK = """
+import fcntl, sys
+with open(sys.argv[1], "a+b") as f:
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        print("free")
+    except BlockingIOError:
+        print("held")
+"""
+
+
+def test_a_lock_the_helper_took_for_a_caller_that_gave_up_is_never_shared(tmp_path: Path, monkeypatch):
+    # A caller times out while the helper thread waits in the kernel. When the holder lets go,
+    # the helper gets the flock; if the next caller arrives just then, a flock of its own on
+    # the same open file "succeeds" at once, and the helper, seeing no caller, used to release
+    # the lock under it: two processes then wrote at once (found by the stress profile, as
+    # spills merged twice). Here the helper is held at that point while the next caller comes.
+    d = tmp_path / "journal"
+    taken, carry_on = threading.Event(), threading.Event()
+    real_lock = portalocker.lock
+
+    def helper_lock(file, flags):
+        real_lock(file, flags)
+        taken.set()
+        carry_on.wait(DEADLINE)  # the helper holds the flock and has not yet looked for callers
+
+    monkeypatch.setattr(portalocker, "lock", helper_lock)
+    with spawned("lock_holder.py", d) as holder:
+        assert read_line(holder) == f"locked {holder.pid}"
+        lock = JournalLock(str(d / "lock"), timeout=0.1)
+        with pytest.raises(LockTimeout):
+            lock.acquire()
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert finish(holder) == "released\n"
+    assert taken.wait(DEADLINE), "the helper never got the lock"
+
+    done = threading.Event()
+    caller = threading.Thread(target=lambda: (lock.acquire(timeout=DEADLINE), done.set()))
+    caller.start()
+    wait_until(lambda: done.is_set() or lock._callers == 1, "the next caller to arrive")  # noqa: SLF001
+    carry_on.set()
+    caller.join(DEADLINE)
+    assert done.is_set()
+    other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(d / "lock")], capture_output=True, text=True, timeout=DEADLINE)
+    assert other.stdout == "held\n", "the caller believes it holds the lock, but another process can take it"
+    lock.release()
+    lock.close()
 
 
 def test_flush_merges_what_another_writer_spilled(tmp_path: Path):
