@@ -252,8 +252,10 @@ class Watcher:
                 task = os.path.basename(os.path.dirname(path))
                 self._projectors.pop(task, None)  # its state describes a journal that is gone
                 self._failing.pop(task, None)
-                what = "was replaced" if now is not None else "disappeared"
-                self.warn(f"task {task}: journal directory {path} {what}; its projection files are left as they are")
+                if now is None:
+                    self.warn(f"task {task}: journal directory {path} disappeared; its projection files are left as they are")
+                else:  # a journal with another first record: the projector starts over (projector.py)
+                    self.warn(f"task {task}: journal directory {path} was replaced; its projections follow the new one")
         for path, identity in identities.items():
             if path in self._watches:
                 continue

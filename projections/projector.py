@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from journal import JournalReader, Position
+from journal import JournalNotFound, JournalReader, Position
 from journal import events as ev
 from journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
 from journal.writer import Item, Journal
@@ -41,6 +41,8 @@ class Checkpoint(msgspec.Struct):
     offset: int
     next_seq: int
     state: TaskState
+    #: which journal the state describes: its first record's run id and time (see _journal_identity)
+    journal: str = ""
 
 
 _ckpt_decoder = msgspec.msgpack.Decoder(Checkpoint)
@@ -70,6 +72,7 @@ class Projector:
         self._state: TaskState | None = None
         self._position: Position | None = None
         self._ckpt_stat: tuple | None = None
+        self._journal: str | None = None  # identity of the journal the state describes, once known
         self._last_saved = 0.0
         self._unsaved = False  # applied records the checkpoint on disk does not cover yet (``save_every``)
 
@@ -106,26 +109,30 @@ class Projector:
         if lock is None:
             raise TimeoutError("another projector held the lock for 60 s")
         try:
-            for path in (os.path.join(self.paths.task_dir, "cli"), os.path.join(self.paths.task_dir, "metrics")):
-                shutil.rmtree(path, ignore_errors=True)
-            for path in (self.paths.metrics(), self.paths.state(), self.checkpoint_path):
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass
-            # temp files of a projector killed mid-write (never visible under a file's real name)
-            for directory in (self.paths.task_dir, os.path.dirname(self.paths.state()), self.state_dir):
-                try:
-                    names = os.listdir(directory)
-                except FileNotFoundError:
-                    continue
-                for name in names:
-                    if name.startswith(".") and name.endswith(".tmp"):
-                        os.unlink(os.path.join(directory, name))
-            self._state, self._position, self._ckpt_stat = None, None, None
+            self._clear()
             return self._catch_up(progress, 0.0)
         finally:
             os.close(lock)
+
+    def _clear(self) -> None:
+        """Remove every projection file and the checkpoint (under the projector lock)."""
+        for path in (os.path.join(self.paths.task_dir, "cli"), os.path.join(self.paths.task_dir, "metrics")):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in (self.paths.metrics(), self.paths.state(), self.checkpoint_path):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        # temp files of a projector killed mid-write (never visible under a file's real name)
+        for directory in (self.paths.task_dir, os.path.dirname(self.paths.state()), self.state_dir):
+            try:
+                names = os.listdir(directory)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if name.startswith(".") and name.endswith(".tmp"):
+                    os.unlink(os.path.join(directory, name))
+        self._state, self._position, self._ckpt_stat, self._journal = None, None, None, None
 
     def save(self, wait: float | None = 30.0) -> bool:
         """Write the checkpoint now if catch-ups since the last one skipped it (``save_every``).
@@ -182,6 +189,7 @@ class Projector:
         if self._state is not None and key == self._ckpt_stat:
             return
         self._state, self._position, self._unsaved = TaskState(task_id=self.task), None, False
+        self._journal = None
         if key is not None:
             try:
                 with open(self.checkpoint_path, "rb") as f:
@@ -189,9 +197,30 @@ class Projector:
             except (OSError, msgspec.DecodeError):
                 ckpt = None  # unreadable checkpoint: rebuild from the journal
             if ckpt is not None and ckpt.version == PROJECTION_VERSION:
+                found = self._journal_identity()
+                if ckpt.journal and found is not None and ckpt.journal != found:
+                    # the journal was deleted and made anew: these files describe another one
+                    self._clear()
+                    self._state = TaskState(task_id=self.task)
+                    return
                 self._state = ckpt.state
                 self._position = Position(ckpt.segment, ckpt.offset, ckpt.next_seq) if ckpt.segment else None
+                self._journal = ckpt.journal or None
         self._ckpt_stat = key
+
+    def _journal_identity(self) -> str | None:
+        """The journal's first record, as ``run_id@ts`` ('' while it has none; None if there is
+        no journal): a journal made anew under the same task has another, a copy or a restore
+        from a backup the same."""
+        if self._journal is None:
+            try:
+                first = next(JournalReader(self.journal_dir).records(), None)
+            except JournalNotFound:
+                return None
+            if first is None:
+                return ""
+            self._journal = f"{first.run_id}@{first.ts}"
+        return self._journal
 
     def _catch_up(self, progress, save_every: float) -> CatchUp:
         # the fold allocates millions of short-lived objects and no reference cycles: the
@@ -229,7 +258,7 @@ class Projector:
 
     def _save(self) -> None:
         pos = self._position or Position("", 0, 1)
-        data = _ckpt_encoder.encode(Checkpoint(PROJECTION_VERSION, pos.segment, pos.offset, pos.next_seq, self._state))
+        data = _ckpt_encoder.encode(Checkpoint(PROJECTION_VERSION, pos.segment, pos.offset, pos.next_seq, self._state, self._journal_identity() or ""))
         atomic_write(self.checkpoint_path, data, sync=self.sync)
         self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()

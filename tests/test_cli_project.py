@@ -124,6 +124,32 @@ def test_deleted_projections_come_back_identical(tmp_path, invoke):
     assert projection_tree(tmp_path) == before
 
 
+def test_a_journal_made_anew_is_projected_anew_and_a_restored_one_resumes(tmp_path, invoke):
+    root, fresh, saved = tmp_path / "root", tmp_path / "fresh", tmp_path / "saved"
+    journal = root / ".runs" / "default" / "journal"
+    populate(root, RunScript(make_run_id(1), stages=1).stage(1).complete().items)
+    assert invoke("project", root=root)[0] == 0
+
+    # deleted and made anew: the checkpoint describes another journal, so it starts over, and
+    # what the old journal's projections showed goes with it
+    shutil.rmtree(journal)
+    populate(root, RunScript(make_run_id(2), stages=2).stage(1).items)
+    code, out, err = invoke("project", "--format", "json", root=root)
+    assert code == 0, err
+    assert json.loads(out)["tasks"][0]["applied"] == len(list(read_records(str(journal))))
+    shutil.copytree(journal, fresh / ".runs" / "default" / "journal")
+    assert invoke("project", "--rebuild", root=fresh)[0] == 0
+    assert projection_tree(root) == projection_tree(fresh)
+
+    # the same journal restored from a copy (same first record): the checkpoint still fits
+    shutil.copytree(journal, saved)
+    shutil.rmtree(journal)
+    shutil.copytree(saved, journal)
+    code, out, _ = invoke("project", "--format", "json", root=root)
+    assert json.loads(out)["tasks"][0]["applied"] == 0
+    assert projection_tree(root) == projection_tree(fresh)
+
+
 def test_help_ends_with_an_example(invoke):
     code, out, _ = invoke("project", "--help")
     assert code == 0
