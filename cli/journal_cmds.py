@@ -9,7 +9,7 @@ import click
 
 from journal import JournalError, JournalNotFound, check, follow, read_records, repair, validate_run_id
 from journal.fsutil import atomic_write
-from journal.transfer import ExportRecord, export_lines, import_records, parse_lines, to_json_line
+from journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
 from journal.writer import Journal
 
 from .context import format_option, pass_settings, task_option
@@ -95,9 +95,12 @@ def _print_records(wanted, fmt: str, follow_: bool) -> int:
 @task_option
 @click.option("--run", "run_id", metavar="ID", help="Only this run's events.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (atomically) instead of stdout.")
+@format_option
 @pass_settings
-def export(settings, task, run_id, output):
-    """Write journal events as JSON Lines, to move runs between machines.
+def export(settings, task, run_id, output, fmt):
+    """Write journal events as JSON Lines (one event a line), to move runs between machines.
+
+    With --format json: one JSON array of the same objects. `import` reads either.
 
     Example: runjournal export --task nightly --run 2025-12-01T09-37-11-576Z-1a60ebea -o run.jsonl
     """
@@ -107,19 +110,27 @@ def export(settings, task, run_id, output):
     lines = export_lines(directory, run_id)
     if run_id is not None:
         lines = _require_some(lines, f"no events of run {run_id} in {directory}")
+    events = list(lines) if output else lines
+    chunks = _as_array(events) if fmt == "json" else events
     if output:
-        data = b"".join(lines)
-        atomic_write(os.path.abspath(output), data)
-        count = data.count(b"\n")
-        click.echo(f"exported {count} events to {output}", err=True)
+        atomic_write(os.path.abspath(output), b"".join(chunks))
+        click.echo(f"exported {len(events)} events to {output}", err=True)
     else:
         try:
-            for line in lines:
-                sys.stdout.buffer.write(line)
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
         except BrokenPipeError:
             return reader_gone()
     return 0
+
+
+def _as_array(lines):
+    """JSON Lines as one JSON array document, streamed."""
+    yield b"["
+    for i, line in enumerate(lines):
+        yield (b",\n" if i else b"\n") + line.rstrip(b"\n")
+    yield b"\n]\n"
 
 
 def _require_some(lines, message: str):
@@ -137,17 +148,17 @@ def _require_some(lines, message: str):
 @format_option
 @pass_settings
 def import_(settings, file, task, fmt):
-    """Append the events of a JSON Lines export to a task journal; importing twice adds nothing.
+    """Append the events of an export (JSON Lines, or a JSON array) to a task journal; importing twice adds nothing.
 
     The whole file is checked first: a malformed line is reported with its line number
-    and nothing is imported.
+    (an array's item with its number) and nothing is imported.
 
     Example: runjournal import run.jsonl --task nightly
     """
     task = settings.task(task)
     stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
     with stream:
-        records: list[ExportRecord] = parse_lines(stream, file)
+        records: list[ExportRecord] = parse_export(stream, file)
     with Journal(settings.layout.journal_dir(task)) as journal:
         added = import_records(journal, records)
     if fmt == "json":

@@ -49,12 +49,11 @@ def check(directory: str) -> Report:
     run_seqs: dict[str, int] = {}
     segments = fmt.list_segments(directory)
     report.segments = len(segments)
-    expected_seq = segments[0][0] if segments else 1
+    expected_seq = 1  # nothing deletes segments: the chain starts at 1
     for i, (base, name) in enumerate(segments):
-        path = os.path.join(directory, name)
-        report.bytes += os.path.getsize(path)
         if base != expected_seq:
-            report.problems.append(Problem(name, 0, "unreachable-segment", f"starts at sequence {base}, expected {expected_seq}"))
+            detail = fmt.missing_start(base) if i == 0 and base > 1 else f"starts at sequence {base}, expected {expected_seq}"
+            report.problems.append(Problem(name, 0, "unreachable-segment", detail))
             expected_seq = base
         last = i == len(segments) - 1
         expected_seq = _check_segment(directory, name, base, last, report, run_seqs)
@@ -75,7 +74,12 @@ def check(directory: str) -> Report:
 def _check_segment(directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int]) -> int:
     """Check one segment; return the sequence the next segment must start at."""
     seq = base
-    fd = os.open(os.path.join(directory, name), os.O_RDONLY)
+    try:
+        fd, size = fmt.open_segment(directory, name)
+    except CorruptRecord as e:  # a directory or a FIFO named like a segment
+        report.problems.append(Problem(name, 0, "bad-header", e.detail))
+        return seq
+    report.bytes += size
     try:
         try:
             header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), name)

@@ -265,14 +265,51 @@ record_decoder = msgspec.msgpack.Decoder(Record)
 head_decoder = msgspec.msgpack.Decoder(RecordHead)
 event_json_decoder = msgspec.json.Decoder(AnyEvent)
 
+#: what a msgpack decoder raises for a payload it cannot decode: msgspec raises
+#: UnicodeDecodeError, not DecodeError, for a string that is not UTF-8, and RecursionError
+#: for values nested deeper than the interpreter's recursion limit
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
+
+def why_undecodable(error: Exception) -> str:
+    """What is wrong with a payload, from the error one of DECODE_ERRORS gave."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"a string is not UTF-8 (byte 0x{error.object[error.start : error.start + 1].hex()}: {error.reason})"
+    if isinstance(error, RecursionError):
+        return "values nested too deeply"
+    return str(error)
+
 
 def unknown_type_of(payload: bytes) -> str | None:
     """The event type of a payload that failed typed decoding, if the type is the reason."""
     try:
         loose = msgspec.msgpack.decode(payload, type=UnknownTag)
-    except msgspec.DecodeError:
+    except DECODE_ERRORS:
         return None
     name = loose.event.get("type")
     if isinstance(name, str) and name not in EVENT_TYPES:
         return name
+    return None
+
+
+def int_out_of_range(value: object, path: str = "$") -> str | None:
+    """Name the first integer in ``value`` (a Struct such as a Record, or anything it holds)
+    that msgpack cannot hold (int64 and uint64 only), as the message for the OverflowError the
+    encoder raised; None if there is none."""
+    if isinstance(value, int):
+        if -(1 << 63) <= value < 1 << 64:
+            return None
+        return f"Integer {value} is out of range (msgpack holds 64 bits) - at `{path}`"
+    if isinstance(value, msgspec.Struct):
+        parts = ((f"{path}.{name}", getattr(value, name)) for name in value.__struct_fields__)
+    elif isinstance(value, (list, tuple)):
+        parts = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
+        parts = ((f"{path}[{k!r}]", v) for k, v in value.items())
+    else:
+        return None
+    for where, part in parts:
+        found = int_out_of_range(part, where)
+        if found is not None:
+            return found
     return None

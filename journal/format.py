@@ -18,8 +18,10 @@ segment; the next segment is named by the sequence number that follows.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -110,6 +112,43 @@ def list_segments(directory: str) -> list[tuple[int, str]]:
             found.append((int(m.group(1)), name))
     found.sort()
     return found
+
+
+def missing_start(base: int) -> str:
+    """What is wrong with a journal whose lowest segment is not based at sequence 1.
+
+    Nothing ever deletes a segment, so every journal starts at sequence 1."""
+    return f"segment starts at sequence {base}, expected 1: the journal's first segment {segment_name(1)} is missing"
+
+
+def open_segment(directory: str, name: str, flags: int = os.O_RDONLY) -> tuple[int, int]:
+    """Open a segment file; return (fd, size). A segment must be a regular file: anything else
+    named like one (a directory, a FIFO) is CorruptRecord at offset 0, found without blocking."""
+    path = os.path.join(directory, name)
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK)  # a FIFO opened without it waits for a writer
+    except OSError as e:
+        if e.errno not in (errno.EISDIR, errno.ENXIO):  # a directory opened for writing; a socket
+            raise
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            raise e from None
+    else:
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                os.set_blocking(fd, True)  # as any file is read and written, on every file system
+                return fd, st.st_size
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        mode = st.st_mode
+    raise CorruptRecord(name, 0, f"is {_FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a segment file")
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
 @dataclass

@@ -12,11 +12,9 @@ import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
-import msgspec
-
 from . import format as fmt
 from .errors import CorruptRecord, JournalNotFound, UnknownEventType
-from .events import Record, record_decoder, unknown_type_of
+from .events import DECODE_ERRORS, Record, record_decoder, unknown_type_of, why_undecodable
 
 
 class Position(NamedTuple):
@@ -51,17 +49,21 @@ class JournalReader:
             segments = fmt.list_segments(self.directory)
             if not segments:
                 return
-            chosen = segments[0]
-            for seg in segments:
+            chain = [seg for seg in segments if seg[0] >= 1]  # a segment based at 0 is never in it
+            if not chain or chain[0][0] != 1:
+                base, name = (chain or segments)[0]
+                raise CorruptRecord(name, 0, fmt.missing_start(base))
+            chosen = chain[0]
+            for seg in chain:
                 if seg[0] <= start_seq:
                     chosen = seg
             segment, offset, next_seq = chosen[1], fmt.HEADER_LEN, chosen[0]
             skip_to = max(start_seq, next_seq)
         self._segment, self._offset, self._next_seq = segment, offset, next_seq
+        looked_again = False
         while True:
-            path = os.path.join(self.directory, segment)
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd, _ = fmt.open_segment(self.directory, segment)
             except FileNotFoundError:
                 if start is not None and segment == start.segment:
                     raise CorruptRecord(segment, offset, "segment to resume from no longer exists") from None
@@ -82,7 +84,7 @@ class JournalReader:
                             continue
                         try:
                             rec = decode(payload)
-                        except msgspec.DecodeError:
+                        except DECODE_ERRORS:
                             rec = _decode(payload, segment, off)  # raises, naming what is wrong
                         if rec.seq != seq:
                             raise CorruptRecord(segment, off, f"sequence {rec.seq} where {seq} was expected")
@@ -92,7 +94,13 @@ class JournalReader:
                 os.close(fd)
             if end.state == "tail":
                 later = [n for _, n in fmt.list_segments(self.directory) if n > segment]
-                if later:  # a tail is only ever at the end of the newest segment
+                if later:  # a tail is only ever at the end of the newest segment ...
+                    if not looked_again:
+                        # ... but it may have been a batch being written, finished and sealed since,
+                        # and the next segment created: what this scan saw is not final; look again
+                        looked_again = True
+                        offset = scanner.offset
+                        continue
                     raise CorruptRecord(segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
             if end.state != "sealed":
                 return
@@ -101,18 +109,18 @@ class JournalReader:
                 raise CorruptRecord(segment, end.offset, "segment is sealed without any record")
             if not os.path.exists(os.path.join(self.directory, nxt)):
                 return
-            segment, offset = nxt, fmt.HEADER_LEN
+            segment, offset, looked_again = nxt, fmt.HEADER_LEN, False
             self._segment, self._offset = segment, offset
 
 
 def _decode(payload, segment: str, offset: int) -> Record:
     try:
         return record_decoder.decode(payload)
-    except msgspec.DecodeError as e:
+    except DECODE_ERRORS as e:
         name = unknown_type_of(bytes(payload))
         if name is not None:
             raise UnknownEventType(segment, offset, name) from None
-        raise CorruptRecord(segment, offset, f"record does not decode: {e}") from None
+        raise CorruptRecord(segment, offset, f"record does not decode: {why_undecodable(e)}") from None
 
 
 def read_records(directory: str, start_seq: int = 1) -> Iterator[Record]:

@@ -9,13 +9,15 @@ parsed and checked before anything is written, and it is written as one atomic b
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import msgspec
 
 from . import format as fmt
 from .errors import BadInput, SequenceConflict
-from .events import JOURNAL_RUN, AnyEvent, Record, encoder
+from .events import JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
 from .naming import iso_utc, validate_run_id
 from .reader import JournalReader
 from .writer import Item, Journal
@@ -32,6 +34,7 @@ class ExportRecord(msgspec.Struct, frozen=True):
 
 _json_encoder = msgspec.json.Encoder()
 _line_decoder = msgspec.json.Decoder(ExportRecord)
+_array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
 def to_json_line(rec: Record) -> bytes:
@@ -46,38 +49,53 @@ def export_lines(directory: str, run_id: str | None = None) -> Iterator[bytes]:
 
 
 class ImportLines(list):
-    """The checked records of an export file (a list of ExportRecord), with the line each came from."""
+    """The checked records of an export file (a list of ExportRecord), with where each came from."""
 
     def __init__(self, source: str):
         super().__init__()
         self.source = source
-        self.line_numbers: list[int] = []
+        self.places: list[str] = []  # "3" for line 3, "item 3" for the third of an array
 
     def where(self, i: int) -> str:
-        return f"{self.source}:{self.line_numbers[i]}: "
+        return f"{self.source}:{self.places[i]}: "
+
+
+def parse_export(stream: BinaryIO, source: str) -> ImportLines:
+    """An export file: JSON Lines, or one JSON array of the same objects (``export --format json``)."""
+    if not hasattr(stream, "peek"):
+        stream = io.BufferedReader(stream)
+    if stream.peek(64).lstrip().startswith(b"["):
+        try:
+            items = _array_decoder.decode(stream.read())
+        except (msgspec.DecodeError, UnicodeDecodeError) as e:
+            raise BadInput(f"{source}: {e}; nothing was imported") from None
+        return _parse(((f"item {i}", bytes(raw)) for i, raw in enumerate(items, 1)), source)
+    return parse_lines(stream, source)
 
 
 def parse_lines(lines: Iterable[bytes], source: str) -> ImportLines:
     """Decode and check every line; the first bad one raises BadInput naming its line number."""
+    return _parse(((str(n), line) for n, line in enumerate(lines, 1) if line.strip()), source)
+
+
+def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
     out = ImportLines(source)
     last: dict[str, int] = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
+    for place, line in items:
         try:
             rec = _line_decoder.decode(line)
             validate_run_id(rec.run_id)
             _check_storable(rec)
         except (msgspec.DecodeError, BadInput) as e:
-            raise BadInput(f"{source}:{lineno}: {e}; nothing was imported") from None
+            raise BadInput(f"{source}:{place}: {e}; nothing was imported") from None
         except UnicodeDecodeError as e:  # msgspec: bytes in a JSON string that are not UTF-8
-            raise BadInput(f"{source}:{lineno}: {_not_utf8(line, e)}; nothing was imported") from None
+            raise BadInput(f"{source}:{place}: {_not_utf8(line, e)}; nothing was imported") from None
         prev = last.get(rec.run_id)
         if prev is not None and rec.run_seq != prev + 1:
-            raise BadInput(f"{source}:{lineno}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
+            raise BadInput(f"{source}:{place}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
         last[rec.run_id] = rec.run_seq
         out.append(rec)
-        out.line_numbers.append(lineno)
+        out.places.append(place)
     return out
 
 
@@ -90,14 +108,15 @@ def _not_utf8(line: bytes, error: UnicodeDecodeError) -> str:
 
 
 def _check_storable(rec: ExportRecord) -> None:
-    """What the decoder lets through but the journal cannot hold: checked per line, before any write."""
+    """What the decoder lets through but the journal cannot hold: checked per line, before any
+    write (the writer refuses such a batch too, but without saying which line)."""
     if not 1 <= rec.run_seq < 1 << 63:
         raise BadInput(f"run_seq {rec.run_seq} is not a run sequence (1, 2, 3 ...) - at `$.run_seq`")
-    fields = [("ts", rec.ts)] + [(f"event.{name}", getattr(rec.event, name)) for name in rec.event.__struct_fields__]
-    for name, value in fields:
-        if isinstance(value, int) and not -(1 << 63) <= value < 1 << 64:
-            raise BadInput(f"Integer {value} is out of range (msgpack holds 64 bits) - at `$.{name}`")
-    size = len(encoder.encode(Record(1 << 63, rec.run_id, rec.run_seq, rec.ts, rec.event)))  # the largest seq
+    record = Record(1 << 63, rec.run_id, rec.run_seq, rec.ts, rec.event)  # the largest seq
+    try:
+        size = len(encoder.encode(record))
+    except OverflowError:
+        raise BadInput(int_out_of_range(record) or "an integer is out of range (msgpack holds 64 bits)") from None
     if size > fmt.MAX_PAYLOAD:
         raise BadInput(f"the record is {size} bytes, more than the journal's limit of {fmt.MAX_PAYLOAD}")
 

@@ -27,6 +27,7 @@ import msgspec
 from . import format as fmt
 from .errors import BadInput, CorruptRecord, JournalError, JournalWriteFailed, LockTimeout, SequenceConflict
 from .events import (
+    DECODE_ERRORS,
     JOURNAL_RUN,
     SCHEMA_VERSION,
     AnyEvent,
@@ -35,7 +36,8 @@ from .events import (
     TailRepaired,
     encoder,
     head_decoder,
-    record_decoder,
+    int_out_of_range,
+    why_undecodable,
 )
 from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
@@ -299,7 +301,9 @@ class Journal:
             self._publish()
             return
         base, name = segments[0]
-        self._last_seq = base - 1
+        if base != 1:  # nothing deletes segments: records before this one are lost
+            raise CorruptRecord(name, 0, fmt.missing_start(base) if base > 1 else "segment starts at sequence 0, before the journal's first record (1)")
+        self._last_seq = 0
         self._open_segment(name, base)
         self._scan_current()
         stray = [n for b, n in segments if b > self._last_seq + 1 or (b > base and n > self._segment)]
@@ -334,21 +338,20 @@ class Journal:
 
     def _heads_from_start(self):
         for base, name in fmt.list_segments(self.directory):
-            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY)
+            fd, _ = fmt.open_segment(self.directory, name)
             try:
                 scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
                 for batch in scanner.batches():
                     for off, payload in batch:
                         try:
                             yield head_decoder.decode(payload)
-                        except msgspec.DecodeError as e:
-                            raise CorruptRecord(name, off, f"record does not decode: {e}") from None
+                        except DECODE_ERRORS as e:
+                            raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(e)}") from None
             finally:
                 os.close(fd)
 
     def _open_segment(self, name: str, base: int) -> None:
-        path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        fd, _ = fmt.open_segment(self.directory, name, os.O_RDWR | os.O_APPEND)
         head = os.pread(fd, fmt.HEADER_LEN, 0)
         if len(head) < fmt.HEADER_LEN and not any(head) and not os.path.exists(os.path.join(self.directory, fmt.segment_name(base + 1))):
             # crashed while creating this segment: write its header again
@@ -380,8 +383,8 @@ class Journal:
                     for off, payload in batch:
                         try:
                             head = head_decoder.decode(payload)
-                        except msgspec.DecodeError as e:
-                            raise CorruptRecord(self._segment, off, f"record does not decode: {e}") from None
+                        except DECODE_ERRORS as e:
+                            raise CorruptRecord(self._segment, off, f"record does not decode: {why_undecodable(e)}") from None
                         seq += 1
                         if head.seq != seq:
                             raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
@@ -483,7 +486,10 @@ class Journal:
             seq += 1
             rec = Record(seq, run_id, rs, ts, event)
             records, next_run, boundary = [rec], None, event.boundary
-            payload = encoder.encode(rec)
+            try:
+                payload = encoder.encode(rec)
+            except OverflowError:
+                raise _out_of_range(records) from None
             if len(payload) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {fmt.MAX_PAYLOAD}")
             data = fmt.encode_frame(payload, False)
@@ -498,7 +504,10 @@ class Journal:
                 next_run[run_id] = rs
                 records.append(Record(seq, run_id, rs, ts, event, origin if not records else None))
                 boundary = boundary or event.boundary
-            payloads = [encoder.encode(r) for r in records]
+            try:
+                payloads = [encoder.encode(r) for r in records]
+            except OverflowError:
+                raise _out_of_range(records) from None
             if max(map(len, payloads)) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event is larger than the journal's limit of {fmt.MAX_PAYLOAD} bytes; nothing was written")
             data = fmt.encode_batch(payloads)
@@ -566,12 +575,16 @@ class Journal:
 
     def _spill(self, batch: Sequence[Item]) -> str:
         """Keep a batch the lock would not take, durably, for the next lock holder to merge."""
+        spilled = [_Spilled(run_id, ts, event) for run_id, event, ts in batch]
+        try:
+            payloads = [encoder.encode(s) for s in spilled]
+        except OverflowError:
+            raise _out_of_range(spilled) from None
         pending = os.path.join(self.directory, PENDING_DIR)
         makedirs_durable(pending)
         self._spill_clock = max(self._spill_clock + 1, time.time_ns())
         self._spill_counter += 1
         name = f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp"
-        payloads = [encoder.encode(_Spilled(run_id, ts, event)) for run_id, event, ts in batch]
         tmp = os.path.join(pending, "." + name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -630,17 +643,27 @@ class Journal:
         """Whether a batch from this pending file is in the journal already (a merge that died
         before deleting it). Only asked after such a crash, so reading every record is fine."""
         for base, name in fmt.list_segments(self.directory):
-            fd = os.open(os.path.join(self.directory, name), os.O_RDONLY)
+            fd, _ = fmt.open_segment(self.directory, name)
             try:
                 for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches():
                     try:
                         if _origin_decoder.decode(batch[0][1]).origin == origin:
                             return True
-                    except msgspec.DecodeError:
+                    except DECODE_ERRORS:
                         continue
             finally:
                 os.close(fd)
         return False
+
+
+def _out_of_range(items: Sequence[msgspec.Struct]) -> BadInput:
+    """The error for a batch the encoder refused with OverflowError: which integer, and where."""
+    for i, item in enumerate(items):
+        found = int_out_of_range(item)
+        if found is not None:
+            where = f"event {i + 1} of {len(items)}: " if len(items) > 1 else ""
+            return BadInput(f"{where}{found}; nothing was written")
+    return BadInput("an event holds an integer msgpack cannot hold (outside 64 bits); nothing was written")
 
 
 def _create_head(path: str) -> None:
@@ -700,8 +723,8 @@ def _read_spill(path: str) -> list[Item]:
             raise CorruptRecord(path, pos, "pending file record damaged")
         try:
             s = _spilled_decoder.decode(payload)
-        except msgspec.DecodeError as e:
-            raise CorruptRecord(path, pos, f"pending record does not decode: {e}") from None
+        except DECODE_ERRORS as e:
+            raise CorruptRecord(path, pos, f"pending record does not decode: {why_undecodable(e)}") from None
         items.append(Item(s.run_id, s.event, s.ts))
         pos += fmt.FRAME_LEN + length
     return items

@@ -59,6 +59,21 @@ def test_round_trip_keeps_run_ids_sequences_times_and_events(run_cli, task_journ
     assert snapshot(task_journal("dst")) == before
 
 
+def test_export_as_one_json_document_imports_the_same(run_cli, task_journal, tmp_path: Path):
+    make_journal(task_journal("src"))
+    code, lines, _ = run_cli("export", "--task", "src")
+    code, out, err = run_cli("export", "--task", "src", "--format", "json")
+    assert (code, err) == (0, "")
+    assert json.loads(out) == [json.loads(line) for line in lines.splitlines()]
+    assert run_cli("export", "--task", "src", "--format", "json", "-o", "all.json") == (0, "", "exported 5 events to all.json\n")
+    assert (tmp_path / "all.json").read_text() == out
+
+    assert run_cli("import", "all.json", "--task", "dst") == (0, "imported 5 of 5 events into task dst (0 already present)\n", "")
+    assert runs_of(task_journal("dst")) == runs_of(task_journal("src"))
+    (tmp_path / "all.jsonl").write_text(lines)
+    assert run_cli("import", "all.jsonl", "--task", "dst") == (0, "imported 0 of 5 events into task dst (5 already present)\n", "")
+
+
 def test_export_of_one_run(run_cli, task_journal, tmp_path: Path):
     make_journal(task_journal())
     code, out, err = run_cli("export", "--run", RUN_B)
@@ -105,7 +120,7 @@ def test_a_malformed_line_is_reported_by_number_and_nothing_is_imported(run_cli,
         ('{"seq": 1, "run_id": "../x", "run_seq": 1, "ts": 0, "event": {"type": "heartbeat"}}', "run id '../x' must not contain '/'"),
         ('{"seq": 1, "run_id": "r", "run_seq": 1, "ts": 0, "event": {"type": "future_thing"}}', "future_thing"),
         ('{"seq": 1, "run_id": "r", "run_seq": 1, "ts": 0}', "missing required field `event`"),
-        ("[1, 2, 3]", "Expected `object`, got `array`"),
+        ("42", "Expected `object`, got `int`"),
     ],
 )
 def test_lines_that_parse_but_are_not_records(run_cli, tmp_path: Path, task_journal, content: str, why: str):
@@ -114,6 +129,23 @@ def test_lines_that_parse_but_are_not_records(run_cli, tmp_path: Path, task_jour
     assert (code, out) == (2, "")
     assert_one_error_line(err, "x.jsonl:1: ", why)
     assert not task_journal().exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2, 3]", "error: x.json:item 1: Expected `object`, got `int`; nothing was imported"),
+        ('[{"seq": 1}', "error: x.json: Input data was truncated; nothing was imported"),
+        ('  [\n{"seq": 1, "run_id": "r", "run_seq": 2, "ts": 0, "event": {"type": "heartbeat"}}]',
+         "error: x.json:item 1: run r has 0 events here and the file continues at 2: export the whole run and import that; nothing was imported"),
+    ],
+)
+def test_a_json_array_that_is_not_an_export(run_cli, tmp_path: Path, task_journal, content: str, message: str):
+    (tmp_path / "x.json").write_text(content)
+    code, out, err = run_cli("import", "x.json")
+    assert (code, out) == (2, "")
+    assert assert_one_error_line(err) == message
+    assert not task_journal().exists() or not list(read_records(str(task_journal())))
 
 
 def test_a_file_that_skips_a_run_sequence(run_cli, tmp_path: Path, task_journal):

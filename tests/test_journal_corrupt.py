@@ -184,6 +184,21 @@ def test_a_segment_outside_the_chain_is_reported(journal_dir: Path):
     ]
 
 
+def test_an_unfinished_batch_with_a_segment_after_it_is_corruption(journal_dir: Path):
+    with Journal(str(journal_dir), durability="none") as j:
+        j.append("a", ev.Heartbeat())
+    seg = journal_dir / fmt.segment_name(1)
+    offset = _append_frames(seg, encoder.encode(Record(2, "a", 2, 0, ev.Heartbeat())))
+    with open(seg, "r+b") as f:  # the batch's last frame claims to continue: it never ends
+        f.truncate(offset)
+        f.seek(offset)
+        f.write(fmt.encode_frame(encoder.encode(Record(2, "a", 2, 0, ev.Heartbeat())), True))
+    (journal_dir / fmt.segment_name(3)).write_bytes(fmt.encode_header(3, 1))
+    # a reader looks at the segment again (the batch may have been finished meanwhile): it was not
+    with pytest.raises(CorruptRecord, match=f"{fmt.segment_name(1)} at byte {offset}: unfinished batch at the end of the segment, but segment {fmt.segment_name(3)} follows"):
+        list(read_records(str(journal_dir)))
+
+
 # -- known defects: these fail today; each says what is wrong ----------------------------
 
 
