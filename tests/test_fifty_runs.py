@@ -1,8 +1,8 @@
 """The headline check: 50 concurrent pipeline runs with a live `watch`, no state snapshot missed.
 
 Each run is a real `runjournal start` process. Its second stage holds at a gate (a file the
-test creates) until all 50 runs are inside it, so all 50 are truly running at once, writing
-heartbeats to one journal. Then, in the second case, a seeded random subset of the runners
+test creates) until all 50 runs are inside it and each has journaled 3 heartbeats there, so
+all 50 are truly running at once, writing heartbeats to one journal. Then, in the second case, a seeded random subset of the runners
 is SIGKILLed before the gate opens: each of those runs must still be present everywhere and
 be shown stale by the live `watch`.
 """
@@ -13,15 +13,26 @@ import json
 import os
 import random
 import signal
+from collections import Counter
 from pathlib import Path
 
 import pytest
 from helpers import DEADLINE, wait_until
 from helpers.daemon import watching
-from helpers.runner_support import cmd, finish, group_members, kill_group, manifest, metrics, pipeline, spawn, write_config
+from helpers.runner_support import (
+    cmd,
+    finish,
+    group_members,
+    kill_group,
+    manifest,
+    metrics,
+    pipeline,
+    spawn,
+    write_config,
+)
 
-from journal import check, read_records
-from journal.events import WriterStats
+from journal import JournalReader, check, read_records
+from journal.events import Heartbeat, WriterStats
 
 RUNS = 50
 GATE = (
@@ -32,6 +43,26 @@ GATE = (
 CONFIG = pipeline("fifty", cmd("hello", "echo hello from $CODEX_ORCHESTRATOR_RUN_ID"), cmd("gate", GATE), cmd("count", "seq 1 500"))
 #: stale after 5 s: long enough that a runner starved by 50 others on 2 cores is not taken for dead
 LIMITS = {"heartbeatIntervalSeconds": 1, "heartbeatStaleAfterSeconds": 5, "cancelGraceSeconds": 1}
+
+
+#: heartbeats each run writes while all of them are inside the gate, before it opens
+BEATS = 3
+
+
+class HeartbeatCounter:
+    """Heartbeats per run in the journal, read incrementally (polled while the runs wait)."""
+
+    def __init__(self, journal_dir: Path):
+        self.reader = JournalReader(str(journal_dir))
+        self.position = None
+        self.counts: Counter[str] = Counter()
+
+    def every_run_has(self, beats: int, runs: int) -> bool:
+        for rec in self.reader.records(self.position):
+            if isinstance(rec.event, Heartbeat):
+                self.counts[rec.run_id] += 1
+        self.position = self.reader.position
+        return len(self.counts) == runs and min(self.counts.values()) >= beats
 
 
 def marks(root: Path) -> dict[int, tuple[str, int]]:
@@ -67,6 +98,8 @@ def test_fifty_concurrent_runs_with_a_live_watch_miss_no_snapshot(tmp_path: Path
         try:
             inside = wait_until(lambda: len(m := marks(root)) == RUNS and m, f"all {RUNS} runs inside the gate", timeout=DEADLINE * 4)
             assert set(inside) == {p.pid for p in runners}
+            beats = HeartbeatCounter(root / ".runs" / "default" / "journal")
+            wait_until(lambda: beats.every_run_has(BEATS, RUNS), f"{BEATS} heartbeats from each run in the gate", timeout=DEADLINE * 2)
             victims = random.Random(f"fifty-{kill}").sample(runners, kill)
             for proc in victims:
                 proc.send_signal(signal.SIGKILL)
@@ -114,5 +147,5 @@ def test_fifty_concurrent_runs_with_a_live_watch_miss_no_snapshot(tmp_path: Path
     assert len(stats) == len(finished)
     written = sum(s.heartbeats_written for s in stats)
     failed = sum(s.heartbeats_failed for s in stats)
-    assert written >= len(finished), "every run spent at least a heartbeat interval in the gate"
+    assert written >= BEATS * len(finished)
     assert failed < 0.01 * (written + failed), f"{failed} of {written + failed} heartbeat writes failed"
