@@ -25,6 +25,7 @@ import struct
 MAGIC = b"RJHEAD01"
 HEADER = struct.Struct("<QQQQQ")
 HEADER_AT = 8
+HEADER_END = HEADER_AT + HEADER.size
 BOOT_AT = 48
 CHECK = 0x52_4A_48_45_41_44_30_31
 TABLE_AT = 64
@@ -79,8 +80,15 @@ class Head:
             return None
         return base, end, last, owner
 
-    def write(self, base: int, end: int, last: int, owner: int) -> None:
-        HEADER.pack_into(self._mm, HEADER_AT, base, end, last, owner, base ^ end ^ last ^ owner ^ CHECK)
+    def write(self, base: int, end: int, last: int, owner: int) -> bytes:
+        """Store the header; returns its bytes, for ``unchanged``."""
+        data = HEADER.pack(base, end, last, owner, base ^ end ^ last ^ owner ^ CHECK)
+        self._mm[HEADER_AT:HEADER_END] = data
+        return data
+
+    def unchanged(self, data: bytes | None) -> bool:
+        """The header is still ``data`` (what ``write`` returned): nobody has written it since."""
+        return self._mm[HEADER_AT:HEADER_END] == data
 
     def clear(self) -> None:
         """Forget everything and stamp the head for this boot (before a rebuild from the segments)."""

@@ -46,17 +46,22 @@ class JournalLock:
         self._helper: threading.Thread | None = None
 
     def acquire(self, timeout: float | None = None) -> None:
+        if not self.try_acquire():
+            self._wait(self.timeout if timeout is None else timeout)
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free right now (one non-blocking flock)."""
         # Not while the helper thread is active (``_want``): it may hold the flock this moment,
         # for a caller that timed out, and a flock on the same open file would "succeed" at
         # once, to be released by the helper under the new caller's feet. The helper clears
         # ``_want`` only after it has handed the lock over or let go of it.
-        if not self._want:
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                pass
-        self._wait(self.timeout if timeout is None else timeout)
+        if self._want:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -25,7 +25,14 @@ from typing import NamedTuple
 import msgspec
 
 from . import format as fmt
-from .errors import BadInput, CorruptRecord, JournalError, JournalWriteFailed, LockTimeout, SequenceConflict
+from .errors import (
+    BadInput,
+    CorruptRecord,
+    JournalError,
+    JournalWriteFailed,
+    LockTimeout,
+    SequenceConflict,
+)
 from .events import (
     DECODE_ERRORS,
     JOURNAL_RUN,
@@ -39,6 +46,7 @@ from .events import (
     int_out_of_range,
     why_undecodable,
 )
+from .format import HEADER_LEN, MAX_PAYLOAD, encode_frame
 from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
 from .head import Head
@@ -105,7 +113,7 @@ class Journal:
         self._end = 0
         self._last_seq = 0
         self._owner = int.from_bytes(os.urandom(8), "little") or 1  # this writer, in the head
-        self._published: tuple[int, int, int, int] | None = None  # what this writer last put in the head
+        self._published: bytes | None = None  # the head's header as this writer last wrote it
         self._local: dict[str, int] = {}  # run sequences written since then
         self._unpublished = 0
         self._alone = 0  # appends in a row that found no other writer's work
@@ -116,7 +124,8 @@ class Journal:
         self._spill_counter = 0
         self._dirty = False
         self._last_sync = time.monotonic()
-        self._closed = threading.Event()
+        self._closed = threading.Event()  # for the flusher thread to wait on
+        self._closed_flag = False  # the same, read on every append
         self._flusher: threading.Thread | None = None
         self.spills = 0
         #: torn tails this journal cut and recorded, until ``recover()`` hands them out
@@ -128,8 +137,13 @@ class Journal:
         """Append one event; with ``expected_seq``, only if the run is at that sequence now."""
         if not isinstance(event, Event):
             raise TypeError(f"not an event: {event!r}")
-        expected = None if expected_seq is None else {run_id: expected_seq}
-        return self._append(((run_id, event, time.time_ns()),), expected)[0]
+        ts = time.time_ns()
+        if expected_seq is None:
+            rec = self._append_alone(run_id, event, ts)
+            if rec is not None:
+                return rec
+            return self._append(((run_id, event, ts),), None)[0]
+        return self._append(((run_id, event, ts),), {run_id: expected_seq})[0]
 
     def append_batch(self, items: Iterable[Item | tuple], expected: dict[str, int] | None = None) -> list[Record]:
         """Append events atomically (one lock, one write, one sync); return their records."""
@@ -145,7 +159,7 @@ class Journal:
     def _append(self, batch: Sequence[tuple], expected: dict[str, int] | None) -> list[Record]:
         """Under the lock: catch up, merge spills when due, write. Items are (run_id, event, ts)."""
         with self._mutex:
-            if self._closed.is_set():
+            if self._closed_flag:
                 raise JournalError(f"journal {self.directory} is closed")
             try:
                 self._lock.acquire()
@@ -173,6 +187,51 @@ class Journal:
                 return self._write(batch, expected)
             finally:
                 self._lock.release()
+
+    def _append_alone(self, run_id: str, event: AnyEvent, ts: int) -> Record | None:
+        """One event, when there is nothing to look at: the common case of a writer appending on
+        its own, in about half the steps of ``_append``. The lock is free at once, this writer was
+        the last to write (the head is as it left it), the run's sequence is in hand, no spill is
+        due to be merged, the event is no boundary and fits the segment. Otherwise returns None
+        having written nothing, and ``_append`` does everything."""
+        rs = self._local.get(run_id)
+        if rs is None or event.boundary or self._spilled_here or self.durability == "always":
+            return None
+        with self._mutex:
+            lock = self._lock
+            if self._closed_flag or not lock.try_acquire():
+                return None
+            try:
+                start = self._end
+                if (
+                    not self._head.unchanged(self._published)
+                    or os.lseek(self._fd, 0, os.SEEK_END) != start
+                    or time.monotonic() - self._last_merge_check > 1.0
+                ):
+                    return None
+                seq = self._last_seq + 1
+                rec = Record(seq, run_id, rs + 1, ts, event)
+                try:
+                    payload = encoder.encode(rec)
+                except OverflowError:
+                    return None  # ``_append`` says what is wrong
+                data = encode_frame(payload, False)
+                size = len(data)
+                if start + size > self.segment_bytes or len(payload) > MAX_PAYLOAD:
+                    return None
+                self._put(data, start, size)
+                self._end = start + size
+                self._last_seq = seq
+                self._local[run_id] = rs + 1
+                self._alone += 1
+                self._unpublished += 1
+                if self._unpublished >= PUBLISH_EVERY or self._alone < ALONE_AFTER:
+                    self._publish()
+                if self.durability == "batch":
+                    self._made_durable(False)
+                return rec
+            finally:
+                lock.release()
 
     def run_seq(self, run_id: str) -> int:
         """The run's current (last committed) sequence, 0 if the run has no events."""
@@ -226,6 +285,7 @@ class Journal:
             if self._closed.is_set():
                 return
             self._closed.set()
+            self._closed_flag = True
             if self._fd is not None:
                 if self._dirty and self.durability != "none":
                     os.fdatasync(self._fd)
@@ -243,15 +303,15 @@ class Journal:
     # -- under the lock -------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed.is_set():
+        if self._closed_flag:
             raise JournalError(f"journal {self.directory} is closed")
 
     def _refresh(self) -> None:
         """Catch the in-memory view up with what other writers did, from the head (O(1))."""
-        h = self._head.read()
-        if h is not None and h == self._published and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
+        if self._head.unchanged(self._published) and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
+        h = self._head.read()
         self._alone = 0
         self._local.clear()  # someone else wrote, and folded what this writer left unpublished
         if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h[:3]):
@@ -318,8 +378,7 @@ class Journal:
             store(run_id, rs, self._last_seq)
         self._local.clear()
         self._unpublished = 0
-        self._published = (self._base, self._end, self._last_seq, self._owner)
-        self._head.write(*self._published)
+        self._published = self._head.write(self._base, self._end, self._last_seq, self._owner)
 
     def _current(self, run_id: str) -> int:
         """A run's last sequence: from what this writer wrote since it last published, from the
@@ -490,9 +549,9 @@ class Journal:
                 payload = encoder.encode(rec)
             except OverflowError:
                 raise _out_of_range(records) from None
-            if len(payload) > fmt.MAX_PAYLOAD:
-                raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {fmt.MAX_PAYLOAD}")
-            data = fmt.encode_frame(payload, False)
+            if len(payload) > MAX_PAYLOAD:
+                raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {MAX_PAYLOAD}")
+            data = encode_frame(payload, False)
         else:
             records = []
             next_run: dict[str, int] = {}
@@ -511,23 +570,13 @@ class Journal:
             if max(map(len, payloads)) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event is larger than the journal's limit of {fmt.MAX_PAYLOAD} bytes; nothing was written")
             data = fmt.encode_batch(payloads)
-        if self._end > fmt.HEADER_LEN and self._end + len(data) > self.segment_bytes:
-            self._roll()
+        size = len(data)
         start = self._end
-        try:
-            n = os.write(self._fd, data)
-            if n != len(data):
-                write_all(self._fd, data[n:])  # finishes, or the OS says why not (ENOSPC, EFBIG)
-        except OSError as e:
-            try:
-                os.ftruncate(self._fd, start)
-            except OSError:
-                pass  # the next lock holder cuts it as a torn tail
-            raise JournalWriteFailed(
-                f"cannot append to {os.path.join(self.directory, self._segment)}: {e.strerror or e}; "
-                "nothing from this append was recorded"
-            ) from None
-        self._end = start + len(data)
+        if start > HEADER_LEN and start + size > self.segment_bytes:
+            self._roll()
+            start = self._end
+        self._put(data, start, size)
+        self._end = start + size
         self._last_seq = seq
         # While this writer has been the only one for a while, the head is brought up to date
         # only every PUBLISH_EVERY appends: another writer that finds it behind reads the few
@@ -540,17 +589,35 @@ class Journal:
         self._unpublished += 1
         if self._unpublished >= PUBLISH_EVERY or boundary or self._alone < ALONE_AFTER:
             self._publish()
-        mode = self.durability
-        if mode == "none":
-            return records
-        if mode == "always" or boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL:
+        if self.durability != "none":
+            self._made_durable(boundary)
+        return records
+
+    def _put(self, data: bytes, start: int, size: int) -> None:
+        """Write a frame or batch at ``start``, the segment's end: all of it, or nothing and JournalWriteFailed."""
+        try:
+            n = os.write(self._fd, data)
+            if n != size:
+                write_all(self._fd, data[n:])  # finishes, or the OS says why not (ENOSPC, EFBIG)
+        except OSError as e:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError:
+                pass  # the next lock holder cuts it as a torn tail
+            raise JournalWriteFailed(
+                f"cannot append to {os.path.join(self.directory, self._segment)}: {e.strerror or e}; "
+                "nothing from this append was recorded"
+            ) from None
+
+    def _made_durable(self, boundary: bool) -> None:
+        """After a write, in ``always`` or ``batch`` mode: sync now, or leave it to the flusher."""
+        if self.durability == "always" or boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL:
             self._sync()
         else:
             self._dirty = True
             if self._flusher is None:
                 self._flusher = threading.Thread(target=self._flush_loop, name="runjournal-flush", daemon=True)
                 self._flusher.start()
-        return records
 
     def _sync(self) -> None:
         if self._fd is not None:

@@ -55,7 +55,10 @@ def main() -> None:
         if kill and kill.mid_write and n == kill.after:
             os.write = torn_write
         try:
-            records = journal.append_batch([Item(run, event) for run, event in batch])
+            if len(batch) == 1:  # a single event takes append()'s own path
+                records = [journal.append(*batch[0])]
+            else:
+                records = journal.append_batch([Item(run, event) for run, event in batch])
             lines = [f"{r.seq} {r.run_id} {r.run_seq}\n" for r in records]
         except LockTimeout as e:
             if e.spilled_to is None:
