@@ -215,7 +215,8 @@ class SegmentScanner:
                     return
                 if end > n:
                     break
-                if crc32(view[pos + FRAME_LEN : end]) != pcrc:
+                payload = view[pos + FRAME_LEN : end]
+                if crc32(payload) != pcrc:
                     self._damaged(buf_start + pos, "payload checksum mismatch", header_ok=True, frame_end=buf_start + end)
                     return
                 if word & SEAL:
@@ -224,7 +225,7 @@ class SegmentScanner:
                     self.offset = buf_start + end
                     self.end = ScanEnd("sealed", buf_start + end)
                     return
-                batch.append((buf_start + pos, view[pos + FRAME_LEN : end]))
+                batch.append((buf_start + pos, payload))
                 pos = end
                 if not word & CONTINUES:
                     yield batch

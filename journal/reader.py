@@ -74,11 +74,12 @@ class JournalReader:
                     raise CorruptRecord(segment, 0, f"segment starts at sequence {header.base_seq}, expected {next_seq}")
                 scanner = fmt.SegmentScanner(fd, segment, offset)
                 decode = record_decoder.decode
+                frame_len = fmt.FRAME_LEN
                 for batch in scanner.batches():
                     for off, payload in batch:
                         seq = next_seq
                         next_seq += 1
-                        self._offset = off + fmt.FRAME_LEN + len(payload)
+                        self._offset = off + frame_len + len(payload)
                         self._next_seq = next_seq
                         if seq < skip_to:
                             continue
