@@ -26,19 +26,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import msgspec
 from helpers import DEADLINE, HELPERS, clean_env
 from helpers.daemon import TEMP_FILE, watching
-from helpers.schedules import Kill, Schedule, Stop, WriterPlan, run_events, run_id, writer_batches
+from helpers.records import records_by_run
+from helpers.schedules import (
+    Kill,
+    Schedule,
+    Stop,
+    WriterPlan,
+    run_events,
+    run_id,
+    writer_batches,
+)
 from helpers.trees import copy_journal, diff, projection_tree
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from journal import Journal, check, read_records
-from journal.events import JOURNAL_RUN, TailRepaired
+from journal import Journal, check
 from journal.lock import holder_pid
 from journal.writer import PENDING_DIR
 
@@ -186,13 +193,8 @@ def test_a_schedule_of_writers_and_faults_keeps_every_guarantee(tmp_path_factory
     assert check(str(journal_dir)).ok
     assert not (journal_dir / PENDING_DIR).exists() or not os.listdir(journal_dir / PENDING_DIR)
 
-    records = list(read_records(str(journal_dir)))
-    assert [r.seq for r in records] == list(range(1, len(records) + 1)), "the global sequence has a gap"
-    by_run = defaultdict(list)
-    for r in records:
-        by_run[r.run_id].append(r)
-    assert all(isinstance(r.event, TailRepaired) for r in by_run.pop(JOURNAL_RUN, []))
-    by_seq = {r.seq: r for r in records}
+    by_run = records_by_run(journal_dir)
+    by_seq = {r.seq: r for recs in by_run.values() for r in recs}
 
     for i, plan in enumerate(schedule.writers):
         acked = acks.lines(i)
@@ -204,7 +206,6 @@ def test_a_schedule_of_writers_and_faults_keeps_every_guarantee(tmp_path_factory
             rid = run_id(i, r)
             got = by_run.pop(rid, [])
             expected = run_events(i, r, sizes)
-            assert [x.run_seq for x in got] == list(range(1, len(got) + 1)), rid
             assert [x.event for x in got] == expected[: len(got)], f"{rid}: not the prefix of what its writer appended, in order"
             assert len(got) >= sum(1 for _, run, _ in acked if run == rid), f"{rid}: an acknowledged event is missing"
             in_journal += len(got)

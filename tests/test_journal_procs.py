@@ -13,16 +13,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import portalocker
 import pytest
 from helpers import DEADLINE, HELPERS, clean_env, wait_until
+from helpers.records import records_by_run
 
 from journal import Item, Journal, LockTimeout, check, read_records, repair
 from journal import events as ev
-from journal.events import JOURNAL_RUN, TailRepaired
 from journal.lock import JournalLock
 from journal.writer import PENDING_DIR
 
@@ -80,18 +79,6 @@ def acks(path: Path) -> list[tuple[int, str, int, int]]:
 def process_state(pid: int) -> str:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
-
-
-def records_by_run(directory: Path) -> dict[str, list]:
-    records = list(read_records(str(directory)))
-    assert [r.seq for r in records] == list(range(1, len(records) + 1)), "global sequence has a gap"
-    runs = defaultdict(list)
-    for r in records:
-        runs[r.run_id].append(r)
-    assert all(isinstance(r.event, TailRepaired) for r in runs.pop(JOURNAL_RUN, []))
-    for run_id, recs in runs.items():
-        assert [r.run_seq for r in recs] == list(range(1, len(recs) + 1)), run_id
-    return runs
 
 
 def assert_acknowledged_present(directory: Path, acked: list[tuple[int, str, int, int]]) -> None:
