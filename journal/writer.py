@@ -194,12 +194,12 @@ class Journal:
         the last to write (the head is as it left it), the run's sequence is in hand, no spill is
         due to be merged, the event is no boundary and fits the segment. Otherwise returns None
         having written nothing, and ``_append`` does everything."""
-        rs = self._local.get(run_id)
-        if rs is None or event.boundary or self._spilled_here or self.durability == "always":
+        if event.boundary or self.durability == "always":
             return None
         with self._mutex:
+            rs = self._local.get(run_id)  # under the mutex: another thread may be appending to the run
             lock = self._lock
-            if self._closed_flag or not lock.try_acquire():
+            if rs is None or self._spilled_here or self._closed_flag or not lock.try_acquire():
                 return None
             try:
                 start = self._end

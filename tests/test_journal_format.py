@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import struct
+import sys
+import threading
 import zlib
 from pathlib import Path
 
@@ -139,3 +141,29 @@ def test_a_payload_larger_than_a_read_chunk_reads_back(journal_dir: Path):
     records = list(read_records(str(journal_dir)))
     assert [r.seq for r in records] == [1, 2, 3]
     assert records[1].event.data == data
+
+
+def test_threads_appending_to_one_run_through_one_journal(journal_dir):
+    # a Journal is shared by the threads of a process (the runner's heartbeat thread and its
+    # main thread): each append must see the run's sequence as the previous one left it
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        with Journal(str(journal_dir), durability="none") as j:
+            j.append("shared", ev.Heartbeat())
+
+            def worker(n: int) -> None:
+                for i in range(2000):
+                    j.append("shared", ev.OutputChunk(index=n, stream="stdout", data=b"%d" % i))
+
+            threads = [threading.Thread(target=worker, args=(n,)) for n in (1, 2, 3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+    finally:
+        sys.setswitchinterval(before)
+    records = list(read_records(str(journal_dir)))
+    assert [r.run_seq for r in records] == list(range(1, 6002))
+    for n in (1, 2, 3):
+        assert [r.event.data for r in records if isinstance(r.event, ev.OutputChunk) and r.event.index == n] == [b"%d" % i for i in range(2000)]
