@@ -772,7 +772,8 @@ _origin_decoder = msgspec.msgpack.Decoder(_Origin)
 
 def _read_spill(path: str) -> list[Item]:
     """The items of a pending file; CorruptRecord if any part of it is damaged."""
-    with open(path, "rb") as f:
+    fd, _ = fmt.open_segment(os.path.dirname(path), os.path.basename(path))  # a regular file, or CorruptRecord
+    with open(fd, "rb") as f:
         data = f.read()
     if not data.startswith(PENDING_MAGIC):
         raise CorruptRecord(path, 0, "not a runjournal pending file")

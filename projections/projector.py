@@ -21,6 +21,7 @@ import msgspec
 
 from journal import JournalNotFound, JournalReader, Position
 from journal import events as ev
+from journal.events import DECODE_ERRORS
 from journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
 from journal.writer import Item, Journal
 
@@ -194,7 +195,7 @@ class Projector:
             try:
                 with open(self.checkpoint_path, "rb") as f:
                     ckpt = _ckpt_decoder.decode(f.read())
-            except (OSError, msgspec.DecodeError):
+            except (OSError, *DECODE_ERRORS):
                 ckpt = None  # unreadable checkpoint: rebuild from the journal
             if ckpt is not None and ckpt.version == PROJECTION_VERSION:
                 found = self._journal_identity()

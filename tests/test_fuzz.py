@@ -659,6 +659,19 @@ def test_a_fifo_in_the_chain_does_not_hang_readers(journal_dir: Path):
     assert out.startswith(f"corrupt record in {second} at byte 0: is a FIFO, not a segment file"), out
 
 
+FLUSH = "import sys; from journal import Journal\nwith Journal(sys.argv[1]) as j: j.flush()\nprint('flushed')"
+
+
+def test_a_fifo_in_pending_is_set_aside_without_hanging_a_writer(journal_dir: Path):
+    one_record_journal(journal_dir)
+    pending = journal_dir / "pending"
+    pending.mkdir(exist_ok=True)
+    os.mkfifo(pending / "01795726964628116759-17522-000001.rjp")
+    assert run_for_at_most(5, FLUSH, journal_dir) == "flushed\n"
+    assert os.listdir(pending) == ["01795726964628116759-17522-000001.rjp.damaged"]
+    assert [p.kind for p in check(str(journal_dir)).problems] == ["damaged-spill"]
+
+
 def test_a_missing_first_segment_is_reported(journal_dir: Path):
     with Journal(str(journal_dir), durability="none", segment_bytes=100) as j:  # one record per segment
         j.append("a", ev.Heartbeat())  # run a: all of it in the first segment
