@@ -49,7 +49,7 @@ from journal import Journal, check
 from journal.lock import holder_pid
 from journal.writer import PENDING_DIR
 
-EXAMPLES = 400 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
+EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
 SIZES = st.sampled_from([0, 1, 100, 4096, 70_000])
 
 
