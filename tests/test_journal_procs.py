@@ -266,6 +266,39 @@ def test_a_lock_the_helper_took_for_a_caller_that_gave_up_is_never_shared(tmp_pa
     lock.close()
 
 
+@pytest.mark.parametrize("program_uses_sigalrm", [False, True], ids=["main-thread-waits", "helper-waits"])
+def test_a_wait_that_runs_out_leaves_sigalrm_as_it_was(tmp_path: Path, program_uses_sigalrm: bool):
+    # the main thread waits in the kernel itself, SIGALRM keeping the deadline, unless the
+    # program has a SIGALRM handler of its own: then the helper thread waits, and the
+    # program's handler is never touched
+    d = tmp_path / "journal"
+    alarms = []
+    if program_uses_sigalrm:
+        signal.signal(signal.SIGALRM, lambda signum, frame: alarms.append(signum))
+    mine = signal.getsignal(signal.SIGALRM)
+    try:
+        with spawned("lock_holder.py", d) as holder:
+            assert read_line(holder) == f"locked {holder.pid}"
+            lock = JournalLock(str(d / "lock"), timeout=0.3)
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=rf"held by pid {holder.pid}"):
+                lock.acquire()
+            assert 0.3 <= time.monotonic() - started < 0.3 + SLACK
+            assert signal.getsignal(signal.SIGALRM) is mine
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+            holder.stdin.write("release\n")
+            holder.stdin.flush()
+            assert finish(holder) == "released\n"
+        lock.acquire()  # free now: taken at once, whichever way
+        other = subprocess.run([sys.executable, "-c", TRY_LOCK, str(d / "lock")], capture_output=True, text=True, timeout=DEADLINE)
+        assert other.stdout == "held\n"
+        lock.release()
+        lock.close()
+        assert alarms == []
+    finally:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
 def test_flush_merges_what_another_writer_spilled(tmp_path: Path):
     d = tmp_path / "journal"
     with spawned("lock_holder.py", d) as holder:
