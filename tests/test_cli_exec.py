@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+from helpers.invoke import invoke  # noqa: F401 - fixture
 from helpers.runner_support import cli, manifest, metrics, task_dir, token_file
+
+from journal import Journal
+from journal import events as ev
+from journal.errors import JournalWriteFailed
 
 
 def test_exec_of_a_failing_command_exits_1_and_records_the_failure(tmp_path: Path):
@@ -46,3 +52,22 @@ def test_exec_needs_a_command(tmp_path: Path):
     p = cli(tmp_path, "exec")
     assert p.returncode == 2
     assert p.stderr.startswith("error: Missing argument 'ARGV...'")
+
+
+def test_a_run_whose_start_cannot_be_recorded_runs_nothing(tmp_path: Path, invoke, monkeypatch):
+    # the journal opens, then refuses the run's first event (a disk that filled just then):
+    # nothing is run, the resume token is removed, one error line
+    real = Journal.append_batch
+
+    def refuse_starts(self, items, expected=None):
+        items = list(items)
+        if any(isinstance(i[1], ev.RunStarted) for i in items):
+            raise JournalWriteFailed(f"cannot append to {self.directory}/seg: No space left on device; nothing from this append was recorded")
+        return real(self, items, expected)
+
+    monkeypatch.setattr(Journal, "append_batch", refuse_starts)
+    code, out, err = invoke("exec", "--", "touch", str(tmp_path / "ran"))
+    assert code == 1
+    assert err == f"error: cannot append to {task_dir(tmp_path) / 'journal'}/seg: No space left on device; nothing from this append was recorded\n"
+    assert not (tmp_path / "ran").exists()
+    assert os.listdir(task_dir(tmp_path) / ".tokens") == []
