@@ -77,7 +77,7 @@ class JournalLock:
                 return
             except BlockingIOError:
                 delay *= 2
-        if not self._want and self._wait_here(deadline):
+        if not self._want and self._wait_here(deadline, timeout):
             return
         with self._cv:
             self._callers += 1
@@ -92,13 +92,17 @@ class JournalLock:
                     return
             finally:
                 self._callers -= 1
+        self._timed_out(timeout)
+
+    def _timed_out(self, timeout: float) -> None:
         self.timeouts += 1
         pid = holder_pid(self.path)
         raise LockTimeout(self.describe_holder(timeout, pid), holder_pid=pid)
 
-    def _wait_here(self, deadline: float) -> bool:
-        """Wait in the kernel in this thread, the timeout kept by SIGALRM; False if that cannot be
-        done here (not the main thread, or SIGALRM is the program's), then the helper waits.
+    def _wait_here(self, deadline: float, timeout: float) -> bool:
+        """Wait in the kernel in this thread, the timeout kept by SIGALRM (LockTimeout at the
+        deadline); False if that cannot be done here (not the main thread, or SIGALRM is the
+        program's): then the helper waits.
 
         A thread woken by the kernel holds the lock at once; a helper thread would then have
         to wake the caller, with the lock held and idle meanwhile. With 50 writers that costs
@@ -107,7 +111,7 @@ class JournalLock:
             return False
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return False
+            self._timed_out(timeout)
         previous = signal.signal(signal.SIGALRM, _expired)
         try:
             signal.setitimer(signal.ITIMER_REAL, remaining)
@@ -123,9 +127,10 @@ class JournalLock:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 return True
             except BlockingIOError:
-                return False  # the caller's wait in the helper times out at once, and says so
+                pass
         finally:
             signal.signal(signal.SIGALRM, previous)
+        self._timed_out(timeout)
 
     def _start_helper(self) -> None:
         if self._helper is None or not self._helper.is_alive():

@@ -124,8 +124,7 @@ class Journal:
         self._spill_counter = 0
         self._dirty = False
         self._last_sync = time.monotonic()
-        self._closed = threading.Event()  # for the flusher thread to wait on
-        self._closed_flag = False  # the same, read on every append
+        self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
         self.spills = 0
         #: torn tails this journal cut and recorded, until ``recover()`` hands them out
@@ -159,7 +158,7 @@ class Journal:
     def _append(self, batch: Sequence[tuple], expected: dict[str, int] | None) -> list[Record]:
         """Under the lock: catch up, merge spills when due, write. Items are (run_id, event, ts)."""
         with self._mutex:
-            if self._closed_flag:
+            if self._closed.is_set():
                 raise JournalError(f"journal {self.directory} is closed")
             try:
                 self._lock.acquire()
@@ -199,7 +198,7 @@ class Journal:
         with self._mutex:
             rs = self._local.get(run_id)  # under the mutex: another thread may be appending to the run
             lock = self._lock
-            if rs is None or self._spilled_here or self._closed_flag or not lock.try_acquire():
+            if rs is None or self._spilled_here or self._closed.is_set() or not lock.try_acquire():
                 return None
             try:
                 start = self._end
@@ -285,7 +284,6 @@ class Journal:
             if self._closed.is_set():
                 return
             self._closed.set()
-            self._closed_flag = True
             if self._fd is not None:
                 if self._dirty and self.durability != "none":
                     os.fdatasync(self._fd)
@@ -303,7 +301,7 @@ class Journal:
     # -- under the lock -------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed_flag:
+        if self._closed.is_set():
             raise JournalError(f"journal {self.directory} is closed")
 
     def _refresh(self) -> None:

@@ -246,8 +246,14 @@ def test_a_lock_the_helper_took_for_a_caller_that_gave_up_is_never_shared(tmp_pa
     with spawned("lock_holder.py", d) as holder:
         assert read_line(holder) == f"locked {holder.pid}"
         lock = JournalLock(str(d / "lock"), timeout=0.1)
-        with pytest.raises(LockTimeout):
-            lock.acquire()
+
+        def give_up() -> None:  # outside the main thread, the helper thread does the waiting
+            with pytest.raises(LockTimeout):
+                lock.acquire()
+
+        first = threading.Thread(target=give_up)
+        first.start()
+        first.join(DEADLINE)
         holder.stdin.write("release\n")
         holder.stdin.flush()
         assert finish(holder) == "released\n"
