@@ -12,6 +12,8 @@ from typing import ClassVar, Literal, Union
 
 import msgspec
 
+from .payload import defect
+
 #: version of the event schema this code writes; stored in every segment header
 SCHEMA_VERSION = 1
 
@@ -265,19 +267,21 @@ record_decoder = msgspec.msgpack.Decoder(Record)
 head_decoder = msgspec.msgpack.Decoder(RecordHead)
 event_json_decoder = msgspec.json.Decoder(AnyEvent)
 
-#: what a msgpack decoder raises for a payload it cannot decode: msgspec raises
-#: UnicodeDecodeError, not DecodeError, for a string that is not UTF-8, and RecursionError
-#: for values nested deeper than the interpreter's recursion limit
-DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+#: what a decoder may raise for bytes it cannot decode. Which one it raises, and its wording,
+#: differ between msgspec releases, so they only say *that* a payload failed: what is wrong
+#: with it is read from the bytes (why_undecodable)
+DECODE_ERRORS = (msgspec.MsgspecError, ValueError, RecursionError)
 
 
-def why_undecodable(error: Exception) -> str:
-    """What is wrong with a payload, from the error one of DECODE_ERRORS gave."""
-    if isinstance(error, UnicodeDecodeError):
-        return f"a string is not UTF-8 (byte 0x{error.object[error.start : error.start + 1].hex()}: {error.reason})"
-    if isinstance(error, RecursionError):
-        return "values nested too deeply"
-    return str(error)
+def why_undecodable(payload: bytes | memoryview, error: Exception) -> str:
+    """What is wrong with a payload the typed decoder refused: a structural fault found in
+    its bytes, else (well-formed msgpack that does not fit the schema) where it does not fit."""
+    found = defect(payload)
+    if found is not None:
+        return found
+    if isinstance(error, msgspec.ValidationError):
+        return str(error)  # the schema's own words: a type and a `$.path` in the record
+    return "it does not fit the record schema"
 
 
 def unknown_type_of(payload: bytes) -> str | None:

@@ -121,7 +121,7 @@ def _decode(payload, segment: str, offset: int) -> Record:
         name = unknown_type_of(bytes(payload))
         if name is not None:
             raise UnknownEventType(segment, offset, name) from None
-        raise CorruptRecord(segment, offset, f"record does not decode: {why_undecodable(e)}") from None
+        raise CorruptRecord(segment, offset, f"record does not decode: {why_undecodable(payload, e)}") from None
 
 
 def read_records(directory: str, start_seq: int = 1) -> Iterator[Record]:

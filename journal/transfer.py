@@ -17,7 +17,7 @@ import msgspec
 
 from . import format as fmt
 from .errors import BadInput, SequenceConflict
-from .events import JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
+from .events import DECODE_ERRORS, JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
 from .naming import iso_utc, validate_run_id
 from .reader import JournalReader
 from .writer import Item, Journal
@@ -65,10 +65,11 @@ def parse_export(stream: BinaryIO, source: str) -> ImportLines:
     if not hasattr(stream, "peek"):
         stream = io.BufferedReader(stream)
     if stream.peek(64).lstrip().startswith(b"["):
+        document = stream.read()
         try:
-            items = _array_decoder.decode(stream.read())
-        except (msgspec.DecodeError, UnicodeDecodeError) as e:
-            raise BadInput(f"{source}: {e}; nothing was imported") from None
+            items = _array_decoder.decode(document)
+        except DECODE_ERRORS as e:
+            raise BadInput(f"{source}: {_malformed(document, e)}; nothing was imported") from None
         return _parse(((f"item {i}", bytes(raw)) for i, raw in enumerate(items, 1)), source)
     return parse_lines(stream, source)
 
@@ -86,10 +87,10 @@ def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
             rec = _line_decoder.decode(line)
             validate_run_id(rec.run_id)
             _check_storable(rec)
-        except (msgspec.DecodeError, BadInput) as e:
+        except BadInput as e:
             raise BadInput(f"{source}:{place}: {e}; nothing was imported") from None
-        except UnicodeDecodeError as e:  # msgspec: bytes in a JSON string that are not UTF-8
-            raise BadInput(f"{source}:{place}: {_not_utf8(line, e)}; nothing was imported") from None
+        except DECODE_ERRORS as e:
+            raise BadInput(f"{source}:{place}: {_malformed(line, e)}; nothing was imported") from None
         prev = last.get(rec.run_id)
         if prev is not None and rec.run_seq != prev + 1:
             raise BadInput(f"{source}:{place}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
@@ -99,12 +100,14 @@ def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
     return out
 
 
-def _not_utf8(line: bytes, error: UnicodeDecodeError) -> str:
+def _malformed(document: bytes, error: Exception) -> str:
+    """What is wrong with JSON the decoder refused. Bytes that are not UTF-8 are found here,
+    not taken from the decoder (msgspec's class and wording for them change between releases)."""
     try:
-        bytes(line).decode("utf-8")
-    except UnicodeDecodeError as e:  # the place in the line, not in the string msgspec was decoding
+        bytes(document).decode("utf-8")
+    except UnicodeDecodeError as e:
         return f"JSON is malformed: byte 0x{e.object[e.start]:02x} at {e.start} is not UTF-8 ({e.reason})"
-    return f"JSON is malformed: {error}"
+    return str(error)
 
 
 def _check_storable(rec: ExportRecord) -> None:

@@ -403,7 +403,7 @@ class Journal:
                         try:
                             yield head_decoder.decode(payload)
                         except DECODE_ERRORS as e:
-                            raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(e)}") from None
+                            raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
             finally:
                 os.close(fd)
 
@@ -441,7 +441,7 @@ class Journal:
                         try:
                             head = head_decoder.decode(payload)
                         except DECODE_ERRORS as e:
-                            raise CorruptRecord(self._segment, off, f"record does not decode: {why_undecodable(e)}") from None
+                            raise CorruptRecord(self._segment, off, f"record does not decode: {why_undecodable(payload, e)}") from None
                         seq += 1
                         if head.seq != seq:
                             raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
@@ -790,7 +790,7 @@ def _read_spill(path: str) -> list[Item]:
         try:
             s = _spilled_decoder.decode(payload)
         except DECODE_ERRORS as e:
-            raise CorruptRecord(path, pos, f"pending record does not decode: {why_undecodable(e)}") from None
+            raise CorruptRecord(path, pos, f"pending record does not decode: {why_undecodable(payload, e)}") from None
         items.append(Item(s.run_id, s.event, s.ts))
         pos += fmt.FRAME_LEN + length
     return items
