@@ -6,24 +6,27 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error_line
-from helpers.runner_support import REAL_CONFIG, cli, cmd, pipeline, sub, write_config
+from helpers import assert_one_error_line, compat_file
+from helpers.runner_support import cli, cmd, pipeline, sub, write_config
 
 
 @pytest.fixture
-def real_config() -> dict:
-    if not REAL_CONFIG.exists():
-        pytest.skip(f"{REAL_CONFIG} is absent (a fresh clone without ../shared/compat)")
-    return json.loads(REAL_CONFIG.read_text())
+def real_config_path() -> Path:
+    return compat_file("codex.orchestrator.json")
 
 
-def test_plan_shows_every_pipeline_of_the_real_config(tmp_path: Path, real_config: dict):
+@pytest.fixture
+def real_config(real_config_path: Path) -> dict:
+    return json.loads(real_config_path.read_text())
+
+
+def test_plan_shows_every_pipeline_of_the_real_config(tmp_path: Path, real_config_path: Path, real_config: dict):
     for raw in real_config["pipelines"]:
-        p = cli(tmp_path, "plan", raw["id"], "--config", REAL_CONFIG)
+        p = cli(tmp_path, "plan", raw["id"], "--config", real_config_path)
         assert p.returncode == 0, p.stderr
         assert p.stderr == ""
         lines = p.stdout.splitlines()
-        assert lines[0] == f"{raw['id']}: {raw['title']}  ({REAL_CONFIG})"
+        assert lines[0] == f"{raw['id']}: {raw['title']}  ({real_config_path})"
         assert lines[1] == f"  {raw['description']}"
         rows = lines[3:]  # after the header row
         assert len(rows) == len(raw["stages"])
@@ -32,12 +35,12 @@ def test_plan_shows_every_pipeline_of_the_real_config(tmp_path: Path, real_confi
             assert stage["command"] in row
 
 
-def test_plan_json_of_the_real_config(tmp_path: Path, real_config: dict):
+def test_plan_json_of_the_real_config(tmp_path: Path, real_config_path: Path, real_config: dict):
     for raw in real_config["pipelines"]:
-        p = cli(tmp_path, "plan", raw["id"], "--config", REAL_CONFIG, "--format", "json")
+        p = cli(tmp_path, "plan", raw["id"], "--config", real_config_path, "--format", "json")
         assert p.returncode == 0, p.stderr
         doc = json.loads(p.stdout)
-        assert doc["config"] == str(REAL_CONFIG)
+        assert doc["config"] == str(real_config_path)
         assert (doc["pipeline_id"], doc["title"], doc["description"]) == (raw["id"], raw["title"], raw["description"])
         assert doc["tags"] == raw.get("tags", [])
         assert [(s["index"], s["id"], s["title"], s["kind"], s["command"]) for s in doc["stages"]] == [
@@ -45,8 +48,8 @@ def test_plan_json_of_the_real_config(tmp_path: Path, real_config: dict):
         ]
 
 
-def test_plan_without_a_name_shows_the_first_pipeline(tmp_path: Path, real_config: dict):
-    p = cli(tmp_path, "plan", "--config", REAL_CONFIG, "--format", "json")
+def test_plan_without_a_name_shows_the_first_pipeline(tmp_path: Path, real_config_path: Path, real_config: dict):
+    p = cli(tmp_path, "plan", "--config", real_config_path, "--format", "json")
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["pipeline_id"] == real_config["pipelines"][0]["id"]
 

@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.runner_support import REAL_CONFIG, cmd, pipeline, sub, write_config
+from helpers import compat_file
+from helpers.runner_support import cmd, pipeline, sub, write_config
 
 from journal.errors import BadInput
 from runner import CONFIG_NAME, ConfigError, Limits, load, starter_text
@@ -21,10 +22,9 @@ def test_a_config_error_is_bad_input():
 
 
 def test_real_codex_orchestrator_config_loads_unchanged(tmp_path: Path):
-    if not REAL_CONFIG.exists():
-        pytest.skip(f"{REAL_CONFIG} is absent (a fresh clone without ../shared/compat)")
-    config = load(str(REAL_CONFIG), str(tmp_path))
-    doc = json.loads(REAL_CONFIG.read_text())
+    real_config = compat_file("codex.orchestrator.json")
+    config = load(str(real_config), str(tmp_path))
+    doc = json.loads(real_config.read_text())
     assert list(config.pipelines) == [p["id"] for p in doc["pipelines"]]
     for raw in doc["pipelines"]:
         p = config.pipelines[raw["id"]]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import compat_file
 from helpers.histories import SECOND, RunScript, every_point_of_life, make_run_id
 
 from journal import events as ev
@@ -14,14 +15,9 @@ from projections import Projector, state_at
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency: pip install -e '.[test]'")
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "compat" / "manifest.schema.json"
-
-
 @pytest.fixture(scope="module")
 def validator():
-    if not SCHEMA.exists():
-        pytest.skip(f"the Codex Orchestrator schema is not beside the project ({SCHEMA} is absent)")
-    schema = json.loads(SCHEMA.read_text())
+    schema = json.loads(compat_file("manifest.schema.json").read_text())
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
 

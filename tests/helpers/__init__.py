@@ -8,7 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
+
 HELPERS = Path(__file__).resolve().parent
+#: Codex Orchestrator's real files, beside the project in ../shared (absent in a user's clone)
+COMPAT = HELPERS.parents[2] / "shared" / "compat"
 #: the longest a test waits for another process to reach a point (never a fixed sleep)
 DEADLINE = 30.0
 
@@ -30,6 +34,18 @@ def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _LOCATION_VARS}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def compat_file(name: str) -> Path:
+    """A file of ../shared/compat. Where it is absent (a user's fresh clone) the test that needs
+    it skips, saying why; under CI=true, where it is always laid beside the project, it fails."""
+    path = COMPAT / name
+    if not path.is_file():
+        reason = f"{path} is absent: ../shared/compat is not beside the project"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}, and CI=true needs it", pytrace=False)
+        pytest.skip(reason)
+    return path
 
 
 def wait_until(probe: Callable[[], T], what: str, timeout: float = DEADLINE) -> T:
