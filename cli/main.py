@@ -52,6 +52,17 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _usage_message(error: click.UsageError) -> str:
+    """The message for bad usage. Where click's wording has changed between the releases the
+    project allows (an unknown option), it is made here from the error's fields instead."""
+    if isinstance(error, click.NoSuchOption):
+        message = f"No such option '{error.option_name}'."
+        if error.possibilities:
+            message += " Did you mean " + ", ".join(f"'{p}'" for p in sorted(error.possibilities)) + "?"
+        return message
+    return error.format_message()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
@@ -66,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         _fail("cancelled", EXIT_CANCELLED)
     except click.UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
-        _fail(e.format_message() + hint, 2)
+        _fail(_usage_message(e) + hint, 2)
     except click.ClickException as e:
         _fail(e.format_message(), e.exit_code)
     except JournalError as e:

@@ -122,14 +122,29 @@ def load(path: str | None, root: str) -> Config:
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
     try:
-        doc = json.loads(raw)
+        doc = json.loads(raw, parse_int=_parse_int)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: not valid JSON: {e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid JSON: {e}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
-    except ValueError as e:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+    except ValueError as e:  # an integer of more digits than this interpreter was told to convert
         raise ConfigError(f"{path}: not valid JSON: {e}") from None
     return parse(doc, path, raw)
+
+
+#: the longest integer a config may hold (Python's own default limit; no setting needs more)
+MAX_INT_DIGITS = 4300
+
+
+def _parse_int(text: str) -> int:
+    """An integer of the config, refused by its length here rather than by int(), whose
+    message for it differs between Python releases."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ConfigError(f"an integer of {digits} digits (at most {MAX_INT_DIGITS} are read)")
+    return int(text)
 
 
 def parse(doc, source: str, raw: bytes) -> Config:
