@@ -157,3 +157,22 @@ def test_an_event_type_from_a_newer_version_stops_tail_with_a_clear_error(run_cl
         f"record in {seg.name} at byte {offset} has unknown event type 'future_thing': "
         "it was written by a newer runjournal; upgrade to read this journal",
     )
+
+
+def test_a_reader_that_goes_away_early_is_not_an_error(task_journal, tmp_path: Path):
+    """`runjournal tail | head -1`: the pipe closes long before 3,000 events are printed."""
+    with Journal(str(task_journal("big")), durability="none") as j:
+        j.append_batch([Item(RUN_A, ev.Heartbeat(), 1_764_581_831_576_000_000 + i) for i in range(3000)])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "--root", str(tmp_path), "tail", "--task", "big"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd=tmp_path,
+    )
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `head -1` exits
+    assert proc.wait(DEADLINE) == 0
+    assert first.startswith(b"       1  ")
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
