@@ -28,9 +28,9 @@ from importlib.metadata import version
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from journal import events as ev
-from journal.naming import new_run_id
-from journal.writer import Journal
+from runjournal.journal import events as ev
+from runjournal.journal.naming import new_run_id
+from runjournal.journal.writer import Journal
 
 STAGES = tuple(ev.StagePlan(id=f"stage-{i}", title=f"Stage {i}", command="true") for i in range(1, 6))
 
@@ -67,7 +67,7 @@ def main() -> None:
     root = args.dir or tempfile.mkdtemp(prefix="rj-latency-")
     runs_dir = os.path.join(root, ".runs")
     journal_dir = os.path.join(runs_dir, "default", "journal")
-    cmd = [sys.executable, "-m", "cli", "--root", root, "watch"] + (["--poll", str(args.poll)] if args.poll else [])
+    cmd = [sys.executable, "-m", "runjournal", "--root", root, "watch"] + (["--poll", str(args.poll)] if args.poll else [])
     watcher = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert watcher.stdout.readline().startswith("watching "), "watch did not start"
     threading.Thread(target=lambda: [None for _ in watcher.stdout], daemon=True).start()  # keep its pipe drained

@@ -31,10 +31,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from cli.bench import PAYLOAD, _raw_worker, _together  # noqa: E402
-from journal import events as ev  # noqa: E402
-from journal.events import Record, encoder  # noqa: E402
-from journal.lock import JournalLock  # noqa: E402
+from runjournal.cli.bench import PAYLOAD, _raw_worker, _together  # noqa: E402
+from runjournal.journal import events as ev  # noqa: E402
+from runjournal.journal.events import Record, encoder  # noqa: E402
+from runjournal.journal.lock import JournalLock  # noqa: E402
 
 
 def _journal_lock_worker(path: str, run_id: str, n: int, barrier, caller_blocks: bool = False) -> None:

@@ -17,8 +17,8 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from cli.bench import build_rebuild_journal, journal_append, raw_append  # noqa: E402
-from journal import read_records  # noqa: E402
+from runjournal.cli.bench import build_rebuild_journal, journal_append, raw_append  # noqa: E402
+from runjournal.journal import read_records  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers.histories import SECOND, T0, RunScript, make_run_id  # noqa: E402
 
-from journal.writer import Journal  # noqa: E402
+from runjournal.journal.writer import Journal  # noqa: E402
 
 WORDS = b"compiling linking testing module passed cached fetched resolved warning ok done".split()
 
@@ -102,8 +102,8 @@ def fold(journal_dir: str) -> int:
     """Events/s of reading, decoding and folding the journal in this process, writing nothing."""
     import gc
 
-    from journal import JournalReader
-    from projections import TaskState
+    from runjournal.journal import JournalReader
+    from runjournal.projections import TaskState
 
     state = TaskState(task_id="default")
     gc.disable()  # as the projector does during a catch-up
@@ -143,7 +143,7 @@ def main() -> None:
     folds = []
     for _ in range(args.repeat):
         clear_projections(root)
-        out, wall, rss = child([sys.executable, "-m", "cli", "--root", str(root), "project", "--rebuild", "--format", "json"])
+        out, wall, rss = child([sys.executable, "-m", "runjournal", "--root", str(root), "project", "--rebuild", "--format", "json"])
         doc = json.loads(out)["tasks"][0]
         results.append(
             {
@@ -159,7 +159,7 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "command": f"{sys.executable} -m cli --root {root} project --rebuild --format json",
+                "command": f"{sys.executable} -m runjournal --root {root} project --rebuild --format json",
                 "events": args.events,
                 "journal_bytes": size,
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

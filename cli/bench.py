@@ -20,9 +20,9 @@ import time
 
 import click
 
-from journal import Journal, Layout, check, read_records
-from journal import events as ev
-from journal.events import Record, encoder
+from runjournal.journal import Journal, Layout, check, read_records
+from runjournal.journal import events as ev
+from runjournal.journal.events import Record, encoder
 
 from .context import format_option, pass_settings
 from .output import emit_json, table
@@ -171,7 +171,7 @@ def rebuild(workdir: str, events: int) -> tuple[float, float]:
     runs = os.path.join(workdir, "rebuild-runs")
     layout = Layout(runs, os.path.join(workdir, "rebuild-out"))
     n = build_rebuild_journal(layout.journal_dir("bench"), events)
-    cmd = [sys.executable, "-m", "cli", "--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"]
+    cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -192,7 +192,7 @@ def live_latency(workdir: str, samples: int) -> dict:
     journal = Journal(jdir)
     journal.append(rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
     manifest = layout.manifest_path("live", rid)
-    cmd = [sys.executable, "-m", "cli", "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
+    cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
     watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lat = []
     try:

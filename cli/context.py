@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import click
 
-from journal import BadInput, Layout, validate_task_id
+from runjournal.journal import BadInput, Layout, validate_task_id
 
 
 @dataclass(frozen=True)

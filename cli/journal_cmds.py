@@ -7,10 +7,10 @@ import sys
 
 import click
 
-from journal import JournalError, JournalNotFound, check, follow, read_records, repair, validate_run_id
-from journal.fsutil import atomic_write
-from journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
-from journal.writer import Journal
+from runjournal.journal import JournalError, JournalNotFound, check, follow, read_records, repair, validate_run_id
+from runjournal.journal.fsutil import atomic_write
+from runjournal.journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
+from runjournal.journal.writer import Journal
 
 from .context import format_option, pass_settings, task_option
 from .output import emit_json, reader_gone

@@ -12,7 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from journal import JournalError
+from runjournal.journal import BadInput, JournalError
+from runjournal.runner import TokenRefused
 
 from .context import resolve
 from .bench import bench
@@ -26,6 +27,19 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0+local"
 
 EXIT_CANCELLED = 130
+
+#: the exit code of each library error (contract section 5), first match wins: 2 for bad
+#: usage or bad input, 1 for everything else that failed (a corrupt journal, a refused
+#: resume, a lock that stayed busy)
+EXIT_CODES: list[tuple[type[JournalError], int]] = [
+    (BadInput, 2),
+    (TokenRefused, 2),
+    (JournalError, 1),
+]
+
+
+def exit_code_of(error: JournalError) -> int:
+    return next(code for cls, code in EXIT_CODES if isinstance(error, cls))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -83,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     except JournalError as e:
         if debug:
             traceback.print_exc()
-        _fail(str(e), e.exit_code)
+        _fail(str(e), exit_code_of(e))
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         sys.exit(0)

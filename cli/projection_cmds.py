@@ -17,13 +17,14 @@ import time
 import click
 import msgspec
 
-from journal import InvalidId, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id, validate_task_id
-from journal import events as ev
-from journal import format as jfmt
-from projections import Projector, RunNotFound, Step, paced, state_at, timeline
-from projections import render as prender
-from projections.replay import step as make_step
-from projections.state import Run
+from runjournal.journal import InvalidId, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id, validate_task_id
+from runjournal.journal import events as ev
+from runjournal.journal import format as jfmt
+from runjournal.projections import Projector, RunNotFound, Step, paced, state_at, timeline
+from runjournal.projections import render as prender
+from runjournal.projections.replay import step as make_step
+from runjournal.projections.state import Run
+from runjournal.runner import run_exit_code
 
 from .context import PositiveNumber, format_option, pass_settings, task_option
 from .output import emit_json, table
@@ -128,12 +129,7 @@ def _seconds(value: float | None) -> str:
 
 
 def exit_code_for(run: Run) -> int:
-    """0 succeeded, queued or running; 1 failed or stale (its runner is presumed dead); 130 cancelled."""
-    if run.status == "cancelled":
-        return 130
-    if run.status == "failed" or run.stale_since_ts is not None:
-        return 1
-    return 0
+    return run_exit_code(run.status, stale=run.stale_since_ts is not None)
 
 
 def _ended(run: Run) -> bool:
@@ -529,7 +525,7 @@ def watch(settings, task, poll, fmt):
 
     Example: runjournal watch --poll 2
     """
-    from projections import Watcher  # imports watchdog: only this command needs it
+    from runjournal.projections import Watcher  # imports watchdog: only this command needs it
 
     chosen = _chosen_task(settings, task)
     stop = threading.Event()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from journal import iso_utc
-from journal import events as ev
-from journal.events import Record
+from runjournal.journal import iso_utc
+from runjournal.journal import events as ev
+from runjournal.journal.events import Record
 
 
 def describe(event: ev.Event) -> str:

@@ -6,9 +6,9 @@ import os
 
 import click
 
-from journal import validate_run_id
-from journal.errors import BadInput
-from runner import CONFIG_NAME, Runner, default_actor, load, starter_text
+from runjournal.journal import validate_run_id
+from runjournal.journal.errors import BadInput
+from runjournal.runner import CONFIG_NAME, Runner, default_actor, load, starter_text
 
 from .context import format_option, pass_settings, task_option
 from .output import emit_json, table

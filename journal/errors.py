@@ -1,4 +1,8 @@
-"""The one exception tree of runjournal: everything a caller may catch derives from JournalError."""
+"""The one exception tree of runjournal: everything a caller may catch derives from JournalError.
+
+Which exit code the command line gives each class is decided in one table, in
+``runjournal.cli.main`` (``EXIT_CODES``), not here.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,9 @@ from __future__ import annotations
 class JournalError(Exception):
     """Base of every error runjournal raises on purpose."""
 
-    #: exit code the CLI uses for this error (contract section 5)
-    exit_code = 1
-
 
 class BadInput(JournalError):
     """Input from a user or a file is malformed; nothing was recorded."""
-
-    exit_code = 2
 
 
 class InvalidId(BadInput):

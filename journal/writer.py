@@ -90,7 +90,7 @@ class Journal:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
     ):
         if durability not in DURABILITY_MODES:
-            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, not {durability!r}")
+            raise BadInput(f"durability must be one of {', '.join(DURABILITY_MODES)}, not {durability!r}")
         self.directory = directory
         self.durability = durability
         self.segment_bytes = segment_bytes

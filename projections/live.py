@@ -34,8 +34,8 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from journal import JournalError
-from journal.naming import validate_task_id
+from runjournal.journal import JournalError
+from runjournal.journal.naming import validate_task_id
 
 from .projector import CatchUp, Projector
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import msgspec
 
-from journal import JournalNotFound, JournalReader, Position
-from journal import events as ev
-from journal.events import DECODE_ERRORS
-from journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
-from journal.writer import Item, Journal
+from runjournal.journal import JournalNotFound, JournalReader, LockTimeout, Position
+from runjournal.journal import events as ev
+from runjournal.journal.events import DECODE_ERRORS
+from runjournal.journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
+from runjournal.journal.writer import Item, Journal
 
 from . import render
 from .state import PROJECTION_VERSION, TaskState, is_stale
@@ -108,7 +108,7 @@ class Projector:
         """Throw every projection file and the checkpoint away and project from the first record."""
         lock = self._lock(60.0)
         if lock is None:
-            raise TimeoutError("another projector held the lock for 60 s")
+            raise LockTimeout("another projector held the projection lock for 60 s; try again when it is done")
         try:
             self._clear()
             return self._catch_up(progress, 0.0)

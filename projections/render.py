@@ -10,7 +10,7 @@ import os
 
 import msgspec
 
-from journal import command_file, iso_utc, slug
+from runjournal.journal import command_file, iso_utc, slug
 
 from .state import ERROR_FIELD_CAP, Command, Run, TaskState, cut_utf8
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import msgspec
 
-from journal import JournalError, JournalReader, validate_run_id
-from journal import events as ev
-from journal.events import Record
+from runjournal.journal import BadInput, JournalError, JournalReader, validate_run_id
+from runjournal.journal import events as ev
+from runjournal.journal.events import Record
 
 from . import render
 from .state import TaskState
@@ -138,7 +138,7 @@ def state_at(journal_dir: str, run_id: str, seq: int | None = None, ts_ns: int |
 def paced(records: list[Record], speed: float) -> Iterator[tuple[float, Record]]:
     """``(delay_seconds, record)``: each record after its original gap divided by ``speed``."""
     if speed <= 0:
-        raise ValueError(f"speed must be positive, not {speed}")
+        raise BadInput(f"speed must be positive, not {speed}")
     prev = None
     for rec in records:
         delay = 0.0 if prev is None else max(0, rec.ts - prev) / 1e9 / speed

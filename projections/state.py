@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
-from journal import events as ev
-from journal.events import JOURNAL_RUN, Record
+from runjournal.journal import events as ev
+from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
 PROJECTION_VERSION = 2

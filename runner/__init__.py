@@ -2,7 +2,7 @@
 
 from .capture import Cancel, StreamCapture, run_command
 from .config import CONFIG_NAME, Config, ConfigError, Limits, Pipeline, Stage, load, starter_text
-from .run import Runner, RunResult, ResumeRefused, default_actor, fingerprint, runner_alive
+from .run import EXIT_CODES, ResumeRefused, Runner, RunResult, TokenRefused, default_actor, fingerprint, run_exit_code, runner_alive
 
 __all__ = [
     "CONFIG_NAME",
@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "Limits",
     "Pipeline",
+    "EXIT_CODES",
     "ResumeRefused",
     "RunResult",
     "Runner",
@@ -21,5 +22,7 @@ __all__ = [
     "load",
     "run_command",
     "runner_alive",
+    "run_exit_code",
     "starter_text",
+    "TokenRefused",
 ]

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from journal import events as ev
+from runjournal.journal import events as ev
 
 READ_SIZE = 64 * 1024
 FLUSH_INTERVAL = 0.1  # live output reaches the journal at least this often

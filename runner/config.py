@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from journal.errors import BadInput
+from runjournal.journal.errors import BadInput
 
 CONFIG_NAME = "codex.orchestrator.json"
 

@@ -21,20 +21,32 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from journal import Journal, JournalError, JournalReader, Layout, new_run_id, validate_run_id
-from journal import events as ev
-from journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
-from journal.fsutil import makedirs_durable, write_all
-from projections import Projector
+from runjournal.journal import Journal, JournalError, JournalReader, Layout, new_run_id, validate_run_id
+from runjournal.journal import events as ev
+from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
+from runjournal.journal.fsutil import makedirs_durable, write_all
+from runjournal.projections import Projector
 
 from .capture import Cancel, Outcome, run_command
 from .config import Config, ConfigError, Limits, Pipeline, Stage
 
-EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 130}
+#: the exit code of a command that ran or watched a run, by the run's status (contract section 5)
+EXIT_CODES = {"succeeded": 0, "queued": 0, "in_progress": 0, "failed": 1, "cancelled": 130}
+
+
+def run_exit_code(status: str, stale: bool = False) -> int:
+    """0 succeeded, queued or running; 1 failed, or stale (its runner is presumed dead); 130 cancelled."""
+    if stale and status != "cancelled":
+        return 1
+    return EXIT_CODES.get(status, 1)
 
 
 class ResumeRefused(JournalError):
     """A resume was refused (recorded in the journal as a blocked resume event)."""
+
+
+class TokenRefused(ResumeRefused):
+    """A resume was refused for a missing or wrong resume token: bad input, not a failed run."""
 
 
 @dataclass
@@ -47,7 +59,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(self.status, 1)
+        return run_exit_code(self.status)
 
     def to_dict(self) -> dict:
         return {
@@ -262,20 +274,18 @@ class Runner:
             raise BadInput(f"run {run_id} has no start event in task {self.task}")
         refusal = None
         if not token or not hmac.compare_digest(fingerprint(token), run.resume_fingerprint):
-            refusal = ("a missing or wrong resume token", BadInput.exit_code)
+            refusal = ("a missing or wrong resume token", TokenRefused)
         elif run.status == "succeeded":
-            refusal = ("the run already succeeded", 1)
+            refusal = ("the run already succeeded", ResumeRefused)
         elif run.completed_ts is None and self._alive(run):
             # after an accepted resume the live runner is that resume's: say so, it is the likely race
             holder = f"attempt {run.attempt}, started by another resume, holds it; " if run.attempt > 1 else ""
-            refusal = (f"the run is still alive ({holder}its runner is running or its heartbeat is fresh)", 1)
+            refusal = (f"the run is still alive ({holder}its runner is running or its heartbeat is fresh)", ResumeRefused)
         if refusal is not None:
-            detail, code = refusal
+            detail, refused = refusal
             self.appender.append(run_id, ev.RunResumed(actor=actor, reason=reason, outcome="blocked", detail=detail))
             self._project(wait=5.0)
-            err = ResumeRefused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
-            err.exit_code = code
-            raise err
+            raise refused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
         plan = self._journaled_plan(run_id)
         rerun = {c.index for c in run.commands if c.status in ("failed", "running", "pending")}
         missing = sorted({s.pipeline for i, s in enumerate(plan, 1) if i in rerun and s.kind == "subpipeline"} - set(self.config.pipelines))

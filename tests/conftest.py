@@ -55,14 +55,14 @@ def task_journal(tmp_path: Path):
 
 @pytest.fixture
 def run_cli(tmp_path: Path):
-    """Run the real CLI (``python -m cli --root tmp_path ...``) in a subprocess.
+    """Run the real CLI (``python -m runjournal --root tmp_path ...``) in a subprocess.
 
     Returns ``(returncode, stdout, stderr)`` as text; ``input`` goes to its stdin.
     """
 
     def run(*args: str, input: str | None = None, timeout: float = 60) -> tuple[int, str, str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "cli", "--root", str(tmp_path), *map(str, args)],
+            [sys.executable, "-m", "runjournal", "--root", str(tmp_path), *map(str, args)],
             input=input,
             capture_output=True,
             text=True,

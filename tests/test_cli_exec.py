@@ -9,9 +9,9 @@ from pathlib import Path
 from helpers.invoke import invoke  # noqa: F401 - fixture
 from helpers.runner_support import cli, manifest, metrics, task_dir, token_file
 
-from journal import Journal
-from journal import events as ev
-from journal.errors import JournalWriteFailed
+from runjournal.journal import Journal
+from runjournal.journal import events as ev
+from runjournal.journal.errors import JournalWriteFailed
 
 
 def test_exec_of_a_failing_command_exits_1_and_records_the_failure(tmp_path: Path):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_error_line
 
-from journal import Item, Journal, read_records
-from journal import events as ev
+from runjournal.journal import Item, Journal, read_records
+from runjournal.journal import events as ev
 
 RUN_A = "2025-12-01T09-37-11-576Z-1a60ebea"
 RUN_B = "2025-12-01T09-40-02-100Z-7c2e91d0"

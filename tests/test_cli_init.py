@@ -9,7 +9,7 @@ from pathlib import Path
 from helpers import assert_one_error_line
 from helpers.runner_support import cli, manifest, metrics
 
-from runner import starter_text
+from runjournal.runner import starter_text
 
 
 def test_init_writes_a_starter_that_start_runs(tmp_path: Path):

@@ -10,8 +10,8 @@ from helpers.histories import RunScript, every_point_of_life, make_run_id, popul
 from helpers.invoke import invoke  # noqa: F401 - fixture
 from helpers.trees import projection_tree
 
-from journal import read_records
-from journal import events as ev
+from runjournal.journal import read_records
+from runjournal.journal import events as ev
 
 
 def metrics_keys(root, task="default") -> list[tuple[str, int]]:

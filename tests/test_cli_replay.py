@@ -9,7 +9,7 @@ from helpers import assert_one_error_line
 from helpers.histories import SECOND, RunScript, every_point_of_life, make_run_id, populate
 from helpers.invoke import invoke  # noqa: F401 - fixture
 
-from journal import read_records
+from runjournal.journal import read_records
 
 
 def small_run() -> RunScript:

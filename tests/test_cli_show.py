@@ -8,8 +8,8 @@ from helpers import assert_one_error_line
 from helpers.histories import RunScript, make_run_id, populate
 from helpers.invoke import invoke  # noqa: F401 - fixture
 
-from journal import events as ev
-from journal.writer import Journal
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Journal
 
 
 def test_prints_the_manifest_file_caught_up(tmp_path, invoke):

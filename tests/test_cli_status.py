@@ -14,7 +14,7 @@ from helpers import DEADLINE, assert_one_error_line, clean_env
 from helpers.histories import RunScript, append_from_another_process, every_point_of_life, make_run_id, populate
 from helpers.invoke import invoke  # noqa: F401 - fixture
 
-from journal import events as ev
+from runjournal.journal import events as ev
 
 
 @pytest.mark.parametrize(
@@ -112,7 +112,7 @@ def test_watch_follows_the_run_until_it_ends(tmp_path, fmt):
     run = RunScript(make_run_id(1, now), start_ts=now, stages=2).start_stage(1, gap=0)
     journal_dir = populate(tmp_path, run.items)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "--root", str(tmp_path), "status", run.run_id, "--watch", "--format", fmt],
+        [sys.executable, "-m", "runjournal", "--root", str(tmp_path), "status", run.run_id, "--watch", "--format", fmt],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

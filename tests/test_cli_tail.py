@@ -14,9 +14,9 @@ import msgspec
 import pytest
 from helpers import DEADLINE, assert_one_error_line, clean_env
 
-from journal import Item, Journal
-from journal import events as ev
-from journal import format as fmt
+from runjournal.journal import Item, Journal
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
 
 RUN_A = "2025-12-01T09-37-11-576Z-1a60ebea"
 RUN_B = "2025-12-01T09-40-02-100Z-7c2e91d0"
@@ -82,7 +82,7 @@ def test_follow_prints_what_is_appended_after_it_started(task_journal, tmp_path:
     d = task_journal()
     make_journal(d)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "--root", str(tmp_path), "tail", "-f"],
+        [sys.executable, "-m", "runjournal", "--root", str(tmp_path), "tail", "-f"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(),
@@ -164,7 +164,7 @@ def test_a_reader_that_goes_away_early_is_not_an_error(task_journal, tmp_path: P
     with Journal(str(task_journal("big")), durability="none") as j:
         j.append_batch([Item(RUN_A, ev.Heartbeat(), 1_764_581_831_576_000_000 + i) for i in range(3000)])
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "--root", str(tmp_path), "tail", "--task", "big"],
+        [sys.executable, "-m", "runjournal", "--root", str(tmp_path), "tail", "--task", "big"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=clean_env(),

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from helpers import assert_one_error_line
 
-from journal import Item, Journal
-from journal import events as ev
-from journal import format as fmt
+from runjournal.journal import Item, Journal
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
 
 SEG1 = fmt.segment_name(1)
 RUN_A = "2025-12-01T09-37-11-576Z-1a60ebea"

@@ -17,7 +17,7 @@ from helpers.histories import append_from_another_process
 from helpers.invoke import invoke  # noqa: F401 - fixture
 from helpers.trees import diff, projection_tree
 
-from journal import events as ev
+from runjournal.journal import events as ev
 
 
 def manifest_status(path: Path) -> str | None:
@@ -116,7 +116,7 @@ def test_killed_mid_burst_then_restarted_converges_to_a_rebuild(tmp_path):
 
     shutil.copytree(journal_dir, fresh / ".runs" / "default" / "journal")
     rebuilt = subprocess.run(
-        [sys.executable, "-m", "cli", "--root", str(fresh), "project", "--rebuild"], capture_output=True, text=True, env=clean_env(), timeout=DEADLINE * 2
+        [sys.executable, "-m", "runjournal", "--root", str(fresh), "project", "--rebuild"], capture_output=True, text=True, env=clean_env(), timeout=DEADLINE * 2
     )
     assert rebuilt.returncode == 0, rebuilt.stderr
     expected = projection_tree(fresh)

@@ -45,9 +45,9 @@ from helpers.trees import copy_journal, diff, projection_tree
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from journal import Journal, check
-from journal.lock import holder_pid
-from journal.writer import PENDING_DIR
+from runjournal.journal import Journal, check
+from runjournal.journal.lock import holder_pid
+from runjournal.journal.writer import PENDING_DIR
 
 EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
 SIZES = st.sampled_from([0, 1, 100, 4096, 70_000])
@@ -158,7 +158,7 @@ def execute(schedule: Schedule, root: Path) -> tuple[dict[int, int], Acks]:
 
 
 def cli(root: Path, *args: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "cli", "--root", str(root), *args], capture_output=True, text=True, env=clean_env(), timeout=DEADLINE * 2)
+    out = subprocess.run([sys.executable, "-m", "runjournal", "--root", str(root), *args], capture_output=True, text=True, env=clean_env(), timeout=DEADLINE * 2)
     assert out.returncode == 0, (args, out.stderr)
 
 

@@ -12,13 +12,12 @@ import pytest
 from helpers import compat_file
 from helpers.runner_support import cmd, pipeline, sub, write_config
 
-from journal.errors import BadInput
-from runner import CONFIG_NAME, ConfigError, Limits, load, starter_text
+from runjournal.journal.errors import BadInput
+from runjournal.runner import CONFIG_NAME, ConfigError, Limits, load, starter_text
 
 
 def test_a_config_error_is_bad_input():
     assert issubclass(ConfigError, BadInput)
-    assert ConfigError.exit_code == 2
 
 
 def test_real_codex_orchestrator_config_loads_unchanged(tmp_path: Path):

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import cli
-from journal import Journal
-from journal import events as ev
+from runjournal.cli.main import cli
+from runjournal.journal import Journal
+from runjournal.journal import events as ev
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

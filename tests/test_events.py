@@ -11,11 +11,11 @@ from helpers.strategies import any_events
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import CorruptRecord, Journal, UnknownEventType, check, read_records
-from journal import events as ev
-from journal import format as fmt
-from journal.events import Record, encoder, record_decoder
-from journal.transfer import parse_lines, to_json_line
+from runjournal.journal import CorruptRecord, Journal, UnknownEventType, check, read_records
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
+from runjournal.journal.events import Record, encoder, record_decoder
+from runjournal.journal.transfer import parse_lines, to_json_line
 
 # A tag never changes and is never reused: this list only grows.
 TAGS = [

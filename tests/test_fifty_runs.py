@@ -31,8 +31,8 @@ from helpers.runner_support import (
     write_config,
 )
 
-from journal import JournalReader, check, read_records
-from journal.events import Heartbeat, WriterStats
+from runjournal.journal import JournalReader, check, read_records
+from runjournal.journal.events import Heartbeat, WriterStats
 
 RUNS = 50
 GATE = (

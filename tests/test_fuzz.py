@@ -31,12 +31,12 @@ from helpers.histories import T0, RunScript, interleave, make_run_id, write
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cli.main import main
-from journal import BadInput, CorruptRecord, Item, Journal, JournalError, JournalReader, check, read_records
-from journal import events as ev
-from journal import format as fmt
-from journal.events import Record
-from journal.transfer import export_lines, import_records, parse_export
+from runjournal.cli.main import main
+from runjournal.journal import BadInput, CorruptRecord, Item, Journal, JournalError, JournalReader, check, read_records
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
+from runjournal.journal.events import Record
+from runjournal.journal.transfer import export_lines, import_records, parse_export
 
 #: the longest one read, check or import of these small journals may take before it counts as a hang
 TIME_LIMIT = 10.0
@@ -629,8 +629,8 @@ def test_a_directory_in_the_chain_is_corruption_for_readers_and_writers(journal_
         j.append("a", ev.Heartbeat())
 
 
-CHECK = "import sys; from journal import check; print(check(sys.argv[1]).ok)"
-READ = "import sys; from journal import CorruptRecord, read_records\ntry: list(read_records(sys.argv[1]))\nexcept CorruptRecord as e: print(e)"
+CHECK = "import sys; from runjournal.journal import check; print(check(sys.argv[1]).ok)"
+READ = "import sys; from runjournal.journal import CorruptRecord, read_records\ntry: list(read_records(sys.argv[1]))\nexcept CorruptRecord as e: print(e)"
 
 
 def run_for_at_most(seconds: float, script: str, directory: Path) -> str:
@@ -660,7 +660,7 @@ def test_a_fifo_in_the_chain_does_not_hang_readers(journal_dir: Path):
     assert out.startswith(f"corrupt record in {second} at byte 0: is a FIFO, not a segment file"), out
 
 
-FLUSH = "import sys; from journal import Journal\nwith Journal(sys.argv[1]) as j: j.flush()\nprint('flushed')"
+FLUSH = "import sys; from runjournal.journal import Journal\nwith Journal(sys.argv[1]) as j: j.flush()\nprint('flushed')"
 
 
 def test_a_fifo_in_pending_is_set_aside_without_hanging_a_writer(journal_dir: Path):

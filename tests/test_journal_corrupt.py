@@ -14,10 +14,10 @@ from helpers import clean_env
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import CorruptRecord, Item, Journal, check, read_records, repair
-from journal import events as ev
-from journal import format as fmt
-from journal.events import Record, encoder
+from runjournal.journal import CorruptRecord, Item, Journal, check, read_records, repair
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
+from runjournal.journal.events import Record, encoder
 
 
 def frames_of(directory: Path) -> list[tuple[str, int, int, int]]:
@@ -212,7 +212,7 @@ def test_damage_to_a_seal_with_segments_after_it_is_not_silent(pristine: Path):
         shutil.rmtree(d.parent)
 
 
-READ_ALL = "import sys; from journal import read_records; print(len(list(read_records(sys.argv[1]))))"
+READ_ALL = "import sys; from runjournal.journal import read_records; print(len(list(read_records(sys.argv[1]))))"
 
 
 def test_a_sealed_segment_without_records_does_not_hang_readers(journal_dir: Path):

@@ -21,11 +21,11 @@ import pytest
 from helpers import DEADLINE, HELPERS, assert_one_error_line, clean_env
 from helpers.histories import lifecycle, make_run_id, populate
 
-from journal import Journal, check, read_records
-from journal import events as ev
-from journal import format as fmt
-from journal.head import SIZE as HEAD_SIZE
-from projections import Projector
+from runjournal.journal import Journal, check, read_records
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
+from runjournal.journal.head import SIZE as HEAD_SIZE
+from runjournal.projections import Projector
 
 SEG1 = fmt.segment_name(1)
 RUN = make_run_id(1)
@@ -33,7 +33,7 @@ NOBODY = 65534
 #: appends one heartbeat to the journal in argv[1]; prints its sequence, or the error it raised
 APPEND_ONE = """
 import sys
-from journal import Journal, JournalError, events as ev
+from runjournal.journal import Journal, JournalError, events as ev
 try:
     with Journal(sys.argv[1]) as j:
         print(j.append("r", ev.Heartbeat()).seq)
@@ -45,7 +45,7 @@ except JournalError as e:
 #: writes 1 MiB to argv[1] as a projection file is written; prints the error
 WRITE_BIG = """
 import sys
-from journal.fsutil import atomic_write
+from runjournal.journal.fsutil import atomic_write
 try:
     atomic_write(sys.argv[1], bytes(1 << 20))
 except OSError as e:
@@ -58,7 +58,7 @@ def recorded(directory: Path) -> list:
 
 
 def cli(root: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--root", str(root), *args]
+    return [sys.executable, "-m", "runjournal", "--root", str(root), *args]
 
 
 def seeded(root: Path) -> tuple[Path, list]:
@@ -302,7 +302,7 @@ def other_user() -> tuple[list[str], dict] | str:
     problems = []
     for prefix, kwargs in _ways_to_run_as_nobody():
         try:
-            done = subprocess.run([*prefix, sys.executable, "-c", "import cli.main"], capture_output=True, text=True, env=clean_env(), cwd="/", **kwargs)
+            done = subprocess.run([*prefix, sys.executable, "-c", "import runjournal.cli.main"], capture_output=True, text=True, env=clean_env(), cwd="/", **kwargs)
         except OSError as e:
             problems.append(str(e))
             continue

@@ -12,9 +12,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from journal import Item, Journal, read_records
-from journal import events as ev
-from journal import format as fmt
+from runjournal.journal import Item, Journal, read_records
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
 
 RUN = "2025-12-01T09-37-11-576Z-1a60ebea"
 TS = 1764581831576000000  # 2025-12-01T09:37:11.576Z

@@ -17,7 +17,7 @@ from helpers.strategies import run_ids, small_events
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from journal import (
+from runjournal.journal import (
     Item,
     Journal,
     JournalReader,
@@ -26,8 +26,8 @@ from journal import (
     check,
     read_records,
 )
-from journal import format as fmt
-from journal.events import JOURNAL_RUN, TailRepaired, encoder
+from runjournal.journal import format as fmt
+from runjournal.journal.events import JOURNAL_RUN, TailRepaired, encoder
 
 SEGMENT_BYTES = 4096
 

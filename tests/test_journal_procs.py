@@ -20,10 +20,10 @@ import pytest
 from helpers import DEADLINE, HELPERS, clean_env, wait_until
 from helpers.records import records_by_run
 
-from journal import Item, Journal, LockTimeout, check, read_records, repair
-from journal import events as ev
-from journal.lock import JournalLock
-from journal.writer import PENDING_DIR
+from runjournal.journal import Item, Journal, LockTimeout, check, read_records, repair
+from runjournal.journal import events as ev
+from runjournal.journal.lock import JournalLock
+from runjournal.journal.writer import PENDING_DIR
 
 
 @contextlib.contextmanager

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from journal import Item, Journal, check, read_records, repair
-from journal import events as ev
-from journal import format as fmt
-from journal.events import JOURNAL_RUN, TailRepaired
+from runjournal.journal import Item, Journal, check, read_records, repair
+from runjournal.journal import events as ev
+from runjournal.journal import format as fmt
+from runjournal.journal.events import JOURNAL_RUN, TailRepaired
 
 SEG1 = fmt.segment_name(1)
 

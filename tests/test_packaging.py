@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +44,21 @@ def test_ci_runs_the_readme_test_command_on_newest_and_on_floors():
     assert f"```sh\n{test_command}\n```" in readme
     assert f"\n{test_command}\n" in ci
     assert "-c .ci/floors.txt" in ci
+
+
+def test_the_wheel_claims_one_top_level_name(tmp_path: Path):
+    """Installed, the project is `runjournal` alone: no generic `cli`, `journal`, `runner` or
+    `projections` lands in site-packages to shadow (or be shadowed by) a user's own."""
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("runjournal-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"runjournal", wheel.name.split("-py")[0] + ".dist-info"}
+    for layer in ("journal", "projections", "runner", "cli"):
+        assert f"runjournal/{layer}/__init__.py" in names
+    assert "runjournal/__main__.py" in names

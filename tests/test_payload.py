@@ -13,9 +13,9 @@ from helpers.strategies import INT64, any_events
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import events as ev
-from journal.events import Record
-from journal.payload import MAX_DEPTH, defect
+from runjournal.journal import events as ev
+from runjournal.journal.events import Record
+from runjournal.journal.payload import MAX_DEPTH, defect
 
 T0 = 1_764_581_831_576_000_000
 

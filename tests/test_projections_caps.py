@@ -7,9 +7,9 @@ import json
 import pytest
 from helpers.histories import RunScript, make_run_id
 
-from journal import events as ev
-from journal.writer import Journal
-from projections import Projector
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Journal
+from runjournal.projections import Projector
 
 FIELD_CAP = 8192
 FILE_CAP = 10_000

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from helpers.histories import SECOND, RunScript, make_run_id
 
-from journal import iso_utc
-from journal import events as ev
-from journal.writer import Journal
-from projections import Projector, projector as projector_module
+from runjournal.journal import iso_utc
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Journal
+from runjournal.projections import Projector, projector as projector_module
 
 
 @pytest.fixture

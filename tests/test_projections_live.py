@@ -9,8 +9,8 @@ import time
 from helpers import DEADLINE, wait_until
 from helpers.histories import RunScript, make_run_id
 
-from journal.writer import Journal
-from projections import Watcher
+from runjournal.journal.writer import Journal
+from runjournal.projections import Watcher
 
 
 class Running:

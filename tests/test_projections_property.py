@@ -10,9 +10,9 @@ from helpers.trees import copy_journal, diff, projection_tree
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import events as ev
-from journal.writer import Item, Journal
-from projections import Projector
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Item, Journal
+from runjournal.projections import Projector
 
 #: gaps between a run's events, in seconds: around the 30 s heartbeat throttle and stale limit
 gaps = st.sampled_from([0.001, 0.2, 1.0, 5.0, 29.999, 30.0, 31.0, 45.0, 120.0])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from helpers.histories import SECOND, RunScript, every_point_of_life, make_run_id
 
-from journal import InvalidId
-from journal.writer import Journal
-from projections import Projector, RunNotFound, paced, state_at, timeline
-from projections import render
+from runjournal.journal import BadInput, InvalidId
+from runjournal.journal.writer import Journal
+from runjournal.projections import Projector, RunNotFound, paced, state_at, timeline
+from runjournal.projections import render
 
 
 def test_state_at_every_sequence_is_the_manifest_that_was_on_disk(tmp_path):
@@ -76,5 +76,5 @@ def test_paced_divides_the_original_gaps(tmp_path):
         records = journal.append_batch(run.items)
     assert [d for d, _ in paced(records, 10)] == [0.0, 0.2, 0.5, 0.05]
     assert [d for d, _ in paced(records, 0.5)] == [0.0, 4.0, 10.0, 1.0]
-    with pytest.raises(ValueError, match="speed must be positive"):
+    with pytest.raises(BadInput, match="speed must be positive"):
         list(paced(records, 0))

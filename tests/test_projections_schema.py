@@ -9,9 +9,9 @@ import pytest
 from helpers import compat_file
 from helpers.histories import SECOND, RunScript, every_point_of_life, make_run_id
 
-from journal import events as ev
-from journal.writer import Journal
-from projections import Projector, state_at
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Journal
+from runjournal.projections import Projector, state_at
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency: pip install -e '.[test]'")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from journal import events as ev
-from runner import StreamCapture
+from runjournal.journal import events as ev
+from runjournal.runner import StreamCapture
 
 
 def outputs_in_chunks():

@@ -9,8 +9,8 @@ from pathlib import Path
 from helpers import wait_until
 from helpers.runner_support import FAST, cmd, finish, output, pipeline, spawn, task_dir, write_config
 
-from journal import JournalReader, parse_iso
-from journal import events as ev
+from runjournal.journal import JournalReader, parse_iso
+from runjournal.journal import events as ev
 
 
 def test_heartbeats_keep_coming_while_a_stage_floods_its_output(tmp_path: Path):

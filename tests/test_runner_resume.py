@@ -18,10 +18,10 @@ import pytest
 from helpers import wait_until
 from helpers.runner_support import crashed_run, token_file
 
-from journal import Journal, JournalReader, Layout
-from journal import events as ev
-from runner import ResumeRefused, Runner, load, runner_alive
-from runner.run import _proc_start
+from runjournal.journal import Journal, JournalReader, Layout
+from runjournal.journal import events as ev
+from runjournal.runner import ResumeRefused, Runner, load, runner_alive
+from runjournal.runner.run import _proc_start
 
 
 def test_runner_alive_tells_live_dead_reused_and_remote_runners_apart():

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.histories import RunScript, interleave, make_run_id  # noqa: E402
 
-from journal.events import AnyEvent  # noqa: E402
-from journal.writer import Item, Journal  # noqa: E402
+from runjournal.journal.events import AnyEvent  # noqa: E402
+from runjournal.journal.writer import Item, Journal  # noqa: E402
 
 
 class Line(msgspec.Struct):

@@ -21,8 +21,8 @@ import os
 import select
 import sys
 
-from journal import Item, Journal, SequenceConflict
-from journal import events as ev
+from runjournal.journal import Item, Journal, SequenceConflict
+from runjournal.journal import events as ev
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ class Daemon:
         self.stderr_path = root.parent / f"{root.name}-watch-{time.monotonic_ns()}.err"
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cli", "--root", str(root), "watch", *args],
+            [sys.executable, "-m", "runjournal", "--root", str(root), "watch", *args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
-from journal import format as fmt
+from runjournal.journal import format as fmt
 
 Files = dict[str, bytes]
 

@@ -12,8 +12,8 @@ import os
 import resource
 import sys
 
-from journal import Journal, JournalError
-from journal import events as ev
+from runjournal.journal import Journal, JournalError
+from runjournal.journal import events as ev
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ import errno
 import os
 import sys
 
-from journal import Journal, JournalError
-from journal import events as ev
+from runjournal.journal import Journal, JournalError
+from runjournal.journal import events as ev
 
 MAX_APPENDS = 100_000  # far more than the room given: an append that never fails is a bug
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from journal import events as ev
-from journal.writer import Item, Journal
+from runjournal.journal import events as ev
+from runjournal.journal.writer import Item, Journal
 
 T0 = 1_764_581_831_576_000_000
 SECOND = 1_000_000_000
@@ -18,7 +18,7 @@ SECOND = 1_000_000_000
 
 def make_run_id(n: int, ts: int = T0) -> str:
     """A run id in the contract's shape: the start time, then 8 hex digits from ``n``."""
-    from journal.naming import new_run_id
+    from runjournal.journal.naming import new_run_id
 
     return new_run_id(ts)[:-8] + f"{n:08x}"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
+from runjournal.cli.main import main
 
 from . import _LOCATION_VARS
 

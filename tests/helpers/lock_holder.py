@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from journal.fsutil import makedirs_durable
-from journal.lock import JournalLock
+from runjournal.journal.fsutil import makedirs_durable
+from runjournal.journal.lock import JournalLock
 
 directory = sys.argv[1]
 makedirs_durable(directory)

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from journal import Journal
+from runjournal.journal import Journal
 
 _unlink = os.unlink
 

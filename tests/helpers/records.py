@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from journal import read_records
-from journal.events import JOURNAL_RUN, Record, TailRepaired
+from runjournal.journal import read_records
+from runjournal.journal.events import JOURNAL_RUN, Record, TailRepaired
 
 
 def records_by_run(directory: Path) -> dict[str, list[Record]]:

@@ -1,6 +1,6 @@
 """Helpers for the runner and run-command tests: configs, the real CLI as a process, run files.
 
-Every run in these tests is a real ``python -m cli`` process with real stage processes;
+Every run in these tests is a real ``python -m runjournal`` process with real stage processes;
 tests synchronise with them through files the stages write (``wait_until``), never sleeps.
 """
 
@@ -55,7 +55,7 @@ FAST = {"heartbeatIntervalSeconds": 1, "heartbeatStaleAfterSeconds": 2, "cancelG
 
 
 def argv(root: Path, *args) -> list[str]:
-    return [sys.executable, "-m", "cli", "--root", str(root), *map(str, args)]
+    return [sys.executable, "-m", "runjournal", "--root", str(root), *map(str, args)]
 
 
 def cli(root: Path, *args, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.schedules import Schedule, writer_batches  # noqa: E402
 
-from journal import Item, Journal, LockTimeout  # noqa: E402
+from runjournal.journal import Item, Journal, LockTimeout  # noqa: E402
 
 
 def die() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
-from journal import events as ev
-from journal.naming import new_run_id
+from runjournal.journal import events as ev
+from runjournal.journal.naming import new_run_id
 
 #: the run ids' time part (2025-12-01T09:37:11.576Z); events are stamped when appended, so that
 #: a live projector's clock never finds a run stale

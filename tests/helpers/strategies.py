@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from hypothesis import strategies as st
 
-from journal import events as ev
+from runjournal.journal import events as ev
 
 INT64 = st.integers(-(2**63), 2**63 - 1)
 SMALL_TEXT = st.text(max_size=40)

@@ -1,0 +1,60 @@
+"""One exit-code table: every library error class has the code contract section 5 gives it."""
+
+from __future__ import annotations
+
+import pytest
+
+from runjournal import journal, projections, runner
+from runjournal.cli.main import EXIT_CODES, exit_code_of
+from runjournal.journal import JournalError
+from runjournal.runner import EXIT_CODES as RUN_EXIT_CODES
+from runjournal.runner import run_exit_code
+
+
+def _error_classes() -> list[type[JournalError]]:
+    found, todo = set(), [JournalError]
+    while todo:
+        cls = todo.pop()
+        found.add(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(found, key=lambda c: c.__name__)
+
+
+EXPECTED = {
+    "BadInput": 2,  # bad usage or bad input, a run or task that does not exist
+    "ConfigError": 2,
+    "InvalidId": 2,
+    "JournalNotFound": 2,
+    "TokenRefused": 2,  # a missing or wrong resume token
+    "CorruptRecord": 1,  # the thing asked about failed: a journal that does not verify
+    "UnknownEventType": 1,
+    "JournalError": 1,
+    "JournalWriteFailed": 1,
+    "LockTimeout": 1,
+    "ResumeRefused": 1,
+    "RunNotFound": 1,
+    "SequenceConflict": 1,
+}
+
+
+def test_every_error_class_is_a_journal_error_with_a_code():
+    # every layer's errors are imported, so every subclass is known here
+    assert journal and projections and runner
+    classes = _error_classes()
+    assert {c.__name__ for c in classes} == set(EXPECTED), "a new error class needs a row in EXPECTED"
+    assert EXIT_CODES[-1] == (JournalError, 1)
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_the_table_gives_each_class_its_code(cls):
+    error = cls.__new__(cls)  # the code depends on the class alone, never on the message
+    assert exit_code_of(error) == EXPECTED[cls.__name__]
+
+
+@pytest.mark.parametrize(
+    "status, stale, code",
+    [("succeeded", False, 0), ("queued", False, 0), ("in_progress", False, 0), ("in_progress", True, 1), ("failed", False, 1), ("cancelled", False, 130), ("cancelled", True, 130)],
+)
+def test_a_run_status_has_one_exit_code(status: str, stale: bool, code: int):
+    assert run_exit_code(status, stale) == code
+    assert set(RUN_EXIT_CODES) == {"queued", "in_progress", "succeeded", "failed", "cancelled"}
