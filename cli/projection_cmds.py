@@ -1,7 +1,9 @@
 """Commands on projections: project, runs, show, status, replay, watch.
 
-Commands that read projections catch them up first (as ``project`` does, including the
-stale check), so what they print is never behind the journal. Without ``--task`` (or
+Commands that only read (``runs``, ``show``, ``status``, ``replay``) write nothing: they fold
+the journal past the last checkpoint in memory (``Projector.view``), so what they print is
+never behind the journal, and show a silent run stale without recording it; ``project`` and
+``watch`` write the projection files and record staleness. Without ``--task`` (or
 ``$RUNJOURNAL_TASK`` / ``$MCP_RUNNER_TASK_ID``), ``project``, ``runs`` and ``watch`` cover
 every task, and ``show``, ``status`` and ``replay`` look the run up in every task.
 """
@@ -23,7 +25,7 @@ from runjournal.journal import format as jfmt
 from runjournal.projections import Projector, RunNotFound, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
 from runjournal.projections.replay import step as make_step
-from runjournal.projections.state import Run
+from runjournal.projections.state import Run, TaskState
 from runjournal.runner import run_exit_code
 
 from .context import PositiveNumber, format_option, pass_settings, task_option
@@ -33,9 +35,8 @@ from .render import describe
 STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
 #: rebuilds of more records than this show a progress bar (on a terminal)
 PROGRESS_MIN_RECORDS = 100_000
-#: how often ``status --watch`` catches up, and how often it also checks for a silent runner
+#: how often ``status --watch`` reads the journal again (a silent runner shows stale then too)
 WATCH_POLL = 0.1
-STALE_CHECK = 1.0
 
 _line_encoder = msgspec.json.Encoder()
 
@@ -75,11 +76,10 @@ def _tasks(settings, task: str | None) -> list[str]:
     return [chosen]
 
 
-def _caught_up(settings, task: str) -> Projector:
+def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
+    """The task's projector, for its paths, and its state as of the journal's end (read-only)."""
     projector = Projector(settings.runs_dir, settings.out_dir, task)
-    if projector.catch_up(wait=30.0, mark_stale=True) is None:
-        click.echo(f"warning: task {task} stayed busy for 30 s (another projector); showing its last checkpoint", err=True)
-    return projector
+    return projector, projector.view()
 
 
 def _candidates(settings, run_id: str, task: str | None) -> tuple[list[str], str]:
@@ -93,14 +93,14 @@ def _candidates(settings, run_id: str, task: str | None) -> tuple[list[str], str
     return tasks, f"any task under {settings.runs_dir}"
 
 
-def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, Run]:
-    """The caught-up projector of the task that holds the run, and the run."""
+def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskState, Run]:
+    """The projector of the task that holds the run, the task's state (read-only) and the run."""
     tasks, where = _candidates(settings, run_id, task)
     for t in tasks:
-        projector = _caught_up(settings, t)
-        run = projector.state().runs.get(run_id)
+        projector, state = _viewed(settings, t)
+        run = state.runs.get(run_id)
         if run is not None:
-            return projector, run
+            return projector, state, run
     raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
 
 
@@ -246,8 +246,8 @@ def runs(settings, task, status, limit, fmt):
     """
     rows = []
     for t in _tasks(settings, task):
-        projector = _caught_up(settings, t)
-        for run in projector.state().runs.values():
+        projector, state = _viewed(settings, t)
+        for run in state.runs.values():
             if status == "stale" and run.stale_since_ts is None or status in STATUSES and run.status != status:
                 continue
             rows.append((run.started_ts, run.run_id, _run_row(projector, run)))
@@ -285,16 +285,15 @@ def runs(settings, task, status, limit, fmt):
 @format_option
 @pass_settings
 def show(settings, run_id, task, fmt):
-    """Print a run's manifest (JSON, in either format), caught up with the journal first.
+    """Print a run's manifest (JSON, in either format), as of the journal's end.
+
+    The bytes are those `project` writes to manifest.json (rendered from the journal, not
+    read from the file, which may be behind); nothing is written.
 
     Example: runjournal show 2025-12-01T09-37-11-576Z-1a60ebea
     """
-    projector, run = _find_run(settings, run_id, task)
-    try:
-        with open(projector.paths.manifest(run_id), "rb") as f:
-            data = f.read()
-    except FileNotFoundError:  # another projector has not written it yet: render it ourselves
-        data = prender.dumps(prender.manifest(projector.state(), run, projector.paths))
+    projector, state, run = _find_run(settings, run_id, task)
+    data = prender.dumps(prender.manifest(state, run, projector.paths))
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return 0
@@ -303,7 +302,7 @@ def show(settings, run_id, task, fmt):
 # -- status ----------------------------------------------------------------------------
 
 
-def _status_doc(projector: Projector, run: Run) -> dict:
+def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
     doc = _run_row(projector, run)
     doc["pipeline_title"] = run.pipeline_title
     doc["updated_at"] = iso_utc(run.updated_ts or run.started_ts)
@@ -323,7 +322,7 @@ def _status_doc(projector: Projector, run: Run) -> dict:
         }
         for c in run.commands
     ]
-    doc["child_runs"] = prender.manifest(projector.state(), run, projector.paths)["child_runs"]
+    doc["child_runs"] = prender.manifest(state, run, projector.paths)["child_runs"]
     doc["exit_code"] = exit_code_for(run)
     return doc
 
@@ -361,13 +360,12 @@ def _print_changes(old: dict, new: dict) -> None:
         click.echo(f"{new['updated_at']}  " + (detail if detail.startswith(new["status"]) else f"{new['status']}: {detail}"))
 
 
-def _watch_status(projector: Projector, run_id: str, fmt: str) -> int:
+def _watch_status(projector: Projector, state: TaskState, run_id: str, fmt: str) -> int:
     """Print the run's state, then each change, until it ends (or goes stale); return its exit code."""
     prev = None
-    last_stale_check = time.monotonic()
     while True:
-        run = projector.state().runs[run_id]
-        doc = _status_doc(projector, run)
+        run = state.runs[run_id]
+        doc = _status_doc(projector, state, run)
         if prev is None:
             emit_json_line(doc) if fmt == "json" else _print_status(doc)
         elif _changed(prev, doc):
@@ -376,10 +374,7 @@ def _watch_status(projector: Projector, run_id: str, fmt: str) -> int:
         if _ended(run):
             return exit_code_for(run)
         time.sleep(WATCH_POLL)
-        check = time.monotonic() - last_stale_check >= STALE_CHECK
-        if check:
-            last_stale_check = time.monotonic()
-        projector.catch_up(wait=None, mark_stale=check)  # busy: `watch` is writing; look again next time
+        state = projector.view()
 
 
 def _changed(old: dict, new: dict) -> bool:
@@ -408,10 +403,10 @@ def status(settings, run_id, task, follow_, fmt):
 
     Example: runjournal status 2025-12-01T09-37-11-576Z-1a60ebea --watch
     """
-    projector, run = _find_run(settings, run_id, task)
+    projector, state, run = _find_run(settings, run_id, task)
     if follow_:
-        return _watch_status(projector, run_id, fmt)
-    doc = _status_doc(projector, run)
+        return _watch_status(projector, state, run_id, fmt)
+    doc = _status_doc(projector, state, run)
     if fmt == "json":
         emit_json(doc)
     else:

@@ -21,7 +21,7 @@ import msgspec
 
 from runjournal.journal import JournalNotFound, JournalReader, LockTimeout, Position
 from runjournal.journal import events as ev
-from runjournal.journal.events import DECODE_ERRORS
+from runjournal.journal.events import DECODE_ERRORS, Record
 from runjournal.journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
 from runjournal.journal.writer import Item, Journal
 
@@ -159,6 +159,41 @@ class Projector:
             self._load()
         return self._state
 
+    def view(self, now_ns: int | None = None) -> TaskState:
+        """The state as of the journal's end, for a command that only reads: the checkpoint (when
+        it describes this journal) and the records after it, folded in memory. It writes nothing,
+        takes no lock and appends nothing, so it works on a journal the user can only read.
+        Runs silent past their stale limit are shown stale exactly as a ``run_stale`` event would
+        record them; recording it is left to the writers that own the job (``watch``,
+        ``project``, the runner). Call again to see what was appended since."""
+        if not os.path.isdir(self.journal_dir):
+            return TaskState(task_id=self.task)
+        collecting = gc.isenabled()
+        gc.disable()  # as in _catch_up: a long fold makes no reference cycles
+        try:
+            self._load(read_only=True)
+            state = self._state
+            reader = JournalReader(self.journal_dir)
+            for n, rec in enumerate(reader.records(self._position), 1):
+                state.apply(rec)
+                if n % FLUSH_EVERY == 0:
+                    _forget_finished_logs(state)
+            if reader.position.segment:
+                self._position = reader.position
+        finally:
+            if collecting:
+                gc.enable()
+        _forget_finished_logs(state)
+        now = time.time_ns() if now_ns is None else now_ns
+        # the view's stale marks stay the view's: copies of the runs they change, sets of its own
+        shown = msgspec.structs.replace(state, runs=dict(state.runs), dirty=set(), dirty_heartbeat=set(), dirty_commands=set())
+        for run in [r for r in state.runs.values() if is_stale(r, now)]:
+            shown.runs[run.run_id] = copy = msgspec.structs.replace(run)
+            shown.apply(Record(0, run.run_id, 0, now, ev.RunStale(last_heartbeat_ts=run.heartbeat_ts or run.started_ts, observer=VIEW_OBSERVER)))
+            assert copy.stale_since_ts is not None
+        shown.dirty, shown.dirty_task = set(), False
+        return shown
+
     # -- internals --------------------------------------------------------------------
 
     def _lock(self, wait: float | None) -> int | None:
@@ -184,8 +219,9 @@ class Projector:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
-    def _load(self) -> None:
-        """Take the checkpoint from disk unless the one in memory is the newest."""
+    def _load(self, read_only: bool = False) -> None:
+        """Take the checkpoint from disk unless the one in memory is the newest (``read_only``:
+        a checkpoint of another journal is ignored, never cleared)."""
         key = self._checkpoint_key()
         if self._state is not None and key == self._ckpt_stat:
             return
@@ -201,8 +237,9 @@ class Projector:
                 found = self._journal_identity()
                 if ckpt.journal and found is not None and ckpt.journal != found:
                     # the journal was deleted and made anew: these files describe another one
-                    self._clear()
-                    self._state = TaskState(task_id=self.task)
+                    if not read_only:
+                        self._clear()
+                    self._state, self._journal = TaskState(task_id=self.task), None
                     return
                 self._state = ckpt.state
                 self._position = Position(ckpt.segment, ckpt.offset, ckpt.next_seq) if ckpt.segment else None
@@ -327,6 +364,20 @@ class Projector:
         with Journal(self.journal_dir) as journal:
             journal.append_batch(items)
         return len(items)
+
+
+#: who a read-only view says saw a run go silent (never recorded: see Projector.view)
+VIEW_OBSERVER = "read-only view"
+
+
+def _forget_finished_logs(state: TaskState) -> None:
+    """What a flush does for memory, without the files: a finished stage's log leaves memory."""
+    for rid, index in state.dirty_commands:
+        run = state.runs.get(rid)
+        cmd = state.command(run, index) if run else None
+        if cmd is not None and cmd.status not in ("pending", "running"):
+            cmd.log = []
+    state.dirty_commands = set()
 
 
 class _Paths(render.Paths):

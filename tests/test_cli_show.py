@@ -12,21 +12,26 @@ from runjournal.journal import events as ev
 from runjournal.journal.writer import Journal
 
 
-def test_prints_the_manifest_file_caught_up(tmp_path, invoke):
-    run = RunScript(make_run_id(1), stages=2).stage(1)
+def test_prints_the_manifest_as_of_the_journal_end_and_writes_nothing(tmp_path, invoke):
+    # never stale in this test (a stale mark carries its observer's clock, so show and project differ)
+    run = RunScript(make_run_id(1), stages=2, stale_after=10**9).stage(1)
     journal_dir = populate(tmp_path, run.items)
-    code, out, err = invoke("show", run.run_id)  # no `project` before: show catches up itself
-    assert (code, err) == (0, "")
     path = tmp_path / ".runs" / "default" / "cli" / run.run_id / "manifest.json"
-    assert out.encode() == path.read_bytes()
+    code, out, err = invoke("show", run.run_id)  # nothing projected yet: show folds the journal itself
+    assert (code, err) == (0, "")
+    assert not path.exists()
     assert json.loads(out)["commands"][0]["status"] == "succeeded"
+    assert invoke("project")[0] == 0
+    assert out.encode() == path.read_bytes()  # the bytes `project` writes
 
     with Journal(journal_dir, durability="none") as journal:
         journal.append(run.run_id, ev.RunCompleted(summary="done"))
-    code, out, _ = invoke("show", run.run_id, "--format", "json")
+    code, out, _ = invoke("show", run.run_id, "--format", "json")  # the file is behind now: show is not
     assert code == 0
     doc = json.loads(out)
     assert (doc["status"], doc["summary"]) == ("succeeded", "done")
+    assert json.loads(path.read_bytes())["status"] == "in_progress"
+    assert invoke("project")[0] == 0
     assert out.encode() == path.read_bytes()
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import DEADLINE, HELPERS, assert_one_error_line, clean_env
-from helpers.histories import lifecycle, make_run_id, populate
+from helpers.histories import RunScript, lifecycle, make_run_id, populate
 
 from runjournal.journal import Journal, check, read_records
 from runjournal.journal import events as ev
@@ -127,7 +127,7 @@ def test_a_full_disk_mid_append_gives_a_clear_error_and_loses_nothing(tmp_path):
         ],
     )
     writer, _, exec_, verify, tail, runs, listing, _, _, append, _ = results
-    assert [r["returncode"] for r in results] == [0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0], results
+    assert [r["returncode"] for r in results] == [0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0], results
     assert writer["stdout"] == (
         f"error JournalWriteFailed: cannot append to {journal}/{SEG1}: No space left on device; "
         "nothing from this append was recorded\n"
@@ -143,9 +143,9 @@ def test_a_full_disk_mid_append_gives_a_clear_error_and_loses_nothing(tmp_path):
     assert exec_["stdout"] == ""
     assert verify["stdout"].startswith(f"{journal}: ok: {len(acked)} records, 1 runs, 1 segments, ")
     assert len(tail["stdout"].splitlines()) == len(acked)
-    # runs catches the projections up first: the error names the file, no temp file is left
-    assert assert_one_error_line(runs["stderr"]) == f"error: No space left on device: {projection}/checkpoint"
-    assert listing["stdout"].split() == ["lock"]
+    # runs only reads, so a full disk does not stop it (the writer's events belong to no started run)
+    assert (runs["stdout"], runs["stderr"]) == ("no runs\n", "")
+    assert "No such file or directory" in listing["stderr"]  # no reader made a .projection/ on the full disk
     assert recorded(after_cli) == recorded(full)
     # with room again, the same journal takes the next append
     assert append["stdout"] == f"{len(acked) + 1}\n"
@@ -257,25 +257,42 @@ def test_a_read_only_journal_refuses_writers_clearly_and_still_reads(tmp_path):
     assert check(str(journal)).ok
 
 
-def test_a_read_only_root_keeps_the_journal_readable_and_says_why_projections_cannot_be_kept(tmp_path):
+@pytest.mark.parametrize("projected", [False, True], ids=["never-projected", "checkpoint-behind"])
+def test_every_read_command_works_on_a_read_only_root_and_shows_a_silent_run_stale(tmp_path, projected: bool):
     root = tmp_path / "root"
-    journal, before = seeded(root)
-    Projector(str(root / ".runs"), str(root / "out"), "default").catch_up()  # as a root in use has them
+    journal, _ = seeded(root)
+    silent = RunScript(make_run_id(2), stages=2).stage(1)  # started in 2025, silent since: stale now
+    if projected:  # as a root in use has them, then more appended that no projector has seen
+        Projector(str(root / ".runs"), str(root / "out"), "default").catch_up()
+    populate(root, silent.items)
+    before = recorded(journal)
     results = in_mount_namespace(
         tmp_path,
         read_only(root),
-        [cli(root, "exec", "--", "true"), cli(root, "tail"), cli(root, "export"), cli(root, "runs"), cli(root, "show", RUN)],
+        [
+            cli(root, "exec", "--", "true"),
+            cli(root, "runs", "--format", "json"),
+            cli(root, "show", silent.run_id),
+            cli(root, "status", silent.run_id, "--format", "json"),
+            cli(root, "status", RUN),
+            cli(root, "replay", silent.run_id),
+            cli(root, "tail"),
+            cli(root, "export"),
+            cli(root, "verify"),
+        ],
     )
-    exec_, tail, export, runs, show = results
+    exec_, runs, show, status, finished, replay, tail, export, verify = results
     assert exec_["returncode"] == 1
     assert assert_one_error_line(exec_["stderr"]) == f"error: cannot open journal {journal} for writing: Read-only file system"
-    assert (tail["returncode"], len(tail["stdout"].splitlines())) == (0, len(before))
-    assert (export["returncode"], len(export["stdout"].splitlines())) == (0, len(before))
-    # runs and show catch the projections up first, under a lock file kept next to them
-    for done in (runs, show):
-        assert done["returncode"] == 1
-        assert assert_one_error_line(done["stderr"]) == f"error: Read-only file system: {root}/.runs/default/.projection/lock"
-    assert recorded(journal) == before
+    # status of a stale run is 1 (its runner is presumed dead); everything else succeeds
+    assert [r["returncode"] for r in results[1:]] == [0, 0, 1, 0, 0, 0, 0, 0], results
+    assert all(r["stderr"] == "" for r in results[1:]), results
+    assert {(r["run_id"], r["status"], r["stale"]) for r in json.loads(runs["stdout"])} == {(RUN, "succeeded", False), (silent.run_id, "in_progress", True)}
+    assert json.loads(show["stdout"])["status_detail"].startswith("stale: no heartbeat since ")
+    assert (json.loads(status["stdout"])["stale"], json.loads(status["stdout"])["exit_code"]) == (True, 1)
+    assert finished["stdout"].splitlines()[3].startswith("status:    succeeded")
+    assert len(tail["stdout"].splitlines()) == len(export["stdout"].splitlines()) == len(before)
+    assert recorded(journal) == before  # the staleness was shown, not recorded
 
 
 # -- permissions -------------------------------------------------------------------------
