@@ -145,7 +145,7 @@ def _record_count(journal_dir: str) -> int:
     if not segments:
         return 0
     base, name = segments[-1]
-    fd = os.open(os.path.join(journal_dir, name), os.O_RDONLY)
+    fd, _ = jfmt.open_segment(journal_dir, name)  # a FIFO named like a segment is an error, never a hang
     try:
         return base - 1 + sum(len(batch) for batch in jfmt.SegmentScanner(fd, name, jfmt.HEADER_LEN).batches())
     finally:
