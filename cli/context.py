@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import click
 
-from runjournal.journal import BadInput, Layout, validate_task_id
+from runjournal.journal import BadInput, EventStore, Layout, open_store, validate_task_id
 
 
 @dataclass(frozen=True)
@@ -17,10 +17,22 @@ class Settings:
     runs_dir: str
     out_dir: str
     debug: bool
+    #: where the journals are (contract section 3): --store, $RUNJOURNAL_STORE, else the runs dir
+    store_url: str = ""
 
     @property
     def layout(self) -> Layout:
         return Layout(self.runs_dir, self.out_dir)
+
+    @property
+    def store(self) -> EventStore:
+        """The store, opened once per command and closed when the command ends."""
+        ctx = click.get_current_context()
+        store = ctx.meta.get("runjournal.store")
+        if store is None:
+            store = ctx.meta["runjournal.store"] = open_store(self.store_url or self.runs_dir)
+            ctx.call_on_close(store.close)
+        return store
 
     def task(self, given: str | None) -> str:
         """--task > RUNJOURNAL_TASK > MCP_RUNNER_TASK_ID > default, validated."""
@@ -52,7 +64,7 @@ def _directory(path: str, source: str) -> str:
     return path
 
 
-def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: bool) -> Settings:
+def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: bool, store: str | None = None) -> Settings:
     """The locations of contract section 3; those given (option or variable) must be directories."""
     root, source = _pick(root, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")
     root = _directory(root, source) if root else os.getcwd()
@@ -60,7 +72,10 @@ def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: 
     runs = _directory(runs, source) if runs else os.path.join(root, ".runs")
     out, source = _pick(out_dir, "--out-dir", "CODEX_ORCHESTRATOR_OUT_DIR")
     out = _directory(out, source) if out else os.path.join(root, "out")
-    return Settings(root, runs, out, debug)
+    url, source = _pick(store, "--store", "RUNJOURNAL_STORE")
+    if url and "://" not in url:
+        url = _directory(url, source)  # a directory: the file store of that runs directory
+    return Settings(root, runs, out, debug, url or "")
 
 
 pass_settings = click.make_pass_decorator(Settings)

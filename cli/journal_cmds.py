@@ -7,10 +7,9 @@ import sys
 
 import click
 
-from runjournal.journal import JournalError, JournalNotFound, check, follow, read_records, repair, validate_run_id
+from runjournal.journal import JournalError, validate_run_id
 from runjournal.journal.fsutil import atomic_write
 from runjournal.journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
-from runjournal.journal.writer import Journal
 
 from .context import format_option, pass_settings, task_option
 from .output import emit_json, reader_gone
@@ -29,8 +28,10 @@ def verify(settings, task, do_repair, fmt):
 
     Example: runjournal verify --task nightly --repair
     """
-    directory = settings.journal_dir(task)
-    report = repair(directory) if do_repair else check(directory)
+    task = settings.task(task)
+    store = settings.store
+    directory = store.where(task)
+    report = store.repair(task) if do_repair else store.check(task)
     if fmt == "json":
         emit_json(report.to_dict())
     else:
@@ -60,12 +61,11 @@ def tail(settings, task, run_id, follow_, since, fmt):
 
     Example: runjournal tail --task nightly -f
     """
-    directory = settings.journal_dir(task)
+    task = settings.task(task)
+    store = settings.store
     if run_id is not None:
         validate_run_id(run_id)
-    if not follow_ and not os.path.isdir(directory):
-        raise JournalNotFound(f"no journal at {directory}")
-    records = follow(directory, since) if follow_ else read_records(directory, since)
+    records = store.follow(task, since) if follow_ else store.records(task, since)
     wanted = (r for r in records if run_id is None or r.run_id == run_id)
     try:
         return _print_records(wanted, fmt, follow_)
@@ -104,12 +104,13 @@ def export(settings, task, run_id, output, fmt):
 
     Example: runjournal export --task nightly --run 2025-12-01T09-37-11-576Z-1a60ebea -o run.jsonl
     """
-    directory = settings.journal_dir(task)
+    task = settings.task(task)
+    store = settings.store
     if run_id is not None:
         validate_run_id(run_id)
-    lines = export_lines(directory, run_id)
+    lines = export_lines(store, task, run_id)
     if run_id is not None:
-        lines = _require_some(lines, f"no events of run {run_id} in {directory}")
+        lines = _require_some(lines, f"no events of run {run_id} in {store.where(task)}")
     events = list(lines) if output else lines
     chunks = _as_array(events) if fmt == "json" else events
     if output:
@@ -159,8 +160,7 @@ def import_(settings, file, task, fmt):
     stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115
     with stream:
         records: list[ExportRecord] = parse_export(stream, file)
-    with Journal(settings.layout.journal_dir(task)) as journal:
-        added = import_records(journal, records)
+    added = import_records(settings.store, task, records)
     if fmt == "json":
         emit_json({"task_id": task, "events": len(records), "imported": added, "skipped": len(records) - added})
     else:

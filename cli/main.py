@@ -46,15 +46,16 @@ def exit_code_of(error: JournalError) -> int:
 @click.option("--root", type=click.Path(file_okay=False), help="Project root (default: $RUNJOURNAL_ROOT, $CODEX_ORCHESTRATOR_ROOT or the current directory).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Runs directory (default: $CODEX_ORCHESTRATOR_RUNS_DIR or <root>/.runs).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Out directory (default: $CODEX_ORCHESTRATOR_OUT_DIR or <root>/out).")
+@click.option("--store", metavar="URL", help="Where the journals are: a runs directory (the file store) or a postgresql:// URL (default: $RUNJOURNAL_STORE or the runs directory).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.version_option(__version__, "--version", prog_name="runjournal")
 @click.pass_context
-def cli(ctx, root, runs_dir, out_dir, debug):
+def cli(ctx, root, runs_dir, out_dir, store, debug):
     """Record pipeline runs as an event-sourced journal, and rebuild what people read from it.
 
     Example: runjournal init && runjournal start
     """
-    ctx.obj = resolve(root, runs_dir, out_dir, debug)
+    ctx.obj = resolve(root, runs_dir, out_dir, debug, store)
 
 
 for command in (init, plan, start, exec_, resume, status, runs, show, replay, tail, project, watch, verify, export, import_, bench):

@@ -19,9 +19,8 @@ import time
 import click
 import msgspec
 
-from runjournal.journal import InvalidId, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id, validate_task_id
+from runjournal.journal import JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
 from runjournal.journal import events as ev
-from runjournal.journal import format as jfmt
 from runjournal.projections import Projector, RunNotFound, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
 from runjournal.projections.replay import step as make_step
@@ -52,20 +51,13 @@ def _chosen_task(settings, task: str | None) -> str | None:
 
 
 def _require_journal(settings, task: str) -> None:
-    directory = settings.layout.journal_dir(task)
-    if not os.path.isdir(directory):
-        raise JournalNotFound(f"no journal for task {task} at {directory} (`runjournal runs` lists the tasks that have runs)")
+    if not settings.store.exists(task):
+        raise JournalNotFound(f"no journal for task {task} at {settings.store.where(task)} (`runjournal runs` lists the tasks that have runs)")
 
 
 def _every_task(settings) -> list[str]:
-    """Tasks that have a journal; a directory whose name is not a valid task id is not one."""
-    tasks = []
-    for name in settings.layout.tasks():
-        try:
-            tasks.append(validate_task_id(name))
-        except InvalidId:
-            continue  # made by hand (or by an older version): it cannot be named with --task either
-    return tasks
+    """Tasks that have a journal (a name that is not a valid task id is not one)."""
+    return settings.store.tasks()
 
 
 def _tasks(settings, task: str | None) -> list[str]:
@@ -78,7 +70,7 @@ def _tasks(settings, task: str | None) -> list[str]:
 
 def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
     """The task's projector, for its paths, and its state as of the journal's end (read-only)."""
-    projector = Projector(settings.runs_dir, settings.out_dir, task)
+    projector = Projector(settings.runs_dir, settings.out_dir, task, store=settings.store)
     return projector, projector.view()
 
 
@@ -105,12 +97,11 @@ def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskS
 
 
 def _find_journal(settings, run_id: str, task: str | None) -> tuple[str, list]:
-    """The journal directory that holds the run, and the run's timeline."""
+    """The task whose journal holds the run, and the run's timeline."""
     tasks, where = _candidates(settings, run_id, task)
     for t in tasks:
-        directory = settings.layout.journal_dir(t)
         try:
-            return directory, timeline(directory, run_id)
+            return t, timeline(settings.store, t, run_id)
         except RunNotFound:
             continue
     raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
@@ -139,19 +130,6 @@ def _ended(run: Run) -> bool:
 # -- project ---------------------------------------------------------------------------
 
 
-def _record_count(journal_dir: str) -> int:
-    """Committed records, from the last segment's base and its frames (no decoding)."""
-    segments = jfmt.list_segments(journal_dir)
-    if not segments:
-        return 0
-    base, name = segments[-1]
-    fd, _ = jfmt.open_segment(journal_dir, name)  # a FIFO named like a segment is an error, never a hang
-    try:
-        return base - 1 + sum(len(batch) for batch in jfmt.SegmentScanner(fd, name, jfmt.HEADER_LEN).batches())
-    finally:
-        os.close(fd)
-
-
 @click.command()
 @task_option
 @click.option("--rebuild", is_flag=True, help="Throw the projection files and checkpoint away and rebuild them from the whole journal.")
@@ -169,10 +147,10 @@ def project(settings, task, rebuild, fmt):
     """
     done = []
     for t in _tasks(settings, task):
-        projector = Projector(settings.runs_dir, settings.out_dir, t)
+        projector = Projector(settings.runs_dir, settings.out_dir, t, store=settings.store)
         started = time.monotonic()
         if rebuild:
-            total = _record_count(projector.journal_dir) if sys.stderr.isatty() and fmt == "text" else 0
+            total = settings.store.last_seq(t) if sys.stderr.isatty() and fmt == "text" else 0
             if total >= PROGRESS_MIN_RECORDS:
                 with click.progressbar(length=total, label=f"rebuilding {t}", file=sys.stderr) as bar:
                     seen = [0]
@@ -462,10 +440,11 @@ def replay(settings, run_id, task, at, speed, fmt):
     """
     if at is not None and speed is not None:
         raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
-    directory, steps = _find_journal(settings, run_id, task)
+    found, steps = _find_journal(settings, run_id, task)
     if at is not None:
         seq, ts = _parse_at(at, steps[0][1].ts)
-        sys.stdout.buffer.write(prender.dumps(state_at(directory, run_id, seq=seq, ts_ns=ts)))
+        paths = prender.Paths(settings.runs_dir, settings.out_dir, found)
+        sys.stdout.buffer.write(prender.dumps(state_at(settings.store, found, run_id, paths, seq=seq, ts_ns=ts)))
         sys.stdout.flush()
         return 0
     if speed is not None:
@@ -480,11 +459,10 @@ def replay(settings, run_id, task, at, speed, fmt):
                 _play_line(s, rec)
         return 0
     if fmt == "json":
-        task_id = os.path.basename(os.path.dirname(directory))
-        emit_json({"run_id": run_id, "task_id": task_id, "records": len(steps), "steps": [_step_doc(s, r) for s, r in steps]})
+        emit_json({"run_id": run_id, "task_id": found, "records": len(steps), "steps": [_step_doc(s, r) for s, r in steps]})
         return 0
     first = steps[0][1]
-    click.echo(f"run {run_id} (task {os.path.basename(os.path.dirname(directory))}), started {iso_utc(first.ts)}, {len(steps)} records")
+    click.echo(f"run {run_id} (task {found}), started {iso_utc(first.ts)}, {len(steps)} records")
     click.echo(f"{'ELAPSED':>11}  {'SEQ':>8}  RUN# EVENT")
     for s, rec in steps:
         click.echo(_step_line(s, rec))
@@ -542,7 +520,7 @@ def watch(settings, task, poll, fmt):
     def warn(message: str) -> None:
         click.echo(f"warning: {message}", err=True)
 
-    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn)
+    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn, store=settings.store)
 
     def ready() -> None:
         what = f"task {chosen}" if chosen else "every task"

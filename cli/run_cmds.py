@@ -80,7 +80,7 @@ def plan(settings, pipeline, config_path, fmt):
 def _runner(settings, task, config_path, fmt) -> tuple[Runner, object]:
     config = load(config_path, settings.root)
     say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
-    return Runner(settings.layout, settings.root, settings.task(task), config, say=say), config
+    return Runner(settings.layout, settings.root, settings.task(task), config, say=say, store=settings.store), config
 
 
 def _finish(result, fmt) -> int:

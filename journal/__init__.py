@@ -14,15 +14,19 @@ from .errors import (
     UnknownEventType,
 )
 from .events import SCHEMA_VERSION, Record
+from .files import FileStore
 from .layout import Layout, command_file, slug
 from .naming import iso_utc, new_run_id, parse_iso, validate_run_id, validate_task_id
 from .reader import JournalReader, Position, follow, read_records
+from .store import EventStore, Reading, Subscription, WriterStats, open_store
 from .writer import DURABILITY_MODES, Item, Journal
 
 __all__ = [
     "BadInput",
     "CorruptRecord",
     "DURABILITY_MODES",
+    "EventStore",
+    "FileStore",
     "InvalidId",
     "Item",
     "Journal",
@@ -34,17 +38,21 @@ __all__ = [
     "LockTimeout",
     "Position",
     "Problem",
+    "Reading",
     "Record",
     "Report",
     "SCHEMA_VERSION",
     "SequenceConflict",
+    "Subscription",
     "UnknownEventType",
+    "WriterStats",
     "check",
     "command_file",
     "events",
     "follow",
     "iso_utc",
     "new_run_id",
+    "open_store",
     "parse_iso",
     "read_records",
     "repair",

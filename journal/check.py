@@ -9,7 +9,7 @@ from . import format as fmt
 from .errors import CorruptRecord, JournalNotFound, LockTimeout
 from .events import JOURNAL_RUN, TailRepaired
 from .lock import JournalLock
-from .reader import _decode
+from .reader import decode_record
 from .writer import PENDING_DIR, Journal
 
 
@@ -93,7 +93,7 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
             for batch in scanner.batches():
                 for off, payload in batch:
                     try:
-                        rec = _decode(payload, name, off)
+                        rec = decode_record(payload, name, off)
                     except CorruptRecord as e:
                         kind = "unknown-event" if e.detail.startswith("unknown event type") else "corrupt"
                         report.problems.append(Problem(name, off, kind, e.detail))

@@ -103,13 +103,19 @@ def encode_batch(payloads: list[bytes]) -> bytes:
     return b"".join(encode_frame(p, i < last) for i, p in enumerate(payloads))
 
 
+def segment_base(name: str) -> int | None:
+    """The base sequence a segment's name gives, None if it is not a segment's name."""
+    m = SEGMENT_RE.match(name)
+    return int(m.group(1)) if m else None
+
+
 def list_segments(directory: str) -> list[tuple[int, str]]:
     """(base_seq, file name) of every segment in the directory, oldest first."""
     found = []
     for name in os.listdir(directory):
-        m = SEGMENT_RE.match(name)
-        if m:
-            found.append((int(m.group(1)), name))
+        base = segment_base(name)
+        if base is not None:
+            found.append((base, name))
     found.sort()
     return found
 
@@ -173,14 +179,16 @@ class SegmentScanner:
     reaches the end of the file is reported as a tail (``end.state == "tail"``).
     """
 
-    def __init__(self, fd: int, segment: str, offset: int):
+    def __init__(self, fd: int, segment: str, offset: int, chunk: int = READ_CHUNK):
         self.fd = fd
         self.segment = segment
         self.offset = offset  # just after the last yielded batch
         self.end: ScanEnd | None = None
+        self.chunk = chunk  # bytes per read: small for a look at one batch, large for a scan
 
     def batches(self):
         fd = self.fd
+        READ_CHUNK = self.chunk  # noqa: N806 - the module's default, or the caller's
         buf = b""
         buf_start = self.offset  # file offset of buf[0]
         pos = 0

@@ -86,7 +86,7 @@ class JournalReader:
                         try:
                             rec = decode(payload)
                         except DECODE_ERRORS:
-                            rec = _decode(payload, segment, off)  # raises, naming what is wrong
+                            rec = decode_record(payload, segment, off)  # raises, naming what is wrong
                         if rec.seq != seq:
                             raise CorruptRecord(segment, off, f"sequence {rec.seq} where {seq} was expected")
                         yield rec
@@ -114,7 +114,8 @@ class JournalReader:
             self._segment, self._offset = segment, offset
 
 
-def _decode(payload, segment: str, offset: int) -> Record:
+def decode_record(payload, segment: str, offset: int) -> Record:
+    """A record's payload decoded; CorruptRecord (or UnknownEventType) naming what is wrong."""
     try:
         return record_decoder.decode(payload)
     except DECODE_ERRORS as e:

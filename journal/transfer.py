@@ -19,8 +19,8 @@ from . import format as fmt
 from .errors import BadInput, SequenceConflict
 from .events import DECODE_ERRORS, JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
 from .naming import iso_utc, validate_run_id
-from .reader import JournalReader
-from .writer import Item, Journal
+from .store import EventStore
+from .writer import Item
 
 
 class ExportRecord(msgspec.Struct, frozen=True):
@@ -41,8 +41,9 @@ def to_json_line(rec: Record) -> bytes:
     return _json_encoder.encode(ExportRecord(rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.event, iso_utc(rec.ts))) + b"\n"
 
 
-def export_lines(directory: str, run_id: str | None = None) -> Iterator[bytes]:
-    for rec in JournalReader(directory).records():
+def export_lines(store: EventStore, task: str, run_id: str | None = None) -> Iterator[bytes]:
+    """The task's events (or one run's) as JSON Lines; journal-level events are left out."""
+    for rec in store.records(task):
         if rec.run_id == JOURNAL_RUN or run_id is not None and rec.run_id != run_id:
             continue
         yield to_json_line(rec)
@@ -124,11 +125,12 @@ def _check_storable(rec: ExportRecord) -> None:
         raise BadInput(f"the record is {size} bytes, more than the journal's limit of {fmt.MAX_PAYLOAD}")
 
 
-def import_records(journal: Journal, records: list[ExportRecord], attempts: int = 5) -> int:
-    """Append what the journal lacks of ``records``; return how many were added."""
+def import_records(store: EventStore, task: str, records: list[ExportRecord], attempts: int = 5) -> int:
+    """Append what the task's journal lacks of ``records``; return how many were added. Runs
+    are appended with their expected sequences, so an import is idempotent and all or nothing."""
     runs = list(dict.fromkeys(r.run_id for r in records))
     for _ in range(attempts):
-        have = journal.run_seqs(runs)
+        have = store.run_seqs(task, runs)
         items, expected = [], {}
         for i, rec in enumerate(records):
             cur = have[rec.run_id]
@@ -146,7 +148,7 @@ def import_records(journal: Journal, records: list[ExportRecord], attempts: int 
         if not items:
             return 0
         try:
-            journal.append_batch(items, expected)
+            store.append_batch(task, items, expected)
             return len(items)
         except SequenceConflict:
             continue  # another writer appended to one of these runs meanwhile: plan again

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 import msgspec
 
-from runjournal.journal import JournalNotFound, JournalReader, LockTimeout, Position
+from runjournal.journal import EventStore, Item, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
 from runjournal.journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
-from runjournal.journal.writer import Item, Journal
 
 from . import render
 from .state import PROJECTION_VERSION, TaskState, is_stale
@@ -38,12 +37,13 @@ PATH_CACHE = 50_000
 
 class Checkpoint(msgspec.Struct):
     version: int
-    segment: str
-    offset: int
+    #: the cursor: the global sequence of the next record to apply
     next_seq: int
     state: TaskState
-    #: which journal the state describes: its first record's run id and time (see _journal_identity)
+    #: which journal the state describes (``EventStore.identity``): a journal made anew differs
     journal: str = ""
+    #: the store's opaque hint for reading on from ``next_seq`` cheaply (never trusted over it)
+    hint: str = ""
 
 
 _ckpt_decoder = msgspec.msgpack.Decoder(Checkpoint)
@@ -63,15 +63,19 @@ class CatchUp:
 class Projector:
     """Projects one task. Keep it for a process's life: its state stays in memory between catch-ups."""
 
-    def __init__(self, runs_dir: str, out_dir: str, task: str, sync: bool = True):
+    def __init__(self, runs_dir: str, out_dir: str, task: str, sync: bool = True, store: EventStore | None = None):
+        """Project ``task`` of ``store`` (by default the file store of ``runs_dir``) into files
+        under ``runs_dir`` and ``out_dir``: projection files live on the machine that writes them."""
         self.paths = _Paths(runs_dir, out_dir, task)
         self.task = task
         self.sync = sync
-        self.journal_dir = os.path.join(self.paths.task_dir, "journal")
+        self.store = store if store is not None else open_store(runs_dir)
+        self._owns_store = store is None
         self.state_dir = os.path.join(self.paths.task_dir, STATE_DIR)
         self.checkpoint_path = os.path.join(self.state_dir, "checkpoint")
         self._state: TaskState | None = None
-        self._position: Position | None = None
+        self._next_seq = 1
+        self._hint: str | None = None
         self._ckpt_stat: tuple | None = None
         self._journal: str | None = None  # identity of the journal the state describes, once known
         self._last_saved = 0.0
@@ -88,7 +92,7 @@ class Projector:
         save_every: float = 0.0,
     ) -> CatchUp | None:
         """Apply new records and rewrite changed files. None if another projector held the lock (``wait`` None)."""
-        if not os.path.isdir(self.journal_dir):
+        if not self.store.exists(self.task):
             return CatchUp(0, 0, 1)
         lock = self._lock(wait)
         if lock is None:
@@ -133,7 +137,7 @@ class Projector:
             for name in names:
                 if name.startswith(".") and name.endswith(".tmp"):
                     os.unlink(os.path.join(directory, name))
-        self._state, self._position, self._ckpt_stat, self._journal = None, None, None, None
+        self._state, self._next_seq, self._hint, self._ckpt_stat, self._journal = None, 1, None, None, None
 
     def save(self, wait: float | None = 30.0) -> bool:
         """Write the checkpoint now if catch-ups since the last one skipped it (``save_every``).
@@ -166,20 +170,20 @@ class Projector:
         Runs silent past their stale limit are shown stale exactly as a ``run_stale`` event would
         record them; recording it is left to the writers that own the job (``watch``,
         ``project``, the runner). Call again to see what was appended since."""
-        if not os.path.isdir(self.journal_dir):
+        if not self.store.exists(self.task):
             return TaskState(task_id=self.task)
         collecting = gc.isenabled()
         gc.disable()  # as in _catch_up: a long fold makes no reference cycles
         try:
             self._load(read_only=True)
             state = self._state
-            reader = JournalReader(self.journal_dir)
-            for n, rec in enumerate(reader.records(self._position), 1):
+            reading = self.store.records(self.task, self._next_seq, self._hint)
+            for n, rec in enumerate(reading, 1):
                 state.apply(rec)
+                self._next_seq = rec.seq + 1
                 if n % FLUSH_EVERY == 0:
                     _forget_finished_logs(state)
-            if reader.position.segment:
-                self._position = reader.position
+            self._hint = reading.hint or self._hint
         finally:
             if collecting:
                 gc.enable()
@@ -225,7 +229,7 @@ class Projector:
         key = self._checkpoint_key()
         if self._state is not None and key == self._ckpt_stat:
             return
-        self._state, self._position, self._unsaved = TaskState(task_id=self.task), None, False
+        self._state, self._next_seq, self._hint, self._unsaved = TaskState(task_id=self.task), 1, None, False
         self._journal = None
         if key is not None:
             try:
@@ -241,24 +245,25 @@ class Projector:
                         self._clear()
                     self._state, self._journal = TaskState(task_id=self.task), None
                     return
-                self._state = ckpt.state
-                self._position = Position(ckpt.segment, ckpt.offset, ckpt.next_seq) if ckpt.segment else None
+                self._state, self._next_seq, self._hint = ckpt.state, ckpt.next_seq, ckpt.hint or None
                 self._journal = ckpt.journal or None
         self._ckpt_stat = key
 
     def _journal_identity(self) -> str | None:
-        """The journal's first record, as ``run_id@ts`` ('' while it has none; None if there is
-        no journal): a journal made anew under the same task has another, a copy or a restore
-        from a backup the same."""
-        if self._journal is None:
-            try:
-                first = next(JournalReader(self.journal_dir).records(), None)
-            except JournalNotFound:
-                return None
-            if first is None:
-                return ""
-            self._journal = f"{first.run_id}@{first.ts}"
+        """The store's identity of the task's journal, once it has one (``EventStore.identity``)."""
+        if not self._journal:
+            found = self.store.identity(self.task)
+            if not found:
+                return found
+            self._journal = found
         return self._journal
+
+    def _made_anew(self) -> bool:
+        """Whether the journal this projector's state describes was replaced by another."""
+        if not self._journal:
+            return False
+        found = self.store.identity(self.task)
+        return found is not None and found != self._journal
 
     def _catch_up(self, progress, save_every: float) -> CatchUp:
         # the fold allocates millions of short-lived objects and no reference cycles: the
@@ -273,30 +278,35 @@ class Projector:
 
     def _fold(self, progress, save_every: float) -> CatchUp:
         self._load()
+        if self._made_anew():  # deleted and made anew while this projector kept its state
+            self._clear()
+            self._load()
         state = self._state
-        reader = JournalReader(self.journal_dir)
+        reading = self.store.records(self.task, self._next_seq, self._hint)
         applied = files = 0
         apply = state.apply
-        for rec in reader.records(self._position):
+        rec = None
+        for rec in reading:
             apply(rec)
             applied += 1
             if applied % 10000 == 0:
                 if progress is not None:
                     progress(applied)
                 if applied % FLUSH_EVERY == 0:
+                    self._next_seq = rec.seq + 1
                     files += self._flush(state, task_files=False)
-        if reader.position.segment:
-            self._position = reader.position
+        if rec is not None:
+            self._next_seq = rec.seq + 1
+        self._hint = reading.hint or self._hint
         files += self._flush(state)
         if applied and (save_every <= 0 or time.monotonic() - self._last_saved >= save_every):
             self._save()
         elif applied:
             self._unsaved = True
-        return CatchUp(applied, files, self._position.next_seq if self._position else 1)
+        return CatchUp(applied, files, self._next_seq)
 
     def _save(self) -> None:
-        pos = self._position or Position("", 0, 1)
-        data = _ckpt_encoder.encode(Checkpoint(PROJECTION_VERSION, pos.segment, pos.offset, pos.next_seq, self._state, self._journal_identity() or ""))
+        data = _ckpt_encoder.encode(Checkpoint(PROJECTION_VERSION, self._next_seq, self._state, self._journal_identity() or "", self._hint or ""))
         atomic_write(self.checkpoint_path, data, sync=self.sync)
         self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()
@@ -361,8 +371,9 @@ class Projector:
             return 0
         observer = f"projector pid {os.getpid()} on {socket.gethostname()}"
         items = [Item(r.run_id, ev.RunStale(last_heartbeat_ts=r.heartbeat_ts or r.started_ts, observer=observer)) for r in stale]
-        with Journal(self.journal_dir) as journal:
-            journal.append_batch(items)
+        self.store.append_batch(self.task, items)
+        if self._owns_store:
+            self.store.close()  # a writer opened for this alone is not kept (it reopens if needed)
         return len(items)
 
 

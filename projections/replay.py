@@ -9,12 +9,11 @@ original gaps, sped up, for re-playing a run as it happened.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import msgspec
 
-from runjournal.journal import BadInput, JournalError, JournalReader, validate_run_id
+from runjournal.journal import BadInput, EventStore, JournalError, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.events import Record
 
@@ -46,9 +45,9 @@ class Step(msgspec.Struct, omit_defaults=True):
     excerpt: str | None = None
 
 
-def _run_records(journal_dir: str, run_id: str) -> Iterator[Record]:
+def _run_records(store: EventStore, task: str, run_id: str) -> Iterator[Record]:
     validate_run_id(run_id)
-    for rec in JournalReader(journal_dir).records():
+    for rec in store.records(task):
         if rec.run_id == run_id:
             yield rec
 
@@ -92,20 +91,20 @@ def step(rec: Record, start_ts: int) -> Step:
     return s
 
 
-def timeline(journal_dir: str, run_id: str) -> list[tuple[Step, Record]]:
+def timeline(store: EventStore, task: str, run_id: str) -> list[tuple[Step, Record]]:
     """Every record of the run, oldest first, each with its timeline step."""
     out: list[tuple[Step, Record]] = []
     start = None
-    for rec in _run_records(journal_dir, run_id):
+    for rec in _run_records(store, task, run_id):
         if start is None:
             start = rec.ts
         out.append((step(rec, start), rec))
     if not out:
-        raise RunNotFound(f"no run {run_id} in the journal at {journal_dir} (see `runjournal runs`)")
+        raise RunNotFound(f"no run {run_id} in the journal at {store.where(task)} (see `runjournal runs`)")
     return out
 
 
-def state_at(journal_dir: str, run_id: str, seq: int | None = None, ts_ns: int | None = None) -> dict:
+def state_at(store: EventStore, task: str, run_id: str, paths: render.Paths, seq: int | None = None, ts_ns: int | None = None) -> dict:
     """The run's manifest exactly as it was once the journal reached global ``seq`` (or time ``ts_ns``).
 
     With neither, the manifest as of the end of the journal. Records of other runs are
@@ -113,12 +112,9 @@ def state_at(journal_dir: str, run_id: str, seq: int | None = None, ts_ns: int |
     which no manifest of this run depends on.
     """
     validate_run_id(run_id)
-    journal_dir = os.path.abspath(journal_dir)
-    task_dir = os.path.dirname(journal_dir)
-    runs_dir, task = os.path.dirname(task_dir), os.path.basename(task_dir)
     state = TaskState(task_id=task)
     output = (ev.OutputChunk, ev.OutputTruncated)
-    for rec in JournalReader(journal_dir).records():
+    for rec in store.records(task):
         if seq is not None and rec.seq > seq:
             break
         if ts_ns is not None and rec.ts > ts_ns:
@@ -129,9 +125,7 @@ def state_at(journal_dir: str, run_id: str, seq: int | None = None, ts_ns: int |
     run = state.runs.get(run_id)
     if run is None:
         where = f" at sequence {seq}" if seq is not None else " at that time" if ts_ns is not None else ""
-        raise RunNotFound(f"run {run_id} had not started{where} in the journal at {journal_dir}")
-    # the out dir only names state.json, which no manifest mentions
-    paths = render.Paths(runs_dir, os.path.join(os.path.dirname(runs_dir), "out"), task)
+        raise RunNotFound(f"run {run_id} had not started{where} in the journal at {store.where(task)}")
     return render.manifest(state, run, paths)
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runjournal.journal import Journal, JournalError, JournalReader, Layout, new_run_id, validate_run_id
+from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
 from runjournal.journal.fsutil import makedirs_durable, write_all
@@ -107,8 +107,9 @@ class Appender:
     ends is reported by ``unrecorded`` and fails the command (``Runner._drive``).
     """
 
-    def __init__(self, journal: Journal, warn: Callable[[str], None]):
-        self.journal = journal
+    def __init__(self, store: EventStore, task: str, warn: Callable[[str], None]):
+        self.store = store
+        self.task = task
         self.warn = warn
         self._backlog: list[tuple[str, ev.Event]] = []
         self._mutex = threading.Lock()
@@ -121,7 +122,7 @@ class Appender:
         with self._mutex:
             items = self._backlog + [(run_id, e) for e in events]
             try:
-                self.journal.append_batch(items)
+                self.store.append_batch(self.task, items)
             except LockTimeout as e:
                 if e.spilled_to is None:
                     self._backlog = items
@@ -188,6 +189,7 @@ class Runner:
         config: Config,
         say: Callable[[str], None] = lambda line: None,
         durability: str = "batch",
+        store: EventStore | None = None,
     ):
         self.layout = layout
         self.root = root
@@ -195,9 +197,11 @@ class Runner:
         self.config = config
         self.limits: Limits = config.limits
         self.say = say
-        self.journal = Journal(layout.journal_dir(task), durability=durability)
-        self.appender = Appender(self.journal, lambda m: say(f"warning: {m}"))
-        self.projector = Projector(layout.runs_dir, layout.out_dir, task)
+        self.store = store if store is not None else open_store(layout.runs_dir, durability=durability)
+        self._owns_store = store is None
+        self.store.prepare(task)  # a journal that cannot be written is refused before anything runs
+        self.appender = Appender(self.store, task, lambda m: say(f"warning: {m}"))
+        self.projector = Projector(layout.runs_dir, layout.out_dir, task, store=self.store)
         self.cancel = Cancel()
         self._projecting = threading.Lock()  # the heartbeat thread catches up too: one at a time
         self._projection_warning = ""
@@ -265,7 +269,7 @@ class Runner:
 
     def resume(self, run_id: str, token: str | None, actor: str, reason: str) -> RunResult:
         validate_run_id(run_id)
-        seq = self.journal.run_seq(run_id)
+        seq = self.store.run_seq(self.task, run_id)
         if seq == 0:
             raise BadInput(f"no run {run_id} in task {self.task}")
         self._project(wait=30.0)
@@ -296,7 +300,8 @@ class Runner:
             )
         attempt = run.attempt + 1
         try:
-            self.journal.append(
+            self.store.append(
+                self.task,
                 run_id,
                 ev.RunResumed(
                     actor=actor, reason=reason, outcome="accepted", attempt=attempt,
@@ -316,7 +321,8 @@ class Runner:
         return RunResult(run_id, self.task, status, self.layout.manifest_path(self.task, run_id), None)
 
     def close(self) -> None:
-        self.journal.close()
+        if self._owns_store:
+            self.store.close()
 
     # -- the run ----------------------------------------------------------------------
 
@@ -339,16 +345,17 @@ class Runner:
             "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=self.cancel.signal_name or None),
         }[status]
         # lock counters are the process's: reported once, by the top-level run
+        met = self.store.writer_stats(self.task)
         stats = ev.WriterStats(
-            lock_retries=self.journal.lock_retries if top else 0,
-            lock_timeouts=self.journal.lock_timeouts if top else 0,
+            lock_retries=met.lock_retries if top else 0,
+            lock_timeouts=met.lock_timeouts if top else 0,
             spills=self.appender.spills if top else 0,
             heartbeats_failed=beats.failed,
             heartbeats_written=beats.written,
         )
         self.appender.append(run_id, end, stats)
         try:
-            self.journal.flush()
+            self.store.flush(self.task)
         except JournalError as e:
             self.say(f"warning: {e}")
         missing = self.appender.unrecorded
@@ -488,7 +495,7 @@ class Runner:
         return time.time_ns() - last < run.hb_stale * 1_000_000_000
 
     def _journaled_plan(self, run_id: str) -> tuple[ev.StagePlan, ...]:
-        for rec in JournalReader(self.layout.journal_dir(self.task)).records():
+        for rec in self.store.records(self.task):
             if rec.run_id == run_id and isinstance(rec.event, ev.RunStarted):
                 return rec.event.stages
         raise BadInput(f"no start event for run {run_id}")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from helpers import _LOCATION_VARS as LOCATION_VARS
-from helpers import assert_one_error_line, clean_env
+from helpers import assert_one_error_line, clean_env, file_store_of
 from helpers.damage import Damage, export_damage, journal_damage
 from helpers.histories import T0, RunScript, interleave, make_run_id, write
 from hypothesis import HealthCheck, event, given, settings
@@ -263,7 +263,8 @@ def export() -> Iterator[Export]:
     c = RunScript(make_run_id(13), stages=1, start_ts=T0 + 4_000_000).fail_stage(1).fail().resume().stage(1).complete()
     tmp = Path(tempfile.mkdtemp(prefix="runjournal-fuzz-"))
     write(str(tmp / "journal"), interleave([a, b, c]), batch=7)
-    lines = [line.rstrip(b"\n") for line in export_lines(str(tmp / "journal"))]
+    store, task = file_store_of(tmp / "journal")
+    lines = [line.rstrip(b"\n") for line in export_lines(store, task)]
     shutil.rmtree(tmp)
     yield Export(lines)
 
@@ -276,8 +277,9 @@ def import_file(directory: str, content: bytes, source: str = "fz.jsonl") -> int
     """What `runjournal import` does, in this process: parse every line, then append what is new."""
     with time_bound("import"):
         records = parse_export(io.BytesIO(content), source)
-        with Journal(directory, durability="none", lock_timeout=2.0) as j:
-            return import_records(j, records)
+        store, task = file_store_of(directory, durability="none", lock_timeout=2.0)
+        with store:
+            return import_records(store, task, records)
 
 
 def assert_refused(error: JournalError, content: bytes, source: str = "fz.jsonl") -> None:

@@ -11,7 +11,8 @@ from helpers.histories import SECOND, RunScript, every_point_of_life, make_run_i
 
 from runjournal.journal import events as ev
 from runjournal.journal.writer import Journal
-from runjournal.projections import Projector, state_at
+from runjournal.journal import FileStore
+from runjournal.projections import Projector, render, state_at
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is a test dependency: pip install -e '.[test]'")
 
@@ -106,6 +107,7 @@ def test_time_travel_manifests_validate_at_every_sequence(tmp_path, validator):
     journal_dir = tmp_path / ".runs" / "default" / "journal"
     with Journal(str(journal_dir), durability="none") as journal:
         records = journal.append_batch(items)
+    store, paths = FileStore(str(tmp_path / ".runs")), render.Paths(str(tmp_path / ".runs"), str(tmp_path / "out"), "default")
     for rec in records:
-        doc = state_at(str(journal_dir), rec.run_id, seq=rec.seq)
+        doc = state_at(store, "default", rec.run_id, paths, seq=rec.seq)
         assert_valid(validator, doc, f"{rec.run_id} at {rec.seq}")

@@ -36,6 +36,15 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def file_store_of(journal_dir, **options):
+    """The file store that holds the journal directory ``<runs>/<task>/journal``, and the task."""
+    from runjournal.journal import FileStore
+
+    journal = Path(journal_dir)
+    assert journal.name == "journal", journal
+    return FileStore(str(journal.parent.parent), **options), journal.parent.name
+
+
 def compat_file(name: str) -> Path:
     """A file of ../shared/compat. Where it is absent (a user's fresh clone) the test that needs
     it skips, saying why; under CI=true, where it is always laid beside the project, it fails."""

@@ -1,0 +1,240 @@
+"""The file store: one journal directory per task under a runs directory (the embedded default).
+
+``<runs>/<task>/journal/`` holds the segments, lock and head (docs/journal-format.md).
+A task's writer (``Journal``) is opened on its first append and kept open; reads use the
+lock-free reader and never create anything, so they work on a journal the user can only
+read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from . import format as fmt
+from .check import Report, check, repair
+from .errors import BadInput, CorruptRecord
+from .events import AnyEvent, Record, head_decoder
+from .lock import DEFAULT_TIMEOUT
+from .naming import validate_task_id
+from .reader import JournalReader, Position, decode_record
+from .store import EventStore, Reading, Subscription, WriterStats
+from .writer import Journal
+
+JOURNAL_DIR = "journal"
+#: how often ``wait`` looks at the newest segment
+WAIT_POLL = 0.02
+#: bytes read to look at one batch (a hint's, the first record's) instead of a scan's 1 MiB
+LOOK_CHUNK = 4096
+
+
+class FileStore(EventStore):
+    """Task journals under ``runs_dir``. Thread-safe; keep one for a process's life."""
+
+    def __init__(self, runs_dir: str, durability: str = "batch", lock_timeout: float | None = None):
+        self.url = self.runs_dir = runs_dir
+        self.durability = durability
+        self.lock_timeout = DEFAULT_TIMEOUT if lock_timeout is None else lock_timeout
+        self._writers: dict[str, Journal] = {}
+        self._mutex = threading.Lock()
+
+    def journal_dir(self, task: str) -> str:
+        """Where a task's journal is (the task id validated first: it becomes a path)."""
+        return os.path.join(self.runs_dir, validate_task_id(task), JOURNAL_DIR)
+
+    def writer(self, task: str) -> Journal:
+        """The task's open writer (opened, and the journal created, on first use)."""
+        with self._mutex:
+            journal = self._writers.get(task)
+            if journal is None:
+                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout)
+                self._writers[task] = journal
+            return journal
+
+    # -- writing ------------------------------------------------------------------------
+
+    def append(self, task: str, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
+        return self.writer(task).append(run_id, event, expected_seq)
+
+    def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
+        return self.writer(task).append_batch(items, expected)
+
+    def prepare(self, task: str) -> None:
+        self.writer(task)
+
+    def flush(self, task: str) -> None:
+        self.writer(task).flush()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def tasks(self) -> list[str]:
+        try:
+            names = os.listdir(self.runs_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found = []
+        for name in sorted(names):
+            try:
+                if os.path.isdir(self.journal_dir(name)):
+                    found.append(name)
+            except BadInput:  # not a valid task id: made by hand, it cannot be named with --task either
+                continue
+        return found
+
+    def where(self, task: str) -> str:
+        return self.journal_dir(task)
+
+    def last_seq(self, task: str) -> int:
+        # the newest segment's base and its committed frames: framing only, nothing decoded
+        directory = self.journal_dir(task)
+        if not os.path.isdir(directory):
+            return 0
+        segments = fmt.list_segments(directory)
+        if not segments:
+            return 0
+        base, name = segments[-1]
+        fd, _ = fmt.open_segment(directory, name)  # a FIFO named like a segment is an error, never a hang
+        try:
+            return base - 1 + sum(len(batch) for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches())
+        finally:
+            os.close(fd)
+
+    def exists(self, task: str) -> bool:
+        return os.path.isdir(self.journal_dir(task))
+
+    def run_seq(self, task: str, run_id: str) -> int:
+        return self.writer(task).run_seq(run_id)
+
+    def run_seqs(self, task: str, run_ids: Iterable[str]) -> dict[str, int]:
+        return self.writer(task).run_seqs(run_ids)
+
+    def records(self, task: str, from_seq: int = 1, hint: str | None = None) -> Reading:
+        return _FileReading(self.journal_dir(task), from_seq, hint)
+
+    def identity(self, task: str) -> str | None:
+        # the first record's run id and time: read with one small read of the first segment
+        directory = self.journal_dir(task)
+        if not os.path.isdir(directory):
+            return None
+        name = fmt.segment_name(1)
+        try:
+            fd, _ = fmt.open_segment(directory, name)
+        except FileNotFoundError:
+            return ""
+        try:
+            first = next(iter(fmt.SegmentScanner(fd, name, fmt.HEADER_LEN, chunk=LOOK_CHUNK).batches()), None)
+        finally:
+            os.close(fd)
+        if not first:
+            return ""
+        offset, payload = first[0]
+        rec = decode_record(payload, name, offset)
+        return f"{rec.run_id}@{rec.ts}"
+
+    def wait(self, task: str, after_seq: int, timeout: float) -> bool:
+        # the newest segment grows (or a new one appears) with every commit: watch its size,
+        # which costs a directory listing and a stat, not a read
+        directory = self.journal_dir(task)
+        deadline = time.monotonic() + timeout
+        start = _tip(directory)
+        while _tip(directory) == start:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(WAIT_POLL, left))
+        return True
+
+    def subscribe(
+        self,
+        on_change: Callable[[str], None],
+        task: str | None = None,
+        poll: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Subscription:
+        from .files_watch import FileSubscription  # imports watchdog: only a live daemon needs it
+
+        return FileSubscription(self, on_change, task, poll, warn)
+
+    # -- checking -----------------------------------------------------------------------
+
+    def check(self, task: str) -> Report:
+        return check(self.journal_dir(task))
+
+    def repair(self, task: str) -> Report:
+        return repair(self.journal_dir(task))
+
+    def writer_stats(self, task: str) -> WriterStats:
+        journal = self._writers.get(task)
+        if journal is None:
+            return WriterStats()
+        return WriterStats(journal.lock_retries, journal.lock_timeouts, journal.spills)
+
+    def close(self) -> None:
+        with self._mutex:
+            writers, self._writers = list(self._writers.values()), {}
+        for journal in writers:
+            journal.close()
+
+
+class _FileReading(Reading):
+    """A lock-free read of one journal; ``hint`` is ``segment:offset`` after the last record."""
+
+    def __init__(self, directory: str, from_seq: int, hint: str | None):
+        self._reader = JournalReader(directory)
+        start = _position(directory, from_seq, hint)
+        self._records = self._reader.records(start, start_seq=from_seq)
+
+    def __next__(self) -> Record:
+        return next(self._records)
+
+    @property
+    def hint(self) -> str | None:
+        pos = self._reader.position
+        return f"{pos.segment}:{pos.offset}" if pos.segment else None
+
+
+def _position(directory: str, from_seq: int, hint: str | None) -> Position | None:
+    """The reader's start from a hint, if it still fits: the segment is there, the offset is
+    inside it, and the record there (if one is there yet) carries ``from_seq``."""
+    if not hint:
+        return None
+    segment, _, offset_text = hint.rpartition(":")
+    base = fmt.segment_base(segment)
+    if base is None or not offset_text.isdigit() or base > from_seq:
+        return None
+    offset = int(offset_text)
+    try:
+        fd, size = fmt.open_segment(directory, segment)
+    except (OSError, CorruptRecord):
+        return None
+    try:
+        if offset < fmt.HEADER_LEN or offset > size:
+            return None
+        first = next(iter(fmt.SegmentScanner(fd, segment, offset, chunk=LOOK_CHUNK).batches()), None)
+        if first:
+            try:
+                if head_decoder.decode(first[0][1]).seq != from_seq:
+                    return None
+            except Exception:  # noqa: BLE001 - any failure: the hint does not fit, read from the start
+                return None
+        elif offset == fmt.HEADER_LEN and base != from_seq:
+            return None
+    except CorruptRecord:
+        return None
+    finally:
+        os.close(fd)
+    return Position(segment, offset, from_seq)
+
+
+def _tip(directory: str) -> tuple[str, int] | None:
+    """The newest segment and its size: what every commit changes."""
+    segments = fmt.list_segments(directory)
+    if not segments:
+        return None
+    name = segments[-1][1]
+    try:
+        return name, os.stat(os.path.join(directory, name)).st_size
+    except OSError:
+        return name, -1

@@ -1,0 +1,192 @@
+"""The storage seam: one interface every backend implements, and one way to open a store.
+
+The runner, the projections and the command line talk to an ``EventStore`` opened by
+``open_store(url)``, never to segment files or SQL. A store holds the journals of many
+tasks; every method names the task it is about. The file store (``journal.files``) is
+the embedded default; a second backend proves itself by passing ``tests/contract``.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from .errors import BadInput
+from .events import AnyEvent, Record
+
+
+@dataclass
+class WriterStats:
+    """What this process's writers met in one task's journal (the runner reports it)."""
+
+    lock_retries: int = 0
+    lock_timeouts: int = 0
+    spills: int = 0
+
+
+class Reading(Iterator[Record]):
+    """Committed records in sequence order, from where a read started to the end it found.
+
+    ``hint`` is an opaque token for the place after the last record yielded: give it back to
+    ``EventStore.records`` with the next sequence to resume there cheaply. The sequence is the
+    cursor; a hint that no longer fits is ignored, never trusted over it."""
+
+    hint: str | None = None
+
+
+class Subscription(abc.ABC):
+    """A running wake-up (see ``EventStore.subscribe``)."""
+
+    #: how it learns of appends, for people ("watchdog native observer", "polling every 2 s")
+    kind: str = ""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Stop calling back; returns once no callback is running."""
+
+    def refresh(self) -> None:
+        """Look again for tasks that came or went (the subscriber's tick calls it)."""
+
+
+class EventStore(abc.ABC):
+    """The journals of every task of one root (a runs directory, a database).
+
+    Appends are atomic per call, get gapless global sequence numbers in commit order (per
+    task) and per-run sequence numbers; an append may state, per run, the sequence it
+    expects the run to be at, and fails with ``SequenceConflict`` (nothing written)
+    otherwise. Reads take no lock and write nothing; they see only committed records.
+    Every error is a ``JournalError``.
+    """
+
+    #: where the store is, as a user would name it (a directory, a postgresql:// URL)
+    url: str
+
+    # -- writing ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def append(self, task: str, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
+        """Append one event to a run; with ``expected_seq``, only if the run is at that sequence."""
+
+    @abc.abstractmethod
+    def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
+        """Append ``Item``s (run id, event, optional ts) atomically: all of them or none, in
+        order, with no other writer's record between them. ``expected``: run id -> sequence."""
+
+    @abc.abstractmethod
+    def prepare(self, task: str) -> None:
+        """Get ready to append to the task (creating its journal), so that a journal that cannot
+        be written fails now (``JournalWriteFailed``) rather than at the first append."""
+
+    @abc.abstractmethod
+    def flush(self, task: str) -> None:
+        """Make everything appended durable (and, for the file store, merge deferred batches)."""
+
+    # -- reading ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def tasks(self) -> list[str]:
+        """Tasks that have a journal, sorted (names that are not valid task ids are left out)."""
+
+    @abc.abstractmethod
+    def where(self, task: str) -> str:
+        """The task's journal as a message names it (a directory; a database and task)."""
+
+    @abc.abstractmethod
+    def last_seq(self, task: str) -> int:
+        """The global sequence of the task's last committed record, 0 if none (no lock taken)."""
+
+    @abc.abstractmethod
+    def exists(self, task: str) -> bool:
+        """Whether the task has a journal."""
+
+    @abc.abstractmethod
+    def run_seq(self, task: str, run_id: str) -> int:
+        """The run's last committed sequence, 0 if it has none."""
+
+    def run_seqs(self, task: str, run_ids: Iterable[str]) -> dict[str, int]:
+        """Several runs' last sequences (one consistent look where the backend can give one)."""
+        return {run_id: self.run_seq(task, run_id) for run_id in run_ids}
+
+    @abc.abstractmethod
+    def records(self, task: str, from_seq: int = 1, hint: str | None = None) -> Reading:
+        """Committed records with a global sequence of ``from_seq`` or more, to the current end.
+        ``JournalNotFound`` if the task has no journal; ``CorruptRecord`` at damage."""
+
+    @abc.abstractmethod
+    def identity(self, task: str) -> str | None:
+        """What tells this task's journal from one made anew under the same name: '' while it
+        has no record, None if there is no journal. A copy or a restore has the same."""
+
+    @abc.abstractmethod
+    def wait(self, task: str, after_seq: int, timeout: float) -> bool:
+        """Block until the journal may hold a record past ``after_seq`` (or ``timeout`` s pass);
+        True if it does. The wake-up is the backend's own (inotify for files, a notification
+        for a server), with polling behind it, so a lost notification costs one interval."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self,
+        on_change: Callable[[str], None],
+        task: str | None = None,
+        poll: float | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> Subscription:
+        """Call ``on_change(task)`` (on another thread) soon after each append to ``task``, or to
+        any task (new ones included) when None; ``poll`` seconds: poll instead of notifying
+        (network filesystems). Notifications may be merged or lost: callers catch up on a tick
+        too. ``warn(message)``: what the wake-up survives (a journal deleted, a watch refused)."""
+
+    def follow(self, task: str, from_seq: int = 1, stop: threading.Event | None = None, poll: float = 0.05) -> Iterator[Record]:
+        """Records from ``from_seq`` as they are committed, until ``stop`` is set (waits for the
+        journal to exist first)."""
+        stop = stop or threading.Event()
+        while not self.exists(task):
+            if stop.wait(0.05):
+                return
+        next_seq, hint = from_seq, None
+        while not stop.is_set():
+            reading = self.records(task, next_seq, hint)
+            for rec in reading:
+                yield rec
+                next_seq = rec.seq + 1
+            hint = reading.hint
+            if not stop.is_set():
+                self.wait(task, next_seq - 1, poll)
+
+    # -- checking -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def check(self, task: str):
+        """Read every record and report what is wrong (a ``journal.check.Report``); writes nothing."""
+
+    @abc.abstractmethod
+    def repair(self, task: str):
+        """Repair what can be repaired without losing a committed record, then ``check``."""
+
+    @abc.abstractmethod
+    def writer_stats(self, task: str) -> WriterStats:
+        """What this process's appends to the task met so far (lock retries, timeouts, deferrals)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every resource; the store is not used after."""
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_store(url: str, durability: str = "batch", lock_timeout: float | None = None) -> EventStore:
+    """The store at ``url``: a directory path (or ``file://`` URL) is the file store of that
+    runs directory; ``postgresql://`` a database, once its backend is installed."""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise BadInput(f"store {url.split('@')[-1]}: the PostgreSQL store is not available in this version")
+    if "://" in url and not url.startswith("file://"):
+        raise BadInput(f"store {url!r}: not a directory or a known URL (file://, postgresql://)")
+    from .files import FileStore
+
+    return FileStore(url.removeprefix("file://"), durability=durability, lock_timeout=lock_timeout)
