@@ -39,6 +39,8 @@ class FileStore(EventStore):
         self.lock_timeout = DEFAULT_TIMEOUT if lock_timeout is None else lock_timeout
         self._writers: dict[str, Journal] = {}
         self._mutex = threading.Lock()
+        #: journal dir -> (next sequence, segment, offset) where a read of it last reached the end
+        self._ends: dict[str, tuple[int, str, int]] = {}
 
     def journal_dir(self, task: str) -> str:
         """Where a task's journal is (the task id validated first: it becomes a path)."""
@@ -111,7 +113,8 @@ class FileStore(EventStore):
         return self.writer(task).run_seqs(run_ids)
 
     def records(self, task: str, from_seq: int = 1, hint: str | None = None) -> Reading:
-        return _FileReading(self.journal_dir(task), from_seq, hint)
+        directory = self.journal_dir(task)
+        return _FileReading(directory, from_seq, hint, lambda end: self._ends.__setitem__(directory, end))
 
     def identity(self, task: str) -> str | None:
         # the first record's run id and time: read with one small read of the first segment
@@ -134,12 +137,17 @@ class FileStore(EventStore):
         return f"{rec.run_id}@{rec.ts}"
 
     def wait(self, task: str, after_seq: int, timeout: float) -> bool:
-        # the newest segment grows (or a new one appears) with every commit: watch its size,
-        # which costs a directory listing and a stat, not a read
+        # Every commit grows the newest segment (or makes a new one). Where a read of this
+        # store last reached the end is known, so waiting costs a listing and a stat, not a
+        # read; only a wait on a place no read has reached starts with one.
         directory = self.journal_dir(task)
+        end = self._ends.get(directory)
+        if end is None or end[0] != after_seq + 1:
+            if next(self.records(task, after_seq + 1), None) is not None:
+                return True
+            end = self._ends.get(directory)
         deadline = time.monotonic() + timeout
-        start = _tip(directory)
-        while _tip(directory) == start:
+        while not _grown_past(directory, end):
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -181,13 +189,20 @@ class FileStore(EventStore):
 class _FileReading(Reading):
     """A lock-free read of one journal; ``hint`` is ``segment:offset`` after the last record."""
 
-    def __init__(self, directory: str, from_seq: int, hint: str | None):
+    def __init__(self, directory: str, from_seq: int, hint: str | None, at_end: Callable[[tuple[int, str, int]], None]):
         self._reader = JournalReader(directory)
         start = _position(directory, from_seq, hint)
         self._records = self._reader.records(start, start_seq=from_seq)
+        self._at_end = at_end
 
     def __next__(self) -> Record:
-        return next(self._records)
+        try:
+            return next(self._records)
+        except StopIteration:
+            pos = self._reader.position
+            if pos.segment:
+                self._at_end((pos.next_seq, pos.segment, pos.offset))
+            raise
 
     @property
     def hint(self) -> str | None:
@@ -228,13 +243,21 @@ def _position(directory: str, from_seq: int, hint: str | None) -> Position | Non
     return Position(segment, offset, from_seq)
 
 
-def _tip(directory: str) -> tuple[str, int] | None:
-    """The newest segment and its size: what every commit changes."""
-    segments = fmt.list_segments(directory)
-    if not segments:
-        return None
-    name = segments[-1][1]
+def _grown_past(directory: str, end: tuple[int, str, int] | None) -> bool:
+    """Whether the journal has bytes past where a read reached the end (None: it had no segment)."""
     try:
-        return name, os.stat(os.path.join(directory, name)).st_size
+        segments = fmt.list_segments(directory)
+    except FileNotFoundError:
+        return False
+    if not segments:
+        return False
+    if end is None:
+        return True
+    _, segment, offset = end
+    newest = segments[-1][1]
+    if newest != segment:
+        return newest > segment
+    try:
+        return os.stat(os.path.join(directory, segment)).st_size > offset
     except OSError:
-        return name, -1
+        return False

@@ -148,12 +148,16 @@ class EventStore(abc.ABC):
         next_seq, hint = from_seq, None
         while not stop.is_set():
             reading = self.records(task, next_seq, hint)
+            got = next_seq
             for rec in reading:
                 yield rec
                 next_seq = rec.seq + 1
-            hint = reading.hint
-            if not stop.is_set():
-                self.wait(task, next_seq - 1, poll)
+            hint = reading.hint or hint
+            if stop.is_set():
+                return
+            if got == next_seq:  # woken but nothing committed yet (a batch being written): no spinning
+                stop.wait(poll)
+            self.wait(task, next_seq - 1, poll)
 
     # -- checking -----------------------------------------------------------------------
 
