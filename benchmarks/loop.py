@@ -27,10 +27,10 @@ def main() -> None:
         if mode == "raw":
             raw_append(os.path.join(d, "raw.bin"), n)
         elif mode == "append":
-            journal_append(os.path.join(d, "journal"), "none", n)
+            journal_append(os.path.join(d, "runs"), "none", n)
         elif mode == "read":
-            build_rebuild_journal(os.path.join(d, "journal"), 60_000)
-            sum(1 for _, _ in zip(range(n), read_records(os.path.join(d, "journal"))))
+            build_rebuild_journal(os.path.join(d, "runs"), "bench", 60_000)
+            sum(1 for _, _ in zip(range(n), read_records(os.path.join(d, "runs", "bench", "journal"))))
         else:
             raise SystemExit(f"unknown mode {mode!r}: raw, append or read")
 

@@ -20,7 +20,7 @@ import time
 
 import click
 
-from runjournal.journal import Journal, Layout, check, read_records
+from runjournal.journal import FileStore, Layout
 from runjournal.journal import events as ev
 from runjournal.journal.events import Record, encoder
 
@@ -62,22 +62,24 @@ def raw_fsync(path: str, n: int) -> float:
     return n / dt
 
 
-def journal_append(directory: str, mode: str, n: int) -> float:
-    with Journal(directory, durability=mode) as j:
+def journal_append(runs_dir: str, mode: str, n: int) -> float:
+    """One event per call through the store's API, as the runner appends heartbeats and stages."""
+    with FileStore(runs_dir, durability=mode) as store:
         event = EVENT
-        j.append("warmup", event)
+        append = store.append
+        append("bench", "warmup", event)
         t0 = time.perf_counter()
         for _ in range(n):
-            j.append("bench", event)
+            append("bench", "bench", event)
         return n / (time.perf_counter() - t0)
 
 
-def _journal_worker(directory: str, run_id: str, n: int, barrier) -> None:
-    with Journal(directory) as j:
-        j.run_seq(run_id)  # open (and catch up) before the clock starts
+def _journal_worker(runs_dir: str, run_id: str, n: int, barrier) -> None:
+    with FileStore(runs_dir) as store:
+        store.run_seq("bench", run_id)  # open (and catch up) before the clock starts
         barrier.wait()
         for i in range(n):
-            j.append(run_id, ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i))
+            store.append("bench", run_id, ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i))
 
 
 def _raw_worker(path: str, run_id: str, n: int, barrier) -> None:
@@ -111,20 +113,21 @@ def _together(target, args_for, writers: int) -> float:
 
 def concurrent(workdir: str, writers: int, total: int) -> dict:
     per = max(1, total // writers)
-    jdir = os.path.join(workdir, "concurrent-journal")
+    runs = os.path.join(workdir, "concurrent-runs")
     raw = os.path.join(workdir, "concurrent-raw.bin")
-    dt_journal = _together(_journal_worker, lambda w: (jdir, f"writer-{w}", per), writers)
+    dt_journal = _together(_journal_worker, lambda w: (runs, f"writer-{w}", per), writers)
     dt_raw = _together(_raw_worker, lambda w: (raw, f"writer-{w}", per), writers)
     # read back: every writer's events exactly once, in order
     seen: dict[str, int] = {}
     lost = 0
-    for rec in read_records(jdir):
+    store = FileStore(runs)
+    for rec in store.records("bench"):
         expect = seen.get(rec.run_id, 0)
         if rec.run_seq != expect + 1 or not rec.event.data.endswith(b"%019d" % expect):
             lost += 1
         seen[rec.run_id] = rec.run_seq
     lost += sum(per - seen.get(f"writer-{w}", 0) for w in range(writers))
-    report = check(jdir)
+    report = store.check("bench")
     return {
         "writers": writers,
         "events_per_s": round(per * writers / dt_journal),
@@ -134,13 +137,14 @@ def concurrent(workdir: str, writers: int, total: int) -> dict:
     }
 
 
-def build_rebuild_journal(directory: str, events: int) -> int:
+def build_rebuild_journal(runs_dir: str, task: str, events: int) -> int:
     """A realistic mix: runs of 5 stages with output, heartbeats every few events, one end each."""
     per_run = 1000
     stages = tuple(ev.StagePlan(id=f"stage-{i}", title=f"Stage {i}", command=f"make step{i}") for i in range(1, 6))
     written = 0
     t = time.time_ns() - events * 1_000_000
-    with Journal(directory, durability="none") as j:
+    with FileStore(runs_dir, durability="none") as store:
+        j = store.writer(task)  # batches of a whole run: the writer of the task, once
         run = 0
         while written < events:
             run += 1
@@ -170,7 +174,7 @@ def rebuild(workdir: str, events: int) -> tuple[float, float]:
     """``project --rebuild`` in a child process: events/s and the child's peak RSS in MB."""
     runs = os.path.join(workdir, "rebuild-runs")
     layout = Layout(runs, os.path.join(workdir, "rebuild-out"))
-    n = build_rebuild_journal(layout.journal_dir("bench"), events)
+    n = build_rebuild_journal(runs, "bench", events)
     cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -186,11 +190,10 @@ def live_latency(workdir: str, samples: int) -> dict:
     """Append -> manifest replaced on disk, with `watch` running as a separate process."""
     runs = os.path.join(workdir, "live-runs")
     layout = Layout(runs, os.path.join(workdir, "live-out"))
-    jdir = layout.journal_dir("live")
     rid = "2025-01-01T00-00-00-000Z-0000live"
     stages = tuple(ev.StagePlan(id=f"s{i}", title=f"s{i}", command="true") for i in range(1, samples + 1))
-    journal = Journal(jdir)
-    journal.append(rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
+    store = FileStore(runs)
+    store.append("live", rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
     manifest = layout.manifest_path("live", rid)
     cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
     watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -199,14 +202,14 @@ def live_latency(workdir: str, samples: int) -> dict:
         _wait_for(lambda: os.path.exists(manifest), 30.0)
         for i in range(1, samples + 1):
             before = os.stat(manifest).st_ino
-            journal.append(rid, ev.StageStarted(index=i, stage_id=f"s{i}"))
+            store.append("live", rid, ev.StageStarted(index=i, stage_id=f"s{i}"))
             t0 = time.perf_counter()
             _wait_for(lambda: os.stat(manifest).st_ino != before, 10.0, pause=0.0002)
             lat.append((time.perf_counter() - t0) * 1000)
     finally:
         watcher.terminate()
         watcher.wait(30)
-        journal.close()
+        store.close()
     lat.sort()
     return {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99), "max": round(lat[-1], 2)}
 

@@ -48,6 +48,9 @@ class FileStore(EventStore):
 
     def writer(self, task: str) -> Journal:
         """The task's open writer (opened, and the journal created, on first use)."""
+        journal = self._writers.get(task)  # the common case: one dict lookup, no lock
+        if journal is not None:
+            return journal
         with self._mutex:
             journal = self._writers.get(task)
             if journal is None:
@@ -58,10 +61,12 @@ class FileStore(EventStore):
     # -- writing ------------------------------------------------------------------------
 
     def append(self, task: str, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
-        return self.writer(task).append(run_id, event, expected_seq)
+        journal = self._writers.get(task) or self.writer(task)
+        return journal.append(run_id, event, expected_seq)
 
     def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
-        return self.writer(task).append_batch(items, expected)
+        journal = self._writers.get(task) or self.writer(task)
+        return journal.append_batch(items, expected)
 
     def prepare(self, task: str) -> None:
         self.writer(task)
@@ -192,17 +197,19 @@ class _FileReading(Reading):
     def __init__(self, directory: str, from_seq: int, hint: str | None, at_end: Callable[[tuple[int, str, int]], None]):
         self._reader = JournalReader(directory)
         start = _position(directory, from_seq, hint)
-        self._records = self._reader.records(start, start_seq=from_seq)
-        self._at_end = at_end
+        self._records = self._through(self._reader.records(start, start_seq=from_seq), at_end)
+
+    def _through(self, records, at_end):
+        yield from records  # delegated in C: a loop over the reading costs what the reader does
+        pos = self._reader.position
+        if pos.segment:
+            at_end((pos.next_seq, pos.segment, pos.offset))
+
+    def __iter__(self):
+        return self._records
 
     def __next__(self) -> Record:
-        try:
-            return next(self._records)
-        except StopIteration:
-            pos = self._reader.position
-            if pos.segment:
-                self._at_end((pos.next_seq, pos.segment, pos.offset))
-            raise
+        return next(self._records)
 
     @property
     def hint(self) -> str | None:

@@ -19,6 +19,7 @@ DEADLINE = 30.0
 # variables that would point the CLI somewhere other than the test's own tmp_path
 _LOCATION_VARS = (
     "RUNJOURNAL_ROOT",
+    "RUNJOURNAL_STORE",
     "CODEX_ORCHESTRATOR_ROOT",
     "CODEX_ORCHESTRATOR_RUNS_DIR",
     "CODEX_ORCHESTRATOR_OUT_DIR",
