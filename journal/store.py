@@ -122,8 +122,9 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def wait(self, task: str, after_seq: int, timeout: float) -> bool:
         """Block until the journal may hold a record past ``after_seq`` (or ``timeout`` s pass);
-        True if it does. The wake-up is the backend's own (inotify for files, a notification
-        for a server), with polling behind it, so a lost notification costs one interval."""
+        True if it does. How it learns is the backend's own (the file store looks at its newest
+        segment's size every 20 ms; a server waits for a notification, with polling behind it,
+        so a lost notification costs one interval)."""
 
     @abc.abstractmethod
     def subscribe(
