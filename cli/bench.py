@@ -23,6 +23,7 @@ import click
 from runjournal.journal import FileStore, Layout
 from runjournal.journal import events as ev
 from runjournal.journal.events import Record, encoder
+from runjournal.projections.render import percentile
 
 from .context import format_option, pass_settings
 from .output import emit_json, table
@@ -211,7 +212,7 @@ def live_latency(workdir: str, samples: int) -> dict:
         watcher.wait(30)
         store.close()
     lat.sort()
-    return {"p50": _pct(lat, 50), "p90": _pct(lat, 90), "p99": _pct(lat, 99), "max": round(lat[-1], 2)}
+    return {"p50": round(percentile(lat, 50), 2), "p90": round(percentile(lat, 90), 2), "p99": round(percentile(lat, 99), 2), "max": round(lat[-1], 2)}
 
 
 def _wait_for(cond, timeout: float, pause: float = 0.01) -> None:
@@ -220,11 +221,6 @@ def _wait_for(cond, timeout: float, pause: float = 0.01) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError("timed out waiting for the projection")
         time.sleep(pause)
-
-
-def _pct(sorted_values: list[float], p: float) -> float:
-    k = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values) + 0.5)) - 1))
-    return round(sorted_values[k], 2)
 
 
 def run_bench(events: int, writers: int, workdir: str, say) -> dict:

@@ -39,8 +39,6 @@ class Settings:
         task = given if given is not None else os.environ.get("RUNJOURNAL_TASK") or os.environ.get("MCP_RUNNER_TASK_ID") or "default"
         return validate_task_id(task)
 
-    def journal_dir(self, task: str | None) -> str:
-        return self.layout.journal_dir(self.task(task))
 
 
 def _pick(given: str | None, option: str, *variables: str) -> tuple[str | None, str]:

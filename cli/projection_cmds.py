@@ -107,10 +107,6 @@ def _find_journal(settings, run_id: str, task: str | None) -> tuple[str, list]:
     raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
 
 
-def _iso(ts: int | None) -> str | None:
-    return None if ts is None else iso_utc(ts)
-
-
 def _duration(start: int | None, end: int | None) -> float | None:
     return None if start is None or end is None else round((end - start) / 1e9, 3)
 
@@ -205,7 +201,7 @@ def _run_row(projector: Projector, run: Run) -> dict:
         "attempt": run.attempt,
         "parent_run_id": run.parent_run_id,
         "started_at": iso_utc(run.started_ts),
-        "completed_at": _iso(run.completed_ts),
+        "completed_at": prender.iso_or_none(run.completed_ts),
         "duration_seconds": _duration(run.started_ts, run.completed_ts),
         "manifest": projector.paths.manifest(run.run_id),
     }
@@ -284,7 +280,7 @@ def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
     doc = _run_row(projector, run)
     doc["pipeline_title"] = run.pipeline_title
     doc["updated_at"] = iso_utc(run.updated_ts or run.started_ts)
-    doc["heartbeat_at"] = _iso(run.heartbeat_ts)
+    doc["heartbeat_at"] = prender.iso_or_none(run.heartbeat_ts)
     doc["commands"] = [
         {
             "index": c.index,
@@ -292,8 +288,8 @@ def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
             "kind": c.kind,
             "status": c.status,
             "exit_code": c.exit_code,
-            "started_at": _iso(c.started_ts),
-            "completed_at": _iso(c.completed_ts),
+            "started_at": prender.iso_or_none(c.started_ts),
+            "completed_at": prender.iso_or_none(c.completed_ts),
             "duration_seconds": _duration(c.started_ts, c.completed_ts),
             "summary": prender.command_summary(c),
             "sub_run_id": c.sub_run_id,

@@ -265,7 +265,6 @@ class UnknownTag(msgspec.Struct, array_like=True):
 encoder = msgspec.msgpack.Encoder()
 record_decoder = msgspec.msgpack.Decoder(Record)
 head_decoder = msgspec.msgpack.Decoder(RecordHead)
-event_json_decoder = msgspec.json.Decoder(AnyEvent)
 
 #: what a decoder may raise for bytes it cannot decode. Which one it raises, and its wording,
 #: differ between msgspec releases, so they only say *that* a payload failed: what is wrong

@@ -22,7 +22,8 @@ def dumps(doc) -> bytes:
     return msgspec.json.format(_enc.encode(doc), indent=2) + b"\n"
 
 
-def _iso(ts: int | None) -> str | None:
+def iso_or_none(ts: int | None) -> str | None:
+    """A time as the projections write it (ISO-8601 UTC, milliseconds), None for none."""
     return None if ts is None else iso_utc(ts)
 
 
@@ -112,8 +113,8 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
             "command": c.command if c.kind == "command" else c.pipeline,
             "kind": c.kind,
             "status": c.status,
-            "started_at": _iso(c.started_ts),
-            "completed_at": _iso(c.completed_ts),
+            "started_at": iso_or_none(c.started_ts),
+            "completed_at": iso_or_none(c.completed_ts),
             "exit_code": c.exit_code,
             "summary": command_summary(c),
             "log_path": paths.rel(paths.log(rid, c)) if c.has_log else None,
@@ -135,9 +136,9 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
         "status": run.status,
         "status_detail": status_detail(run),
         "started_at": iso_utc(run.started_ts),
-        "completed_at": _iso(run.completed_ts),
+        "completed_at": iso_or_none(run.completed_ts),
         "updated_at": iso_utc(run.updated_ts or run.started_ts),
-        "heartbeat_at": _iso(run.manifest_heartbeat_ts),
+        "heartbeat_at": iso_or_none(run.manifest_heartbeat_ts),
         "heartbeat_interval_seconds": max(1, run.hb_interval),
         "heartbeat_stale_after_seconds": max(1, run.hb_stale),
         "artifact_root": paths.rel(paths.run_dir(rid)),
@@ -222,7 +223,8 @@ def metrics_lines(state: TaskState) -> bytes:
     return b"".join(line + b"\n" for line in out)
 
 
-def _pct(sorted_values: list[float], p: float) -> float | None:
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """The nearest-rank ``p``-th percentile of sorted values (None for none)."""
     if not sorted_values:
         return None
     rank = max(1, -(-len(sorted_values) * p // 100))  # nearest rank
@@ -247,7 +249,7 @@ def summary(state: TaskState) -> bytes:
         "by_status": by_status,
         "stale": stale,
         "success_rate": round(by_status["succeeded"] / finished, 4) if finished else None,
-        "duration_seconds": {"p50": _pct(durations, 50), "p95": _pct(durations, 95), "max": durations[-1] if durations else None},
+        "duration_seconds": {"p50": percentile(durations, 50), "p95": percentile(durations, 95), "max": durations[-1] if durations else None},
         "commands": {
             "passed": sum(m.commands_passed for m in state.metrics),
             "failed": sum(m.commands_failed for m in state.metrics),
@@ -260,7 +262,7 @@ def summary(state: TaskState) -> bytes:
             "failure_rate": round(w.heartbeats_failed / beats, 4) if beats else 0.0,
         },
         "journal": {"lock_retries": w.lock_retries, "lock_timeouts": w.lock_timeouts, "spills": w.spills},
-        "updated_at": _iso(state.last_ts or None),
+        "updated_at": iso_or_none(state.last_ts or None),
     }
     return dumps(doc)
 
@@ -277,7 +279,7 @@ def state_snapshot(state: TaskState, paths: Paths) -> bytes:
                 "status": r.status,
                 "attempt": r.attempt,
                 "started_at": iso_utc(r.started_ts),
-                "completed_at": _iso(r.completed_ts),
+                "completed_at": iso_or_none(r.completed_ts),
                 "duration_seconds": round((r.completed_ts - r.started_ts) / 1e9, 3) if r.completed_ts else None,
                 "manifest": paths.rel(paths.manifest(r.run_id)),
             }
