@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 
+from . import chain
 from . import format as fmt
 from .errors import CorruptRecord, JournalNotFound, LockTimeout
 from .events import JOURNAL_RUN, TailRepaired
@@ -47,7 +48,7 @@ def check(directory: str) -> Report:
         raise JournalNotFound(f"no journal at {directory}")
     report = Report()
     run_seqs: dict[str, int] = {}
-    segments = fmt.list_segments(directory)
+    segments = chain.segments(directory)
     report.segments = len(segments)
     expected_seq = 1  # nothing deletes segments: the chain starts at 1
     for i, (base, name) in enumerate(segments):

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from . import chain
 from . import format as fmt
 from .check import Report, check, repair
 from .errors import BadInput, CorruptRecord
@@ -98,10 +99,10 @@ class FileStore(EventStore):
         directory = self.journal_dir(task)
         if not os.path.isdir(directory):
             return 0
-        segments = fmt.list_segments(directory)
-        if not segments:
+        found = chain.segments(directory)
+        if not found:
             return 0
-        base, name = segments[-1]
+        base, name = found[-1]
         fd, _ = fmt.open_segment(directory, name)  # a FIFO named like a segment is an error, never a hang
         try:
             return base - 1 + sum(len(batch) for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches())
@@ -126,7 +127,10 @@ class FileStore(EventStore):
         directory = self.journal_dir(task)
         if not os.path.isdir(directory):
             return None
-        name = fmt.segment_name(1)
+        first = chain.start(directory)
+        if first is None:
+            return ""
+        name = first[1]
         try:
             fd, _ = fmt.open_segment(directory, name)
         except FileNotFoundError:
@@ -253,15 +257,15 @@ def _position(directory: str, from_seq: int, hint: str | None) -> Position | Non
 def _grown_past(directory: str, end: tuple[int, str, int] | None) -> bool:
     """Whether the journal has bytes past where a read reached the end (None: it had no segment)."""
     try:
-        segments = fmt.list_segments(directory)
+        found = chain.segments(directory)
     except FileNotFoundError:
         return False
-    if not segments:
+    if not found:
         return False
     if end is None:
         return True
     _, segment, offset = end
-    newest = segments[-1][1]
+    newest = found[-1][1]
     if newest != segment:
         return newest > segment
     try:

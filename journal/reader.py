@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from . import chain
 from . import format as fmt
 from .errors import CorruptRecord, JournalNotFound, UnknownEventType
 from .events import DECODE_ERRORS, Record, record_decoder, unknown_type_of, why_undecodable
@@ -46,17 +47,9 @@ class JournalReader:
             segment, offset, next_seq = start
             skip_to = next_seq
         else:
-            segments = fmt.list_segments(self.directory)
-            if not segments:
+            chosen = chain.containing(self.directory, start_seq)
+            if chosen is None:
                 return
-            chain = [seg for seg in segments if seg[0] >= 1]  # a segment based at 0 is never in it
-            if not chain or chain[0][0] != 1:
-                base, name = (chain or segments)[0]
-                raise CorruptRecord(name, 0, fmt.missing_start(base))
-            chosen = chain[0]
-            for seg in chain:
-                if seg[0] <= start_seq:
-                    chosen = seg
             segment, offset, next_seq = chosen[1], fmt.HEADER_LEN, chosen[0]
             skip_to = max(start_seq, next_seq)
         self._segment, self._offset, self._next_seq = segment, offset, next_seq
@@ -94,20 +87,18 @@ class JournalReader:
             finally:
                 os.close(fd)
             if end.state == "tail":
-                later = [n for _, n in fmt.list_segments(self.directory) if n > segment]
-                if later:  # a tail is only ever at the end of the newest segment ...
+                following = chain.later(self.directory, segment)
+                if following:  # a tail is only ever at the end of the newest segment ...
                     if not looked_again:
                         # ... but it may have been a batch being written, finished and sealed since,
                         # and the next segment created: what this scan saw is not final; look again
                         looked_again = True
                         offset = scanner.offset
                         continue
-                    raise CorruptRecord(segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
+                    raise chain.tail_after(segment, end, following)
             if end.state != "sealed":
                 return
-            nxt = fmt.segment_name(next_seq)
-            if nxt == segment:
-                raise CorruptRecord(segment, end.offset, "segment is sealed without any record")
+            nxt = chain.after_seal(segment, end, next_seq)
             if not os.path.exists(os.path.join(self.directory, nxt)):
                 return
             segment, offset, looked_again = nxt, fmt.HEADER_LEN, False

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import msgspec
 
+from . import chain
 from . import format as fmt
 from .errors import (
     BadInput,
@@ -352,19 +353,17 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd, self._segment = None, ""
-        segments = fmt.list_segments(self.directory)
-        if not segments:
+        first = chain.start(self.directory)  # CorruptRecord if the journal lost its start
+        if first is None:
             self._last_seq = 0
             self._create_segment(1)
             self._publish()
             return
-        base, name = segments[0]
-        if base != 1:  # nothing deletes segments: records before this one are lost
-            raise CorruptRecord(name, 0, fmt.missing_start(base) if base > 1 else "segment starts at sequence 0, before the journal's first record (1)")
+        base, name = first
         self._last_seq = 0
         self._open_segment(name, base)
         self._scan_current()
-        stray = [n for b, n in segments if b > self._last_seq + 1 or (b > base and n > self._segment)]
+        stray = [n for b, n in chain.segments(self.directory) if b > self._last_seq + 1 or (b > base and n > self._segment)]
         if stray:
             raise CorruptRecord(stray[0], 0, f"segment is not reachable from {self._segment}, which ends at sequence {self._last_seq}")
         self._publish()
@@ -394,18 +393,12 @@ class Journal:
         return seq
 
     def _heads_from_start(self):
-        for base, name in fmt.list_segments(self.directory):
-            fd, _ = fmt.open_segment(self.directory, name)
-            try:
-                scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
-                for batch in scanner.batches():
-                    for off, payload in batch:
-                        try:
-                            yield head_decoder.decode(payload)
-                        except DECODE_ERRORS as e:
-                            raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
-            finally:
-                os.close(fd)
+        for name, batch in chain.first_batches(self.directory):
+            for off, payload in batch:
+                try:
+                    yield head_decoder.decode(payload)
+                except DECODE_ERRORS as e:
+                    raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
 
     def _open_segment(self, name: str, base: int) -> None:
         fd, _ = fmt.open_segment(self.directory, name, os.O_RDWR | os.O_APPEND)
@@ -450,17 +443,15 @@ class Journal:
                 end = scanner.end
                 self._end = scanner.offset
                 if end.state == "tail":
-                    later = [n for _, n in fmt.list_segments(self.directory) if n > self._segment]
-                    if later:
-                        raise CorruptRecord(self._segment, end.offset, f"{end.detail}, but segment {later[0]} follows")
+                    following = chain.later(self.directory, self._segment)
+                    if following:
+                        raise chain.tail_after(self._segment, end, following)
                     self._cut_tail(end.offset, end.detail)
                     return
                 if end.state == "open":
                     return
                 # sealed: continue in the next segment, creating it if its creator crashed first
-                nxt = fmt.segment_name(self._last_seq + 1)
-                if nxt == self._segment:
-                    raise CorruptRecord(self._segment, end.offset, "segment is sealed without any record")
+                nxt = chain.after_seal(self._segment, end, self._last_seq + 1)
                 if os.path.exists(os.path.join(self.directory, nxt)):
                     self._open_segment(nxt, self._last_seq + 1)
                 else:
@@ -707,17 +698,12 @@ class Journal:
     def _merged_before(self, origin: str) -> bool:
         """Whether a batch from this pending file is in the journal already (a merge that died
         before deleting it). Only asked after such a crash, so reading every record is fine."""
-        for base, name in fmt.list_segments(self.directory):
-            fd, _ = fmt.open_segment(self.directory, name)
+        for _, batch in chain.first_batches(self.directory):
             try:
-                for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches():
-                    try:
-                        if _origin_decoder.decode(batch[0][1]).origin == origin:
-                            return True
-                    except DECODE_ERRORS:
-                        continue
-            finally:
-                os.close(fd)
+                if _origin_decoder.decode(batch[0][1]).origin == origin:
+                    return True
+            except DECODE_ERRORS:
+                continue
         return False
 
 
