@@ -10,11 +10,14 @@ A writer that cannot get the lock within the timeout spills its batch to
 ``pending/`` (fsynced, renamed into place) and raises ``LockTimeout`` saying so; the
 next lock holder merges pending files, oldest first, before its own events. Appends that
 state an expected sequence are never spilled: they fail with nothing written.
+
+The parts it composes: ``chain`` (which segments, in what order), ``segments`` (making,
+sealing and mending segment files), ``spill`` (pending files), ``head`` (the shared view of
+the journal's end), ``lock`` (the flock and its waiting).
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
@@ -24,7 +27,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from . import chain
+from . import chain, segments, spill
 from . import format as fmt
 from .errors import (
     BadInput,
@@ -37,7 +40,6 @@ from .errors import (
 from .events import (
     DECODE_ERRORS,
     JOURNAL_RUN,
-    SCHEMA_VERSION,
     AnyEvent,
     Event,
     Record,
@@ -52,15 +54,13 @@ from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
 from .head import Head
 from .lock import DEFAULT_TIMEOUT, JournalLock
+from .spill import PENDING_DIR
 
 DURABILITY_MODES = ("always", "batch", "none")
 DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
 ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
-PENDING_DIR = "pending"
-TORN_DIR = "torn"
-PENDING_MAGIC = b"RJPENDG1"
 
 
 class Item(NamedTuple):
@@ -69,15 +69,6 @@ class Item(NamedTuple):
     run_id: str
     event: AnyEvent
     ts: int | None = None
-
-
-class _Spilled(msgspec.Struct, array_like=True, frozen=True):
-    run_id: str
-    ts: int
-    event: AnyEvent
-
-
-_spilled_decoder = msgspec.msgpack.Decoder(_Spilled)
 
 
 class Journal:
@@ -102,7 +93,7 @@ class Journal:
         try:
             head = os.path.join(directory, "head")
             if not os.path.exists(head):
-                _create_head(head)
+                segments.create_head(head)
             self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
             self._head = Head(head)
         except OSError as e:
@@ -346,7 +337,7 @@ class Journal:
     def _rebuild(self) -> None:
         """Rebuild the head from every segment: first open, a reboot, or a head that does not match."""
         try:
-            preallocate(os.path.join(self.directory, "head"), HEAD_SIZE)  # see _create_head
+            preallocate(os.path.join(self.directory, "head"), HEAD_SIZE)  # see segments.create_head
         except OSError as e:
             raise JournalWriteFailed(f"cannot prepare journal {self.directory} for writing: {e.strerror}; nothing was recorded") from None
         self._head.clear()
@@ -401,22 +392,7 @@ class Journal:
                     raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
 
     def _open_segment(self, name: str, base: int) -> None:
-        fd, _ = fmt.open_segment(self.directory, name, os.O_RDWR | os.O_APPEND)
-        head = os.pread(fd, fmt.HEADER_LEN, 0)
-        if len(head) < fmt.HEADER_LEN and not any(head) and not os.path.exists(os.path.join(self.directory, fmt.segment_name(base + 1))):
-            # crashed while creating this segment: write its header again
-            os.ftruncate(fd, 0)
-            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
-            os.fsync(fd)
-        else:
-            try:
-                header = fmt.decode_header(head, name)
-            except CorruptRecord:
-                os.close(fd)
-                raise
-            if header.base_seq != base:
-                os.close(fd)
-                raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {base}")
+        fd = segments.open_for_append(self.directory, name, base)
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, name, base
@@ -464,59 +440,19 @@ class Journal:
 
     def _cut_tail(self, offset: int, detail: str) -> None:
         """Cut a crashed writer's unfinished batch off the segment, keeping a copy."""
-        size = os.fstat(self._fd).st_size
-        torn_dir = os.path.join(self.directory, TORN_DIR)
-        makedirs_durable(torn_dir)
-        copy = os.path.join(torn_dir, f"{self._segment}.{offset}.torn")
-        data = os.pread(self._fd, size - offset, offset)
-        cfd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            write_all(cfd, data)
-            os.fsync(cfd)
-        finally:
-            os.close(cfd)
-        fsync_dir(torn_dir)
-        os.ftruncate(self._fd, offset)
-        os.fsync(self._fd)
+        self._cut.append(segments.cut_tail(self.directory, self._fd, self._segment, offset))
         self._end = offset
-        self._cut.append(
-            TailRepaired(segment=self._segment, offset=offset, bytes_cut=size - offset, copy=os.path.relpath(copy, self.directory))
-        )
 
     def _create_segment(self, base: int) -> None:
-        """Create a segment with its header in place before its name appears (temp file, rename)."""
-        name = fmt.segment_name(base)
-        path = os.path.join(self.directory, name)
-        tmp = os.path.join(self.directory, f".{name}.{os.getpid()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as e:
-            raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
-        try:
-            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
-            os.fsync(fd)
-            os.rename(tmp, path)
-            fsync_dir(self.directory)
-        except OSError as e:
-            os.close(fd)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+        fd = segments.create(self.directory, base)
         if self._fd is not None:
             os.close(self._fd)
-        self._fd, self._segment, self._base = fd, name, base
+        self._fd, self._segment, self._base = fd, fmt.segment_name(base), base
         self._end = fmt.HEADER_LEN
 
     def _roll(self) -> None:
         """Seal the current segment (durably) and start the next one."""
-        try:
-            write_all(self._fd, fmt.seal_frame())
-            os.fdatasync(self._fd)
-        except OSError as e:
-            os.ftruncate(self._fd, self._end)
-            raise JournalWriteFailed(f"cannot seal segment {self._segment}: {e.strerror}") from None
+        segments.seal(self._fd, self._segment, self._end)
         self._create_segment(self._last_seq + 1)
         self._dirty = False
 
@@ -631,80 +567,49 @@ class Journal:
 
     def _spill(self, batch: Sequence[Item]) -> str:
         """Keep a batch the lock would not take, durably, for the next lock holder to merge."""
-        spilled = [_Spilled(run_id, ts, event) for run_id, event, ts in batch]
         try:
-            payloads = [encoder.encode(s) for s in spilled]
+            payloads = spill.encode(batch)
         except OverflowError:
-            raise _out_of_range(spilled) from None
-        pending = os.path.join(self.directory, PENDING_DIR)
-        makedirs_durable(pending)
+            raise _out_of_range([spill.Spilled(run_id, ts, event) for run_id, event, ts in batch]) from None
         self._spill_clock = max(self._spill_clock + 1, time.time_ns())
         self._spill_counter += 1
-        name = f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp"
-        tmp = os.path.join(pending, "." + name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, os.path.join(pending, name))
-        fsync_dir(pending)
+        path = spill.write(self.directory, f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp", payloads)
         self._spilled_here = True
         self.spills += 1
-        return os.path.join(pending, name)
+        return path
 
     def _merge_pending(self) -> None:
+        """Append every spilled batch, oldest first (under the lock, before this writer's own)."""
         self._last_merge_check = time.monotonic()
-        pending = os.path.join(self.directory, PENDING_DIR)
-        try:
-            names = sorted(os.listdir(pending))
-        except FileNotFoundError:
-            self._spilled_here = False
-            return
+        names = spill.names(self.directory)
         for name in names:
             if name.endswith(".merging"):  # a merge that died: its batch may be in already
-                self._finish_merge(pending, name, maybe_merged=True)
+                self._finish_merge(name, maybe_merged=True)
+        pending = os.path.join(self.directory, PENDING_DIR)
         for name in names:
             if name.endswith(".rjp"):
-                merging = os.path.join(pending, name + ".merging")
-                os.rename(os.path.join(pending, name), merging)
-                self._finish_merge(pending, name + ".merging", maybe_merged=False)
+                os.rename(os.path.join(pending, name), os.path.join(pending, name + ".merging"))
+                self._finish_merge(name + ".merging", maybe_merged=False)
         self._spilled_here = False
 
-    def _quarantine(self, pending: str, name: str) -> None:
-        """A damaged pending file is set aside (``.damaged``) so it blocks no one; verify reports it."""
-        os.rename(os.path.join(pending, name), os.path.join(pending, name.removesuffix(".merging") + ".damaged"))
-        fsync_dir(pending)
-
-    def _finish_merge(self, pending: str, name: str, maybe_merged: bool) -> None:
+    def _finish_merge(self, name: str, maybe_merged: bool) -> None:
         """Append one pending file's events, unless a crash left them already appended."""
+        pending = os.path.join(self.directory, PENDING_DIR)
         path = os.path.join(pending, name)
         origin = name.removesuffix(".merging")
-        if maybe_merged and self._merged_before(origin):
+        if maybe_merged and spill.merged_before(self.directory, origin):
             os.unlink(path)
             fsync_dir(pending)
             return
         try:
-            items = _read_spill(path)
+            items = [Item(*item) for item in spill.read(path)]
         except CorruptRecord:
-            self._quarantine(pending, name)
+            spill.set_aside(self.directory, name)
             return
         self._write(items, None, origin=origin)
         self._sync()
         os.unlink(path)
         fsync_dir(pending)
-
-    def _merged_before(self, origin: str) -> bool:
-        """Whether a batch from this pending file is in the journal already (a merge that died
-        before deleting it). Only asked after such a crash, so reading every record is fine."""
-        for _, batch in chain.first_batches(self.directory):
-            try:
-                if _origin_decoder.decode(batch[0][1]).origin == origin:
-                    return True
-            except DECODE_ERRORS:
-                continue
-        return False
 
 
 def _out_of_range(items: Sequence[msgspec.Struct]) -> BadInput:
@@ -715,68 +620,3 @@ def _out_of_range(items: Sequence[msgspec.Struct]) -> BadInput:
             where = f"event {i + 1} of {len(items)}: " if len(items) > 1 else ""
             return BadInput(f"{where}{found}; nothing was written")
     return BadInput("an event holds an integer msgpack cannot hold (outside 64 bits); nothing was written")
-
-
-def _create_head(path: str) -> None:
-    """Create the head with its disk blocks reserved, so that a full disk is an error at open.
-
-    The head is written through an mmap, and storing into a page that has no block yet is a
-    SIGBUS on a full disk. The blocks are reserved under a temporary name, then linked into
-    place: where the file system cannot reserve them, glibc emulates it by writing, which must
-    not race with a writer using the head. (``_rebuild`` reserves them again under the lock,
-    for a head made any other way.)
-    """
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        preallocate(tmp, HEAD_SIZE)
-        os.link(tmp, path)
-    except FileExistsError:
-        pass  # another writer created it first
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # no hard links here: Head creates it
-            raise
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-
-
-class _Origin(msgspec.Struct, array_like=True):
-    seq: int
-    run_id: str
-    run_seq: int
-    ts: int
-    event: msgspec.Raw
-    origin: str | None = None
-
-
-_origin_decoder = msgspec.msgpack.Decoder(_Origin)
-
-
-def _read_spill(path: str) -> list[Item]:
-    """The items of a pending file; CorruptRecord if any part of it is damaged."""
-    fd, _ = fmt.open_segment(os.path.dirname(path), os.path.basename(path))  # a regular file, or CorruptRecord
-    with open(fd, "rb") as f:
-        data = f.read()
-    if not data.startswith(PENDING_MAGIC):
-        raise CorruptRecord(path, 0, "not a runjournal pending file")
-    items = []
-    pos = len(PENDING_MAGIC)
-    while pos < len(data):
-        if pos + fmt.FRAME_LEN > len(data):
-            raise CorruptRecord(path, pos, "pending file ends inside a frame header")
-        word, wcrc, pcrc = fmt.FRAME.unpack_from(data, pos)
-        if fmt.crc32(data[pos : pos + 4]) != wcrc:
-            raise CorruptRecord(path, pos, "pending file frame header damaged")
-        length = word & fmt.LEN_MASK
-        payload = data[pos + fmt.FRAME_LEN : pos + fmt.FRAME_LEN + length]
-        if len(payload) != length or fmt.crc32(payload) != pcrc:
-            raise CorruptRecord(path, pos, "pending file record damaged")
-        try:
-            s = _spilled_decoder.decode(payload)
-        except DECODE_ERRORS as e:
-            raise CorruptRecord(path, pos, f"pending record does not decode: {why_undecodable(payload, e)}") from None
-        items.append(Item(s.run_id, s.event, s.ts))
-        pos += fmt.FRAME_LEN + length
-    return items

@@ -1,0 +1,119 @@
+"""Segment files as a writer makes and mends them: creation, opening for append, sealing,
+cutting a torn tail, and the head file's creation (docs/journal-format.md sections 1, 5, 7).
+
+Functions on paths and descriptors; which segment is current, and the sequences, are the
+writer's (``Journal``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from . import format as fmt
+from .errors import CorruptRecord, JournalWriteFailed
+from .events import SCHEMA_VERSION, TailRepaired
+from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
+from .head import SIZE as HEAD_SIZE
+
+TORN_DIR = "torn"
+
+
+def create(directory: str, base: int) -> int:
+    """A new segment based at ``base``, its header in place before its name appears (temp file,
+    fsync, rename, directory fsync); its descriptor, open for append."""
+    name = fmt.segment_name(base)
+    path = os.path.join(directory, name)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+    try:
+        write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+        os.fsync(fd)
+        os.rename(tmp, path)
+        fsync_dir(directory)
+    except OSError as e:
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+    return fd
+
+
+def open_for_append(directory: str, name: str, base: int) -> int:
+    """An existing segment opened for append, its header checked. A header left unwritten by a
+    writer that crashed while creating the segment (and nothing after it) is written again."""
+    fd, _ = fmt.open_segment(directory, name, os.O_RDWR | os.O_APPEND)
+    head = os.pread(fd, fmt.HEADER_LEN, 0)
+    if len(head) < fmt.HEADER_LEN and not any(head) and not os.path.exists(os.path.join(directory, fmt.segment_name(base + 1))):
+        os.ftruncate(fd, 0)
+        write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+        os.fsync(fd)
+        return fd
+    try:
+        header = fmt.decode_header(head, name)
+    except CorruptRecord:
+        os.close(fd)
+        raise
+    if header.base_seq != base:
+        os.close(fd)
+        raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {base}")
+    return fd
+
+
+def seal(fd: int, segment: str, end: int) -> None:
+    """Seal a full segment, durably; on failure nothing of the seal is left."""
+    try:
+        write_all(fd, fmt.seal_frame())
+        os.fdatasync(fd)
+    except OSError as e:
+        os.ftruncate(fd, end)
+        raise JournalWriteFailed(f"cannot seal segment {segment}: {e.strerror}") from None
+
+
+def cut_tail(directory: str, fd: int, segment: str, offset: int) -> TailRepaired:
+    """Cut a crashed writer's unfinished batch off a segment, keeping a copy in ``torn/``."""
+    size = os.fstat(fd).st_size
+    torn_dir = os.path.join(directory, TORN_DIR)
+    makedirs_durable(torn_dir)
+    copy = os.path.join(torn_dir, f"{segment}.{offset}.torn")
+    data = os.pread(fd, size - offset, offset)
+    cfd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_all(cfd, data)
+        os.fsync(cfd)
+    finally:
+        os.close(cfd)
+    fsync_dir(torn_dir)
+    os.ftruncate(fd, offset)
+    os.fsync(fd)
+    return TailRepaired(segment=segment, offset=offset, bytes_cut=size - offset, copy=os.path.relpath(copy, directory))
+
+
+def create_head(path: str) -> None:
+    """Create the head with its disk blocks reserved, so that a full disk is an error at open.
+
+    The head is written through an mmap, and storing into a page that has no block yet is a
+    SIGBUS on a full disk. The blocks are reserved under a temporary name, then linked into
+    place: where the file system cannot reserve them, glibc emulates it by writing, which must
+    not race with a writer using the head. (A head rebuild reserves them again under the lock,
+    for a head made any other way.)
+    """
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        preallocate(tmp, HEAD_SIZE)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another writer created it first
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP):  # no hard links here: Head creates it
+            raise
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
