@@ -44,6 +44,10 @@ class Checkpoint(msgspec.Struct):
     journal: str = ""
     #: the store's opaque hint for reading on from ``next_seq`` cheaply (never trusted over it)
     hint: str = ""
+    #: what is on disk that the state no longer holds: (run, stage) -> which start's finished
+    #: log was written and left memory; the stages whose error file was written
+    logs_written: dict[str, int] = {}
+    error_files: list[str] = []
 
 
 _ckpt_decoder = msgspec.msgpack.Decoder(Checkpoint)
@@ -74,6 +78,9 @@ class Projector:
         self.state_dir = os.path.join(self.paths.task_dir, STATE_DIR)
         self.checkpoint_path = os.path.join(self.state_dir, "checkpoint")
         self._state: TaskState | None = None
+        # what the files on disk hold that the state does not: the writer's, not the fold's
+        self._logs_written: dict[str, int] = {}
+        self._error_files: set[str] = set()
         self._next_seq = 1
         self._hint: str | None = None
         self._ckpt_stat: tuple | None = None
@@ -138,6 +145,7 @@ class Projector:
                 if name.startswith(".") and name.endswith(".tmp"):
                     os.unlink(os.path.join(directory, name))
         self._state, self._next_seq, self._hint, self._ckpt_stat, self._journal = None, 1, None, None, None
+        self._logs_written, self._error_files = {}, set()
 
     def save(self, wait: float | None = 30.0) -> bool:
         """Write the checkpoint now if catch-ups since the last one skipped it (``save_every``).
@@ -230,6 +238,7 @@ class Projector:
         if self._state is not None and key == self._ckpt_stat:
             return
         self._state, self._next_seq, self._hint, self._unsaved = TaskState(task_id=self.task), 1, None, False
+        self._logs_written, self._error_files = {}, set()
         self._journal = None
         if key is not None:
             try:
@@ -246,6 +255,7 @@ class Projector:
                     self._state, self._journal = TaskState(task_id=self.task), None
                     return
                 self._state, self._next_seq, self._hint = ckpt.state, ckpt.next_seq, ckpt.hint or None
+                self._logs_written, self._error_files = dict(ckpt.logs_written), set(ckpt.error_files)
                 self._journal = ckpt.journal or None
         self._ckpt_stat = key
 
@@ -306,7 +316,12 @@ class Projector:
         return CatchUp(applied, files, self._next_seq)
 
     def _save(self) -> None:
-        data = _ckpt_encoder.encode(Checkpoint(PROJECTION_VERSION, self._next_seq, self._state, self._journal_identity() or "", self._hint or ""))
+        data = _ckpt_encoder.encode(
+            Checkpoint(
+                PROJECTION_VERSION, self._next_seq, self._state, self._journal_identity() or "", self._hint or "",
+                self._logs_written, sorted(self._error_files),
+            )
+        )  # fmt: skip
         atomic_write(self.checkpoint_path, data, sync=self.sync)
         self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()
@@ -332,16 +347,18 @@ class Projector:
             cmd = state.command(run, index) if run else None
             if cmd is None:
                 continue
-            if cmd.has_log and not cmd.log_on_disk:
+            key = f"{rid}#{index}"
+            if cmd.has_log and self._logs_written.get(key) != cmd.starts:
                 out.append((p.log(rid, cmd), render.log(cmd)))
                 if cmd.status not in ("pending", "running"):
-                    cmd.log, cmd.log_on_disk = [], True  # a finished stage's log is final: keep memory flat
+                    cmd.log = []  # a finished stage's log is final: on disk, out of memory
+                    self._logs_written[key] = cmd.starts
             if cmd.error is not None:
                 out.append((p.error(rid, cmd), render.error_file(run, cmd)))
-                cmd.error_on_disk = True
-            elif cmd.error_on_disk:  # a retry cleared the error: a rebuild would not write the file
+                self._error_files.add(key)
+            elif key in self._error_files:  # a retry cleared the error: a rebuild would not write the file
                 gone.append(p.error(rid, cmd))
-                cmd.error_on_disk = False
+                self._error_files.discard(key)
         for rid in sorted(state.dirty):
             run = state.runs.get(rid)
             if run is not None:

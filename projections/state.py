@@ -14,7 +14,7 @@ from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
-PROJECTION_VERSION = 2
+PROJECTION_VERSION = 3
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
 #: per stage, how much captured output the projector keeps for the log (the runner caps what it journals)
 LOG_CAP = 2 * 64 * 1024 + 4096
@@ -37,10 +37,8 @@ class Command(msgspec.Struct, omit_defaults=True):
     has_log: bool = False
     log: list[bytes] = []
     log_bytes: int = 0
-    #: the finished stage's log was written and dropped from memory
-    log_on_disk: bool = False
-    #: the projector wrote this stage's error file (removed if a retry clears the error)
-    error_on_disk: bool = False
+    #: how many times the stage has started (each start begins a new log)
+    starts: int = 0
     truncated: dict[str, int] = {}
     error: ev.ErrorRecorded | None = None
     error_ts: int | None = None
@@ -246,7 +244,8 @@ def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
     cmd.started_ts = rec.ts
     cmd.completed_ts = cmd.exit_code = cmd.summary = cmd.error = cmd.error_ts = None
     # has_log never goes back to False: a log file, once written, stays part of the projection
-    cmd.log, cmd.log_bytes, cmd.truncated, cmd.log_on_disk = [], 0, {}, False
+    cmd.log, cmd.log_bytes, cmd.truncated = [], 0, {}
+    cmd.starts += 1
     cmd.has_log = cmd.has_log or cmd.kind == "command"
     status_changes = run.status == "queued" or run.stale_since_ts is not None
     if status_changes:
