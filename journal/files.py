@@ -17,7 +17,7 @@ from . import chain
 from . import format as fmt
 from .check import Report, check, repair
 from .errors import BadInput, CorruptRecord
-from .events import AnyEvent, Record, head_decoder
+from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_task_id
 from .reader import JournalReader, Position, decode_record
@@ -243,7 +243,7 @@ def _position(directory: str, from_seq: int, hint: str | None) -> Position | Non
             try:
                 if head_decoder.decode(first[0][1]).seq != from_seq:
                     return None
-            except Exception:  # noqa: BLE001 - any failure: the hint does not fit, read from the start
+            except DECODE_ERRORS:  # damage there: the hint does not fit; the reader will say what is wrong
                 return None
         elif offset == fmt.HEADER_LEN and base != from_seq:
             return None
