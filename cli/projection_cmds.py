@@ -164,6 +164,9 @@ def project(settings, task, rebuild, fmt):
             if result is None:
                 raise JournalError(f"task {t}: another projector held its projection lock for 30 s; try again")
         seconds = round(time.monotonic() - started, 3)
+        refused = projector.state().invalid_ids
+        if refused:
+            click.echo(f"warning: {invalid_ids_message(t, refused)}", err=True)
         done.append(
             {
                 "task_id": t,
@@ -185,6 +188,11 @@ def project(settings, task, rebuild, fmt):
         took = f" in {d['seconds']:.2f} s" if rebuild else ""
         click.echo(f"task {d['task_id']}: {what}, {d['files']} files written{stale}{took}")
     return 0
+
+
+def invalid_ids_message(task: str, refused: list[str]) -> str:
+    shown = ", ".join(repr(r) for r in refused[:3]) + (" ..." if len(refused) > 3 else "")
+    return f"task {task}: the journal holds run ids that cannot name a path, not projected: {shown} (`runjournal verify --task {task}` lists them)"
 
 
 # -- runs ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass, field
 
 from . import chain
 from . import format as fmt
-from .errors import CorruptRecord, JournalNotFound, LockTimeout
+from . import events as ev
+from .errors import CorruptRecord, InvalidId, JournalNotFound, LockTimeout
+from .naming import validate_run_id
 from .events import JOURNAL_RUN, TailRepaired
 from .lock import JournalLock
 from .reader import decode_record
@@ -18,7 +20,7 @@ from .writer import PENDING_DIR, Journal
 class Problem:
     segment: str
     offset: int
-    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment | invalid-id
     detail: str
 
 
@@ -101,6 +103,7 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
                         seq += 1
                         continue
                     report.records += 1
+                    _check_ids(rec, name, off, report, run_seqs)
                     if rec.seq != seq:
                         report.problems.append(Problem(name, off, "sequence-gap", f"sequence {rec.seq} where {seq} was expected"))
                     seq = rec.seq + 1
@@ -124,6 +127,18 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
     finally:
         os.close(fd)
     return seq
+
+
+def _check_ids(rec, segment: str, offset: int, report: Report, seen: dict[str, int]) -> None:
+    """Ids become projection paths: one that the command line would refuse is reported."""
+    ids = [rec.run_id] if rec.run_id != JOURNAL_RUN and rec.run_id not in seen else []
+    if isinstance(rec.event, ev.ChildRunLinked):
+        ids.append(rec.event.child_run_id)
+    for run_id in ids:
+        try:
+            validate_run_id(run_id)
+        except InvalidId as e:
+            report.problems.append(Problem(segment, offset, "invalid-id", f"{e}; projections skip it"))
 
 
 def _tail_is_torn(directory: str, fd: int, offset: int) -> bool:

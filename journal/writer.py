@@ -54,6 +54,7 @@ from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
 from .head import Head
 from .lock import DEFAULT_TIMEOUT, JournalLock
+from .naming import validate_run_id
 from .spill import PENDING_DIR
 
 DURABILITY_MODES = ("always", "batch", "none")
@@ -61,6 +62,7 @@ DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
 ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
+VALID_IDS_KEPT = 4096  # run ids remembered as checked, then forgotten at once (memory stays flat)
 
 
 class Item(NamedTuple):
@@ -114,6 +116,7 @@ class Journal:
         self._last_merge_check = 0.0
         self._spill_clock = 0
         self._spill_counter = 0
+        self._valid_ids: set[str] = set()  # run ids already checked
         self._dirty = False
         self._last_sync = time.monotonic()
         self._closed = threading.Event()
@@ -125,9 +128,12 @@ class Journal:
     # -- public API -------------------------------------------------------------------
 
     def append(self, run_id: str, event: AnyEvent, expected_seq: int | None = None) -> Record:
-        """Append one event; with ``expected_seq``, only if the run is at that sequence now."""
+        """Append one event; with ``expected_seq``, only if the run is at that sequence now.
+        A run id the command line would refuse is ``InvalidId``, and nothing is written."""
         if not isinstance(event, Event):
             raise TypeError(f"not an event: {event!r}")
+        if run_id not in self._valid_ids:
+            self._check_id(run_id)
         ts = time.time_ns()
         if expected_seq is None:
             rec = self._append_alone(run_id, event, ts)
@@ -145,7 +151,16 @@ class Journal:
         for it in batch:
             if not isinstance(it.event, Event):
                 raise TypeError(f"not an event: {it.event!r}")
+            if it.run_id not in self._valid_ids:
+                self._check_id(it.run_id)
         return self._append(batch, expected)
+
+    def _check_id(self, run_id: str) -> None:
+        """Run ids become paths of projection files: refuse what the CLI refuses (InvalidId)."""
+        validate_run_id(run_id)
+        if len(self._valid_ids) >= VALID_IDS_KEPT:
+            self._valid_ids.clear()
+        self._valid_ids.add(run_id)
 
     def _append(self, batch: Sequence[tuple], expected: dict[str, int] | None) -> list[Record]:
         """Under the lock: catch up, merge spills when due, write. Items are (run_id, event, ts)."""

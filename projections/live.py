@@ -63,6 +63,7 @@ class Watcher:
         self._projectors: dict[str, Projector] = {}
         self._last_warning: dict[str, str] = {}
         self._failing: dict[str, float] = {}  # task -> when its catch-ups began to fail
+        self._refused_seen: dict[str, int] = {}  # task -> refused run ids already warned about
         self.catch_ups = 0
         self.applied = 0
 
@@ -138,6 +139,10 @@ class Watcher:
         self._failing.pop(task, None)
         if result is None:  # another projector holds the task: the next tick retries
             return
+        refused = projector.state().invalid_ids
+        if len(refused) > self._refused_seen.get(task, 0):
+            self._refused_seen[task] = len(refused)
+            self.warn(f"task {task}: the journal holds run ids that cannot name a path, not projected: {', '.join(map(repr, refused[:3]))}")
         self.catch_ups += 1
         self.applied += result.applied
         if self.on_catch_up is not None and (result.applied or result.files or result.stale_marked):

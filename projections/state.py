@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import msgspec
 
+from runjournal.journal import InvalidId, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
 PROJECTION_VERSION = 3
+#: how many refused ids a task state keeps to report
+INVALID_IDS_KEPT = 20
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
 #: per stage, how much captured output the projector keeps for the log (the runner caps what it journals)
 LOG_CAP = 2 * 64 * 1024 + 4096
@@ -136,6 +139,8 @@ class TaskState(msgspec.Struct):
     dirty_commands: set[tuple[str, int]] = set()
     #: the task files must be rewritten though no run is dirty (heartbeat gap statistics)
     dirty_task: bool = False
+    #: run ids in the journal that cannot name a path: skipped, never projected (the first few)
+    invalid_ids: list[str] = []
 
     def apply(self, rec: Record) -> None:
         event = rec.event
@@ -202,10 +207,24 @@ class TaskState(msgspec.Struct):
             self.last_ts = ts
 
 
+def _refused(s: TaskState, run_id: str) -> bool:
+    """Whether an id from the journal cannot name a projection path (noted once, then skipped:
+    a journal written by something else may hold one; nothing is ever built from it)."""
+    try:
+        validate_run_id(run_id)
+    except InvalidId:
+        if run_id not in s.invalid_ids and len(s.invalid_ids) < INVALID_IDS_KEPT:
+            s.invalid_ids.append(run_id)
+        return True
+    return False
+
+
 def _run_started(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.RunStarted = rec.event
     if rec.run_id in s.runs:
         return  # a run starts once; a later attempt is a resume
+    if _refused(s, rec.run_id):
+        return
     run = Run(
         run_id=rec.run_id,
         task_id=e.task_id,
@@ -430,6 +449,8 @@ def _run_resumed(s: TaskState, rec: Record, run: Run | None) -> None:
 
 def _child_linked(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.ChildRunLinked = rec.event
+    if _refused(s, e.child_run_id):
+        return
     cmd = s.command(run, e.index)
     if cmd is not None:
         cmd.sub_run_id = e.child_run_id

@@ -99,6 +99,15 @@ class StoreContract:
                 store.append(bad, RUN_A, beat(1))
         assert store.tasks() == []
 
+    def test_a_run_id_that_cannot_name_a_path_is_refused_and_nothing_is_written(self, store: EventStore):
+        store.append("t", RUN_A, beat(1))
+        for bad in ("../../outside/x", "/etc/passwd", "", ".hidden", "a\x1b[2Jb", "x" * 201):
+            with pytest.raises(InvalidId):
+                store.append("t", bad, beat(2))
+            with pytest.raises(InvalidId):
+                store.append_batch("t", [Item(RUN_B, beat(2)), Item(bad, beat(3))])
+        assert store.last_seq("t") == 1
+
     # -- expected sequences -----------------------------------------------------------------
 
     def test_an_append_that_expects_another_sequence_fails_and_writes_nothing(self, store: EventStore):
