@@ -26,7 +26,7 @@ from runjournal.journal.events import Record, encoder
 from runjournal.projections.render import percentile
 
 from .context import format_option, pass_settings
-from .output import emit_json, table
+from .output import echo, emit_json, table
 
 PAYLOAD = b"x" * 120  # a record of about 170 bytes, as PERFORMANCE.md's figures use
 REPS = 3
@@ -268,7 +268,7 @@ def bench(settings, events, writers, workdir, fmt):
 
     Example: runjournal bench --events 200000 --writers 16 --format json
     """
-    say = (lambda m: click.echo(m, err=True))
+    say = (lambda m: echo(m, err=True))
     scratch = tempfile.mkdtemp(prefix="runjournal-bench-", dir=workdir)
     try:
         result = run_bench(events, writers, scratch, say)

@@ -12,7 +12,7 @@ from runjournal.journal.fsutil import atomic_write
 from runjournal.journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
 
 from .context import format_option, pass_settings, task_option
-from .output import emit_json, reader_gone
+from .output import echo, emit_json, reader_gone
 from .render import record_line
 
 
@@ -36,14 +36,14 @@ def verify(settings, task, do_repair, fmt):
         emit_json(report.to_dict())
     else:
         state = "ok" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(
+        echo(
             f"{directory}: {state}: {report.records} records, {report.runs} runs, "
             f"{report.segments} segments, {report.bytes} bytes" + (f", {report.pending} pending spill(s)" if report.pending else "")
         )
         for line in report.repaired:
-            click.echo(f"repaired: {line}")
+            echo(f"repaired: {line}")
         for p in report.problems:
-            click.echo(f"problem: {p.kind} in {p.segment} at byte {p.offset}: {p.detail}")
+            echo(f"problem: {p.kind} in {p.segment} at byte {p.offset}: {p.detail}")
     return 0 if report.ok else 1
 
 
@@ -115,7 +115,7 @@ def export(settings, task, run_id, output, fmt):
     chunks = _as_array(events) if fmt == "json" else events
     if output:
         atomic_write(os.path.abspath(output), b"".join(chunks))
-        click.echo(f"exported {len(events)} events to {output}", err=True)
+        echo(f"exported {len(events)} events to {output}", err=True)
     else:
         try:
             for chunk in chunks:
@@ -164,5 +164,5 @@ def import_(settings, file, task, fmt):
     if fmt == "json":
         emit_json({"task_id": task, "events": len(records), "imported": added, "skipped": len(records) - added})
     else:
-        click.echo(f"imported {added} of {len(records)} events into task {task} ({len(records) - added} already present)")
+        echo(f"imported {added} of {len(records)} events into task {task} ({len(records) - added} already present)")
     return 0

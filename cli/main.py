@@ -16,6 +16,7 @@ from runjournal.journal import BadInput, JournalError
 from runjournal.runner import TokenRefused
 
 from .context import resolve
+from .output import echo
 from .bench import bench
 from .journal_cmds import export, import_, tail, verify
 from .projection_cmds import project, replay, runs, show, status, watch
@@ -63,7 +64,7 @@ for command in (init, plan, start, exec_, resume, status, runs, show, replay, ta
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -81,7 +82,7 @@ def _usage_message(error: click.UsageError) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if not args:
-        click.echo(cli.get_help(click.Context(cli, info_name="runjournal")))
+        echo(cli.get_help(click.Context(cli, info_name="runjournal")))
         sys.exit(0)
     debug = "--debug" in args
     try:

@@ -8,7 +8,16 @@ import sys
 import click
 import msgspec
 
+from runjournal.journal.text import for_terminal
+
 _encoder = msgspec.json.Encoder()
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """Print a line for people: every line runjournal prints goes through here, without the
+    escape sequences and control characters that stage output or a journal may carry (JSON
+    output needs none of this: its encoder escapes every control character)."""
+    click.echo(for_terminal(str(message)), err=err)
 
 
 def emit_json(doc) -> None:
@@ -20,7 +29,7 @@ def table(rows: list[list[str]], headers: list[str]) -> None:
     cells = [headers] + rows
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 def reader_gone() -> int:

@@ -28,7 +28,7 @@ from runjournal.projections.state import Run, TaskState
 from runjournal.runner import run_exit_code
 
 from .context import PositiveNumber, format_option, pass_settings, task_option
-from .output import emit_json, table
+from .output import echo, emit_json, table
 from .render import describe
 
 STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
@@ -166,7 +166,7 @@ def project(settings, task, rebuild, fmt):
         seconds = round(time.monotonic() - started, 3)
         refused = projector.state().invalid_ids
         if refused:
-            click.echo(f"warning: {invalid_ids_message(t, refused)}", err=True)
+            echo(f"warning: {invalid_ids_message(t, refused)}", err=True)
         done.append(
             {
                 "task_id": t,
@@ -181,12 +181,12 @@ def project(settings, task, rebuild, fmt):
         emit_json({"rebuild": rebuild, "tasks": done})
         return 0
     if not done:
-        click.echo(f"no task journals under {settings.runs_dir}")
+        echo(f"no task journals under {settings.runs_dir}")
     for d in done:
         what = f"rebuilt from {d['applied']} events" if rebuild else f"{d['applied']} new events"
         stale = f", {d['stale_marked']} run(s) marked stale" if d["stale_marked"] else ""
         took = f" in {d['seconds']:.2f} s" if rebuild else ""
-        click.echo(f"task {d['task_id']}: {what}, {d['files']} files written{stale}{took}")
+        echo(f"task {d['task_id']}: {what}, {d['files']} files written{stale}{took}")
     return 0
 
 
@@ -239,7 +239,7 @@ def runs(settings, task, status, limit, fmt):
         emit_json(docs)
         return 0
     if not docs:
-        click.echo("no runs")
+        echo("no runs")
         return 0
     table(
         [
@@ -310,18 +310,18 @@ def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
 
 
 def _print_status(doc: dict) -> None:
-    click.echo(f"run:       {doc['run_id']}")
-    click.echo(f"task:      {doc['task_id']}")
-    click.echo(f"pipeline:  {doc['pipeline_id']} ({doc['pipeline_title']}), attempt {doc['attempt']}")
-    click.echo(f"status:    {doc['status']}" + (" (stale)" if doc["stale"] else ""))
-    click.echo(f"detail:    {doc['status_detail']}")
-    click.echo(f"started:   {doc['started_at']}")
-    click.echo(f"completed: {doc['completed_at'] or '-'}")
-    click.echo(f"heartbeat: {doc['heartbeat_at'] or '-'}")
+    echo(f"run:       {doc['run_id']}")
+    echo(f"task:      {doc['task_id']}")
+    echo(f"pipeline:  {doc['pipeline_id']} ({doc['pipeline_title']}), attempt {doc['attempt']}")
+    echo(f"status:    {doc['status']}" + (" (stale)" if doc["stale"] else ""))
+    echo(f"detail:    {doc['status_detail']}")
+    echo(f"started:   {doc['started_at']}")
+    echo(f"completed: {doc['completed_at'] or '-'}")
+    echo(f"heartbeat: {doc['heartbeat_at'] or '-'}")
     for child in doc["child_runs"]:
-        click.echo(f"child:     {child['run_id']} ({child['pipeline_id']}): {child['status']}")
+        echo(f"child:     {child['run_id']} ({child['pipeline_id']}): {child['status']}")
     if doc["commands"]:
-        click.echo("")
+        echo("")
         table(
             [
                 [str(c["index"]), c["id"], c["status"], "-" if c["exit_code"] is None else str(c["exit_code"]), _seconds(c["duration_seconds"]), c["summary"] or ""]
@@ -336,10 +336,10 @@ def _print_changes(old: dict, new: dict) -> None:
         if a["status"] != b["status"]:
             at = b["completed_at"] or b["started_at"] or new["updated_at"]
             exit_ = f" (exit {b['exit_code']})" if b["exit_code"] is not None and b["status"] in ("succeeded", "failed", "skipped") else ""
-            click.echo(f"{at}  stage {b['index']} {b['id']}: {a['status']} -> {b['status']}{exit_}")
+            echo(f"{at}  stage {b['index']} {b['id']}: {a['status']} -> {b['status']}{exit_}")
     if (old["status"], old["status_detail"], old["attempt"]) != (new["status"], new["status_detail"], new["attempt"]):
         detail = new["status_detail"]
-        click.echo(f"{new['updated_at']}  " + (detail if detail.startswith(new["status"]) else f"{new['status']}: {detail}"))
+        echo(f"{new['updated_at']}  " + (detail if detail.startswith(new["status"]) else f"{new['status']}: {detail}"))
 
 
 def _watch_status(projector: Projector, state: TaskState, run_id: str, fmt: str) -> int:
@@ -466,10 +466,10 @@ def replay(settings, run_id, task, at, speed, fmt):
         emit_json({"run_id": run_id, "task_id": found, "records": len(steps), "steps": [_step_doc(s, r) for s, r in steps]})
         return 0
     first = steps[0][1]
-    click.echo(f"run {run_id} (task {found}), started {iso_utc(first.ts)}, {len(steps)} records")
-    click.echo(f"{'ELAPSED':>11}  {'SEQ':>8}  RUN# EVENT")
+    echo(f"run {run_id} (task {found}), started {iso_utc(first.ts)}, {len(steps)} records")
+    echo(f"{'ELAPSED':>11}  {'SEQ':>8}  RUN# EVENT")
     for s, rec in steps:
-        click.echo(_step_line(s, rec))
+        echo(_step_line(s, rec))
     return 0
 
 
@@ -478,9 +478,9 @@ def _play_line(step: Step, rec) -> None:
     if isinstance(e, ev.OutputChunk):
         text = e.data.decode("utf-8", "replace")
         for line in text.splitlines() or [""]:
-            click.echo(f"{step.elapsed:>+10.3f}s  {e.stream}| {line}")
+            echo(f"{step.elapsed:>+10.3f}s  {e.stream}| {line}")
     else:
-        click.echo(f"{step.elapsed:>+10.3f}s  {describe(e)}")
+        echo(f"{step.elapsed:>+10.3f}s  {describe(e)}")
 
 
 # -- watch -----------------------------------------------------------------------------
@@ -511,7 +511,7 @@ def watch(settings, task, poll, fmt):
         if fmt == "json":
             emit_json_line(doc)
         else:
-            click.echo(text)
+            echo(text)
 
     def caught_up(t, result) -> None:
         now = time.time_ns()
@@ -522,7 +522,7 @@ def watch(settings, task, poll, fmt):
         )
 
     def warn(message: str) -> None:
-        click.echo(f"warning: {message}", err=True)
+        echo(f"warning: {message}", err=True)
 
     daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn, store=settings.store)
 

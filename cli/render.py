@@ -5,6 +5,7 @@ from __future__ import annotations
 from runjournal.journal import iso_utc
 from runjournal.journal import events as ev
 from runjournal.journal.events import Record
+from runjournal.journal.text import for_terminal
 
 
 def describe(event: ev.Event) -> str:
@@ -51,5 +52,6 @@ def describe(event: ev.Event) -> str:
 
 
 def record_line(rec: Record) -> str:
+    """One line of `tail`, safe for a terminal whatever the record holds."""
     run = rec.run_id or "(journal)"
-    return f"{rec.seq:>8}  {iso_utc(rec.ts)}  {run}  #{rec.run_seq:<4} {describe(rec.event)}"
+    return for_terminal(f"{rec.seq:>8}  {iso_utc(rec.ts)}  {run}  #{rec.run_seq:<4} {describe(rec.event)}")

@@ -11,7 +11,7 @@ from runjournal.journal.errors import BadInput
 from runjournal.runner import CONFIG_NAME, Runner, default_actor, load, starter_text
 
 from .context import format_option, pass_settings, task_option
-from .output import emit_json, table
+from .output import echo, emit_json, table
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help=f"Pipeline config (default: <root>/{CONFIG_NAME}, else the embedded starter)."
@@ -32,7 +32,7 @@ def init(settings):
         raise BadInput(f"{path} already exists; not overwriting it") from None
     with os.fdopen(fd, "w") as f:
         f.write(starter_text())
-    click.echo(f"wrote {path}: edit its stages, then `runjournal plan` and `runjournal start`")
+    echo(f"wrote {path}: edit its stages, then `runjournal plan` and `runjournal start`")
     return 0
 
 
@@ -65,9 +65,9 @@ def plan(settings, pipeline, config_path, fmt):
     if fmt == "json":
         emit_json({"config": config.path, "pipeline_id": p.id, "title": p.title, "description": p.description, "tags": list(p.tags), "stages": stages})
         return 0
-    click.echo(f"{p.id}: {p.title}  ({config.path})")
+    echo(f"{p.id}: {p.title}  ({config.path})")
     if p.description:
-        click.echo(f"  {p.description}")
+        echo(f"  {p.description}")
     rows = []
     for s in stages:
         what = s["command"] if s["kind"] == "command" else f"sub-pipeline {s['pipeline']}"
@@ -79,7 +79,7 @@ def plan(settings, pipeline, config_path, fmt):
 
 def _runner(settings, task, config_path, fmt) -> tuple[Runner, object]:
     config = load(config_path, settings.root)
-    say = (lambda line: click.echo(line, err=True)) if fmt == "json" else click.echo
+    say = (lambda line: echo(line, err=True)) if fmt == "json" else echo
     return Runner(settings.layout, settings.root, settings.task(task), config, say=say, store=settings.store), config
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runjournal.journal import events as ev
+from runjournal.journal.text import for_terminal
 
 READ_SIZE = 64 * 1024
 FLUSH_INTERVAL = 0.1  # live output reaches the journal at least this often
@@ -85,7 +86,7 @@ class StreamCapture:
     def first_line(self) -> str:
         """The first line with printable text (binary output gives none), for the stage summary."""
         for line in bytes(self.head).decode("utf-8", "replace").splitlines():
-            text = "".join(ch for ch in line if ch.isprintable()).strip()
+            text = for_terminal(line).replace("\t", " ").strip()
             if text:
                 return text[:200]
         return ""
