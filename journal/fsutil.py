@@ -30,13 +30,37 @@ def makedirs_durable(path: str) -> None:
         fsync_dir(os.path.dirname(d))
 
 
+def open_own_dir(path: str, mode: int | None = None) -> int:
+    """A descriptor on a directory runjournal made, opened without following a symlink; with
+    ``mode``, created if missing and set to it (through the descriptor, never a link's target).
+    A symlink or anything else found there is an OSError saying so: nothing is written through it."""
+    if mode is not None:
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(e.errno, f"{path} is a symbolic link or not a directory; runjournal writes nothing through it") from None
+        raise
+    if mode is not None:
+        try:
+            os.fchmod(fd, mode)
+        except OSError:
+            os.close(fd)
+            raise
+    return fd
+
+
 def preallocate(path: str, size: int) -> None:
     """Create ``path`` if missing and give its first ``size`` bytes real disk blocks.
 
     For a file written through an mmap: storing into a page that has no block yet on a full
     disk kills the process with SIGBUS, where this raises OSError (ENOSPC) instead.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         if hasattr(os, "posix_fallocate"):
             try:
@@ -55,12 +79,29 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+#: how every temporary file is created: a new file or nothing (never an existing one, never
+#: through a symlink planted under its name), not inherited by stage processes
+TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def create_temp(directory: str, name: str, flags: int = os.O_WRONLY, mode: int = 0o644) -> tuple[int, str]:
+    """A new temporary file for ``name`` in ``directory``, under a name no one can guess
+    (``.<name>.<16 random hex>.tmp``): its descriptor and path. Every temp file runjournal
+    writes is made here."""
+    while True:
+        tmp = os.path.join(directory, f".{name}.{os.urandom(8).hex()}.tmp")
+        try:
+            return os.open(tmp, flags | TEMP_FLAGS, mode), tmp
+        except FileExistsError:
+            continue  # 64 random bits taken already: draw again
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, dir fsync."""
     directory = os.path.dirname(path) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    tmp = None
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        fd, tmp = create_temp(directory, os.path.basename(path), mode=mode)
         try:
             write_all(fd, data)
             if sync:
@@ -69,10 +110,11 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -
             os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        try:
-            os.unlink(tmp)  # on a full disk, a half-written temp file would hold on to space
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)  # on a full disk, a half-written temp file would hold on to space
+            except OSError:
+                pass
         raise OSError(e.errno, e.strerror, path) from None  # name the file, not the temp (or nothing)
     if sync:
         fsync_dir(directory)

@@ -13,7 +13,7 @@ import os
 from . import format as fmt
 from .errors import CorruptRecord, JournalWriteFailed
 from .events import SCHEMA_VERSION, TailRepaired
-from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
+from .fsutil import create_temp, fsync_dir, makedirs_durable, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
 
 TORN_DIR = "torn"
@@ -24,9 +24,8 @@ def create(directory: str, base: int) -> int:
     fsync, rename, directory fsync); its descriptor, open for append."""
     name = fmt.segment_name(base)
     path = os.path.join(directory, name)
-    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd, tmp = create_temp(directory, name, os.O_RDWR | os.O_APPEND)
     except OSError as e:
         raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
     try:
@@ -82,12 +81,13 @@ def cut_tail(directory: str, fd: int, segment: str, offset: int) -> TailRepaired
     makedirs_durable(torn_dir)
     copy = os.path.join(torn_dir, f"{segment}.{offset}.torn")
     data = os.pread(fd, size - offset, offset)
-    cfd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    cfd, tmp = create_temp(torn_dir, os.path.basename(copy))
     try:
         write_all(cfd, data)
         os.fsync(cfd)
     finally:
         os.close(cfd)
+    os.replace(tmp, copy)  # a copy of an earlier cut at the same place is replaced, never written through
     fsync_dir(torn_dir)
     os.ftruncate(fd, offset)
     os.fsync(fd)
@@ -103,7 +103,8 @@ def create_head(path: str) -> None:
     not race with a writer using the head. (A head rebuild reserves them again under the lock,
     for a head made any other way.)
     """
-    tmp = f"{path}.{os.getpid()}.tmp"
+    fd, tmp = create_temp(os.path.dirname(path), os.path.basename(path))
+    os.close(fd)
     try:
         preallocate(tmp, HEAD_SIZE)
         os.link(tmp, path)

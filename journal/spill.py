@@ -17,7 +17,7 @@ from . import chain
 from . import format as fmt
 from .errors import CorruptRecord
 from .events import DECODE_ERRORS, AnyEvent, encoder, why_undecodable
-from .fsutil import fsync_dir, makedirs_durable, write_all
+from .fsutil import create_temp, fsync_dir, makedirs_durable, write_all
 
 PENDING_DIR = "pending"
 PENDING_MAGIC = b"RJPENDG1"
@@ -55,8 +55,7 @@ def write(directory: str, name: str, payloads: list[bytes]) -> str:
     """Put a pending file in place durably (temporary name, fsync, rename, directory fsync)."""
     pending = os.path.join(directory, PENDING_DIR)
     makedirs_durable(pending)
-    tmp = os.path.join(pending, "." + name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd, tmp = create_temp(pending, name)
     try:
         write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
         os.fsync(fd)

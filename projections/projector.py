@@ -22,7 +22,7 @@ import msgspec
 from runjournal.journal import EventStore, Item, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
-from runjournal.journal.fsutil import atomic_write, fsync_dir, makedirs_durable, write_all
+from runjournal.journal.fsutil import atomic_write, create_temp, fsync_dir, makedirs_durable, write_all
 
 from . import render
 from .state import PROJECTION_VERSION, TaskState, is_stale
@@ -466,17 +466,22 @@ def write_files(files: list[tuple[str, bytes]], sync: bool = True) -> None:
             atomic_write(path, data, sync=sync)
         return
     tmps = []
-    suffix = f".{os.getpid()}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    for path, data in files:
-        d, name = os.path.split(path)
-        tmp = f"{d}/.{name}{suffix}"
-        fd = os.open(tmp, flags, 0o644)
-        try:
-            write_all(fd, data)
-        finally:
-            os.close(fd)
-        tmps.append((tmp, path))
+    try:
+        for path, data in files:
+            d, name = os.path.split(path)
+            fd, tmp = create_temp(d, name)
+            tmps.append((tmp, path))
+            try:
+                write_all(fd, data)
+            finally:
+                os.close(fd)
+    except OSError:
+        for tmp, _ in tmps:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
     os.sync()  # every temp file durable before any rename makes it visible
     for tmp, path in tmps:
         os.replace(tmp, path)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
-from runjournal.journal.fsutil import makedirs_durable, write_all
+from runjournal.journal.fsutil import makedirs_durable, open_own_dir, write_all
 from runjournal.projections import Projector
 
 from .capture import Cancel, Outcome, run_command
@@ -530,17 +530,24 @@ class Runner:
 
     def _save_token(self, run_id: str, token: str) -> None:
         path = self._token_path(run_id)
-        makedirs_durable(os.path.dirname(path))
-        os.chmod(os.path.dirname(path), 0o700)
+        tokens = os.path.dirname(path)
+        written = False
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            makedirs_durable(os.path.dirname(tokens))
+            dfd = open_own_dir(tokens, 0o700)  # never a planted link: its target is not chmodded
             try:
-                write_all(fd, (token + "\n").encode())
+                fd = os.open(os.path.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+                written = True
+                try:
+                    write_all(fd, (token + "\n").encode())
+                finally:
+                    os.close(fd)
             finally:
-                os.close(fd)
+                os.close(dfd)
         except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            if written:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
             raise JournalWriteFailed(f"cannot save the resume token in {path}: {e.strerror or e}; nothing was run") from None
 
 

@@ -128,7 +128,7 @@ def test_killed_mid_burst_then_restarted_converges_to_a_rebuild(tmp_path):
     converged, temp = tree_without_temp_files(live)
     assert converged == expected, diff(converged, expected)
     # a projector killed between writing a temp file and renaming it leaves the temp file
-    # behind (no projection file is ever half-written); they are named .<file>.<pid>.tmp
+    # behind (no projection file is ever half-written); they are named .<file>.<16 random hex>.tmp
     assert all(TEMP_FILE.search(p) for p in temp)
 
 

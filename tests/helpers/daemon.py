@@ -15,7 +15,7 @@ from pathlib import Path
 from helpers import DEADLINE, clean_env
 
 #: what a projector killed between writing a temp file and renaming it leaves behind
-TEMP_FILE = re.compile(r"(^|/)\.[^/]+\.\d+\.tmp$")
+TEMP_FILE = re.compile(r"(^|/)\.[^/]+\.[0-9a-f]{16}\.tmp$")  # .<file>.<16 random hex>.tmp
 
 
 class Daemon:
