@@ -71,6 +71,10 @@ def check(directory: str) -> Report:
             report.problems.append(
                 Problem(f"{PENDING_DIR}/{n}", 0, "damaged-spill", "a spilled batch failed its checksum and was set aside; its events are not in the journal")
             )
+        elif n.endswith(".foreign"):
+            report.problems.append(
+                Problem(f"{PENDING_DIR}/{n}", 0, "foreign-spill", "a pending file owned by another account than the journal's was set aside, never merged")
+            )
     return report
 
 

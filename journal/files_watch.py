@@ -33,6 +33,7 @@ from watchdog.observers.api import ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from .errors import JournalError
+from .fsutil import makedirs
 from .naming import validate_task_id
 from .store import Subscription
 
@@ -74,7 +75,7 @@ class FileSubscription(Subscription):
         self.kind = f"polling every {poll:g} s" if poll else "watchdog native observer"
         self._mutex = threading.Lock()
         self._watches: dict[str, tuple[ObservedWatch, tuple[int, int]]] = {}
-        os.makedirs(self.runs_dir, exist_ok=True)
+        makedirs(self.runs_dir)
         self._observer = PollingObserver(timeout=poll) if poll else Observer()
         self._observer.start()
         self.refresh()

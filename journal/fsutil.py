@@ -6,6 +6,10 @@ import errno
 import os
 
 
+#: every directory runjournal creates: never group- or world-writable, whatever the umask
+DIR_MODE = 0o755
+
+
 def fsync_dir(path: str) -> None:
     """Make a directory entry (a create, rename or unlink in ``path``) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -13,6 +17,21 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def makedirs(path: str) -> None:
+    """``os.makedirs`` with every directory it makes at DIR_MODE (os.makedirs gives its
+    intermediate directories the umask's mode); not synced: for projection files."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        makedirs(os.path.dirname(path))
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            pass
 
 
 def makedirs_durable(path: str) -> None:
@@ -24,7 +43,7 @@ def makedirs_durable(path: str) -> None:
         p = os.path.dirname(p)
     for d in reversed(missing):
         try:
-            os.mkdir(d)
+            os.mkdir(d, DIR_MODE)
         except FileExistsError:
             continue
         fsync_dir(os.path.dirname(d))
@@ -51,6 +70,21 @@ def open_own_dir(path: str, mode: int | None = None) -> int:
         except OSError:
             os.close(fd)
             raise
+    return fd
+
+
+def open_private(path: str) -> int:
+    """A lock file, created 0600 without following a symlink: another account cannot open it,
+    so it cannot take the lock (flock needs only a descriptor). One of ours made looser by an
+    older version is tightened; one of another owner is used as it is (their journal)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
     return fd
 
 

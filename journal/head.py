@@ -57,7 +57,7 @@ class Head:
     """The mmap of ``<journal>/head``. Only a lock holder writes it."""
 
     def __init__(self, path: str):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         try:
             if os.fstat(fd).st_size != SIZE:
                 os.ftruncate(fd, SIZE)  # new, or from another layout: zeros are "unknown"

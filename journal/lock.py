@@ -24,6 +24,7 @@ import time
 
 import portalocker
 
+from .fsutil import open_private
 from .errors import LockTimeout
 
 DEFAULT_TIMEOUT = 10.0
@@ -37,7 +38,7 @@ class JournalLock:
     def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT):
         self.path = path
         self.timeout = timeout
-        self._file = open(path, "a+b")  # noqa: SIM115 - held open for the journal's life
+        self._file = os.fdopen(open_private(path), "r+b")  # held open for the journal's life
         self._fd = self._file.fileno()
         self.retries = 0  # backoff retries and kernel waits, for WriterStats
         self.timeouts = 0

@@ -100,11 +100,22 @@ def names(directory: str) -> list[str]:
         return []
 
 
-def set_aside(directory: str, name: str) -> None:
-    """A damaged pending file is renamed ``….damaged`` so it blocks no one; verify reports it."""
+def set_aside(directory: str, name: str, why: str = "damaged") -> None:
+    """A pending file that is not merged is renamed ``….damaged`` (or ``….foreign``) so it
+    blocks no one; verify reports it."""
     pending = os.path.join(directory, PENDING_DIR)
-    os.rename(os.path.join(pending, name), os.path.join(pending, name.removesuffix(".merging") + ".damaged"))
+    os.rename(os.path.join(pending, name), os.path.join(pending, f"{name.removesuffix('.merging')}.{why}"))
     fsync_dir(pending)
+
+
+def foreign(directory: str, name: str) -> bool:
+    """Whether a pending file belongs to another account than the journal directory's owner:
+    never merged, whoever could drop it there (a forged spill)."""
+    try:
+        owner = os.stat(directory).st_uid
+        return os.lstat(os.path.join(directory, PENDING_DIR, name)).st_uid != owner
+    except FileNotFoundError:
+        return False
 
 
 def merged_before(directory: str, origin: str) -> bool:

@@ -612,6 +612,9 @@ class Journal:
         pending = os.path.join(self.directory, PENDING_DIR)
         path = os.path.join(pending, name)
         origin = name.removesuffix(".merging")
+        if spill.foreign(self.directory, name):
+            spill.set_aside(self.directory, name, "foreign")
+            return
         if maybe_merged and spill.merged_before(self.directory, origin):
             os.unlink(path)
             fsync_dir(pending)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from runjournal.journal import EventStore, JournalError, open_store
+from runjournal.journal.fsutil import makedirs
 from runjournal.journal.naming import validate_task_id
 
 from .projector import CatchUp, Projector
@@ -75,7 +76,7 @@ class Watcher:
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Watch and catch up until ``stop`` is set; the catch-up in progress finishes first."""
-        os.makedirs(self.runs_dir, exist_ok=True)
+        makedirs(self.runs_dir)
         subscription = self.store.subscribe(self._noticed, self.task, self.poll, warn=self.warn)
         try:
             if on_ready is not None:

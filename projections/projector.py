@@ -22,7 +22,7 @@ import msgspec
 from runjournal.journal import EventStore, Item, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
-from runjournal.journal.fsutil import atomic_write, create_temp, fsync_dir, makedirs_durable, write_all
+from runjournal.journal.fsutil import atomic_write, create_temp, fsync_dir, makedirs, makedirs_durable, open_private, write_all
 
 from . import render
 from .state import PROJECTION_VERSION, TaskState, is_stale
@@ -210,7 +210,7 @@ class Projector:
 
     def _lock(self, wait: float | None) -> int | None:
         makedirs_durable(self.state_dir)
-        fd = os.open(os.path.join(self.state_dir, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(os.path.join(self.state_dir, "lock"))
         deadline = time.monotonic() + (wait or 0.0)
         delay = 0.001
         while True:
@@ -459,7 +459,7 @@ def write_files(files: list[tuple[str, bytes]], sync: bool = True) -> None:
     for path, _ in files:
         d = os.path.dirname(path)
         if d not in dirs:
-            os.makedirs(d, exist_ok=True)
+            makedirs(d)
             dirs.add(d)
     if len(files) <= BULK_FILES or not sync:
         for path, data in files:
