@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import click
 
@@ -136,7 +137,12 @@ def exec_(settings, task, fmt, argv):
 
 @click.command()
 @click.argument("run_id")
-@click.option("--token", metavar="TOKEN", help="The resume token `start` printed (or @FILE to read it from a file).")
+@click.option(
+    "--token",
+    metavar="TOKEN|@FILE|-",
+    envvar="RUNJOURNAL_RESUME_TOKEN",
+    help="The resume token `start` printed: @FILE reads it from a file, - from stdin (default: $RUNJOURNAL_RESUME_TOKEN). Prefer these to the token itself, which shows in the process list and shell history.",
+)
 @task_option
 @config_option
 @click.option("--reason", default="resumed from the command line", show_default=True, help="Why, for the manifest's resume events.")
@@ -154,7 +160,9 @@ def resume(settings, run_id, token, task, config_path, reason, actor, fmt):
     validate_run_id(run_id)
     if not reason.strip():
         raise BadInput("--reason must not be empty: say why the run is resumed (the manifest schema requires it)")
-    if token and token.startswith("@"):
+    if token == "-":
+        token = sys.stdin.readline().strip()
+    elif token and token.startswith("@"):
         try:
             with open(token[1:]) as f:
                 token = f.read().strip()

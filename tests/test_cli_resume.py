@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error_line, wait_until
+from helpers import assert_one_error_line, clean_env, wait_until
 from helpers.runner_support import (
+    argv,
     cli,
     cmd,
     crashed_run,
@@ -138,3 +140,15 @@ def test_two_concurrent_resumes_have_exactly_one_winner(tmp_path: Path):
     assert doc["status"] == "succeeded"
     assert [e["outcome"] for e in doc["resume_events"]].count("accepted") == 1
     assert [(m["run_id"], m["attempt"], m["status"]) for m in metrics(tmp_path)] == [(run_id, 2, "succeeded")]
+
+
+@pytest.mark.parametrize("way", ["stdin", "variable"])
+def test_the_token_can_be_given_without_putting_it_on_the_command_line(tmp_path: Path, failed_run: str, way: str):
+    (tmp_path / "fixed").touch()
+    token = token_file(tmp_path, failed_run).read_text().strip()
+    args = argv(tmp_path, "resume", failed_run, *(["--token", "-"] if way == "stdin" else []))
+    env = {**clean_env(), **({"RUNJOURNAL_RESUME_TOKEN": token} if way == "variable" else {})}
+    p = subprocess.run(args, input=token + "\n" if way == "stdin" else None, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert token not in " ".join(args)
+    assert manifest(tmp_path, failed_run)["status"] == "succeeded"

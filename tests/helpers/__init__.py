@@ -18,6 +18,7 @@ DEADLINE = 30.0
 
 # variables that would point the CLI somewhere other than the test's own tmp_path
 _LOCATION_VARS = (
+    "RUNJOURNAL_RESUME_TOKEN",
     "RUNJOURNAL_ROOT",
     "RUNJOURNAL_STORE",
     "CODEX_ORCHESTRATOR_ROOT",
