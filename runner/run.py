@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
+
 from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
@@ -75,6 +77,20 @@ class RunResult:
 def fingerprint(token: str) -> str:
     """What the manifest shows of a resume token: enough to tell tokens apart, useless to resume."""
     return "sha256:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def env_fingerprint(token: str, name: str, value: str) -> str:
+    """What the journal keeps of a stage's environment value: keyed by the run's resume token,
+    so it tells a changed value from the same one, and nobody without the token can test guesses."""
+    return "hmac-sha256:" + hmac.new(token.encode(), f"{name}={value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _journaled(plan: tuple[ev.StagePlan, ...], token: str) -> tuple[ev.StagePlan, ...]:
+    """The plan as the journal keeps it: every stage's env values replaced by fingerprints (the
+    journal is readable by other accounts and travels with every export; API keys must not)."""
+    return tuple(
+        msgspec.structs.replace(p, env={k: env_fingerprint(token, k, v) for k, v in p.env.items()}) if p.env else p for p in plan
+    )
 
 
 def _proc_start(pid: int) -> int:
@@ -236,7 +252,7 @@ class Runner:
                 parent_run_id=parent_run_id,
                 config_fingerprint=self.config.fingerprint,
                 resume_token_fingerprint=fingerprint(token),
-                stages=plan,
+                stages=_journaled(plan, token),
                 heartbeat_interval_seconds=self.limits.heartbeat_interval_seconds,
                 heartbeat_stale_after_seconds=self.limits.heartbeat_stale_after_seconds,
                 guardrails_required=pipeline.guardrails_required,
@@ -290,7 +306,7 @@ class Runner:
             self.appender.append(run_id, ev.RunResumed(actor=actor, reason=reason, outcome="blocked", detail=detail))
             self._project(wait=5.0)
             raise refused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
-        plan = self._journaled_plan(run_id)
+        plan = self._with_env(self._journaled_plan(run_id), run.pipeline_id, token)
         rerun = {c.index for c in run.commands if c.status in ("failed", "running", "pending")}
         missing = sorted({s.pipeline for i, s in enumerate(plan, 1) if i in rerun and s.kind == "subpipeline"} - set(self.config.pipelines))
         if missing:  # found out only mid-run, this would leave the run unfinished with its runner gone
@@ -499,6 +515,27 @@ class Runner:
             if rec.run_id == run_id and isinstance(rec.event, ev.RunStarted):
                 return rec.event.stages
         raise BadInput(f"no start event for run {run_id}")
+
+    def _with_env(self, plan: tuple[ev.StagePlan, ...], pipeline_id: str, token: str) -> tuple[ev.StagePlan, ...]:
+        """The journaled plan with its env values taken from the config (the journal keeps only
+        fingerprints); a value that differs from the run's start is said, one that is gone refused."""
+        pipeline = self.config.pipelines.get(pipeline_id)
+        stages = {s.id: s for s in pipeline.stages} if pipeline else {}
+        out = []
+        for p in plan:
+            if not p.env:
+                out.append(p)
+                continue
+            given = dict(stages[p.id].env) if p.id in stages else {}
+            env = {}
+            for name, kept in p.env.items():
+                if name not in given:
+                    raise ConfigError(f"{self.config.path}: stage {p.id} of pipeline {pipeline_id} has no env {name}, which the run started with; resume with the config it started with")
+                if kept.startswith("hmac-sha256:") and env_fingerprint(token, name, given[name]) != kept:
+                    self.say(f"warning: stage {p.id}: ${name} differs from its value when the run started")
+                env[name] = given[name] if kept.startswith("hmac-sha256:") else kept  # older journals kept values
+            out.append(msgspec.structs.replace(p, env=env))
+        return tuple(out)
 
     def _pipeline_of(self, run_id: str) -> str:
         run = self.projector.state().runs.get(run_id)
