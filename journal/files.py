@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from . import chain
 from . import format as fmt
 from .check import Report, check, repair
-from .errors import BadInput, CorruptRecord
+from .errors import BadInput, CorruptRecord, JournalWriteFailed
 from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_task_id
@@ -55,7 +55,11 @@ class FileStore(EventStore):
         with self._mutex:
             journal = self._writers.get(task)
             if journal is None:
-                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout)
+                directory = self.journal_dir(task)
+                for path in (os.path.dirname(directory), directory):  # below the runs dir: never through a link
+                    if os.path.islink(path):
+                        raise JournalWriteFailed(f"cannot open journal {directory} for writing: {path} is a symbolic link; runjournal writes nothing through it")
+                journal = Journal(directory, durability=self.durability, lock_timeout=self.lock_timeout)
                 self._writers[task] = journal
             return journal
 
@@ -85,7 +89,7 @@ class FileStore(EventStore):
         found = []
         for name in sorted(names):
             try:
-                if os.path.isdir(self.journal_dir(name)):
+                if os.path.isdir(self.journal_dir(name)) and not os.path.islink(os.path.join(self.runs_dir, name)):
                     found.append(name)
             except BadInput:  # not a valid task id: made by hand, it cannot be named with --task either
                 continue

@@ -73,11 +73,11 @@ def open_own_dir(path: str, mode: int | None = None) -> int:
     return fd
 
 
-def open_private(path: str) -> int:
+def open_private(path: str, dir_fd: int | None = None) -> int:
     """A lock file, created 0600 without following a symlink: another account cannot open it,
     so it cannot take the lock (flock needs only a descriptor). One of ours made looser by an
     older version is tightened; one of another owner is used as it is (their journal)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
         if st.st_uid == os.geteuid() and st.st_mode & 0o077:
@@ -118,37 +118,106 @@ def write_all(fd: int, data: bytes) -> None:
 TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def create_temp(directory: str, name: str, flags: int = os.O_WRONLY, mode: int = 0o644) -> tuple[int, str]:
-    """A new temporary file for ``name`` in ``directory``, under a name no one can guess
-    (``.<name>.<16 random hex>.tmp``): its descriptor and path. Every temp file runjournal
-    writes is made here."""
+def create_temp(directory: str, name: str, flags: int = os.O_WRONLY, mode: int = 0o644, dir_fd: int | None = None) -> tuple[int, str]:
+    """A new temporary file for ``name`` in ``directory`` (or in the directory ``dir_fd``, then
+    named relative to it), under a name no one can guess (``.<name>.<16 random hex>.tmp``): its
+    descriptor and path. Every temp file runjournal writes is made here."""
     while True:
-        tmp = os.path.join(directory, f".{name}.{os.urandom(8).hex()}.tmp")
+        tmp = f".{name}.{os.urandom(8).hex()}.tmp"
+        if dir_fd is None:
+            tmp = os.path.join(directory, tmp)
         try:
-            return os.open(tmp, flags | TEMP_FLAGS, mode), tmp
+            return os.open(tmp, flags | TEMP_FLAGS, mode, dir_fd=dir_fd), tmp
         except FileExistsError:
             continue  # 64 random bits taken already: draw again
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
-    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, dir fsync."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True, dir_fd: int | None = None) -> None:
+    """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, dir fsync.
+    With ``dir_fd`` (a ``Below`` directory), the file is its basename in that directory."""
     directory = os.path.dirname(path) or "."
+    name = os.path.basename(path) if dir_fd is not None else path
     tmp = None
     try:
-        fd, tmp = create_temp(directory, os.path.basename(path), mode=mode)
+        fd, tmp = create_temp(directory, os.path.basename(path), mode=mode, dir_fd=dir_fd)
         try:
             write_all(fd, data)
             if sync:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
     except OSError as e:
         if tmp is not None:
             try:
-                os.unlink(tmp)  # on a full disk, a half-written temp file would hold on to space
+                os.unlink(tmp, dir_fd=dir_fd)  # on a full disk, a half-written temp file would hold on to space
             except OSError:
                 pass
         raise OSError(e.errno, e.strerror, path) from None  # name the file, not the temp (or nothing)
     if sync:
-        fsync_dir(directory)
+        if dir_fd is not None:
+            os.fsync(dir_fd)
+        else:
+            fsync_dir(directory)
+
+
+class Below:
+    """Directories below the roots the user named (which may themselves be symlinks: the user's
+    choice), each component created at DIR_MODE or opened without following a symlink, so that
+    nothing is written through a link planted below a root. Descriptors are kept until ``close``."""
+
+    def __init__(self, *roots: str):
+        self.roots = [os.path.abspath(r) for r in roots]
+        self._fds: dict[str, int] = {}
+
+    def dir(self, directory: str, create: bool = True) -> int | None:
+        """The directory's descriptor; None if it is missing and ``create`` is false. A symlink
+        or a non-directory on the way is an OSError naming it."""
+        directory = os.path.abspath(directory)
+        fd = self._fds.get(directory)
+        if fd is not None:
+            return fd
+        root = next((r for r in self.roots if directory == r or directory.startswith(r.rstrip(os.sep) + os.sep)), None)
+        parent = os.path.dirname(directory)
+        if root is None or directory == root:
+            if create:
+                makedirs(directory)
+            try:
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+        else:
+            pfd = self.dir(parent, create)
+            if pfd is None:
+                return None
+            name = os.path.basename(directory)
+            if create:
+                try:
+                    os.mkdir(name, DIR_MODE, dir_fd=pfd)
+                except FileExistsError:
+                    pass
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise OSError(e.errno, f"{directory} is a symbolic link or not a directory; runjournal writes nothing through it") from None
+                raise
+        self._fds[directory] = fd
+        return fd
+
+    def close(self) -> None:
+        fds, self._fds = list(self._fds.values()), {}
+        for fd in fds:
+            os.close(fd)
+
+    def __enter__(self) -> Below:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -22,7 +22,7 @@ import msgspec
 from runjournal.journal import EventStore, Item, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
-from runjournal.journal.fsutil import atomic_write, create_temp, fsync_dir, makedirs, makedirs_durable, open_private, write_all
+from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, write_all
 
 from . import render
 from .state import PROJECTION_VERSION, TaskState, is_stale
@@ -208,9 +208,14 @@ class Projector:
 
     # -- internals --------------------------------------------------------------------
 
+    def _below(self) -> Below:
+        """The projection directories, opened without following a link below the runs and out dirs."""
+        return Below(self.paths.runs_dir, self.paths.out_dir)
+
     def _lock(self, wait: float | None) -> int | None:
-        makedirs_durable(self.state_dir)
-        fd = open_private(os.path.join(self.state_dir, "lock"))
+        makedirs_durable(self.paths.runs_dir)
+        with self._below() as below:
+            fd = open_private("lock", dir_fd=below.dir(self.state_dir))
         deadline = time.monotonic() + (wait or 0.0)
         delay = 0.001
         while True:
@@ -322,7 +327,8 @@ class Projector:
                 self._logs_written, sorted(self._error_files),
             )
         )  # fmt: skip
-        atomic_write(self.checkpoint_path, data, sync=self.sync)
+        with self._below() as below:
+            atomic_write(self.checkpoint_path, data, sync=self.sync, dir_fd=below.dir(self.state_dir))
         self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()
         self._unsaved = False
@@ -369,15 +375,18 @@ class Projector:
             out.append((p.summary(), render.summary(state)))
             out.append((p.state(), render.state_snapshot(state, p)))
             task_dirty = False
-        write_files(out, self.sync)
-        for path in gone:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-        if gone and self.sync:
-            for d in sorted({os.path.dirname(path) for path in gone}):
-                fsync_dir(d)
+        with self._below() as below:
+            write_files(out, self.sync, below)
+            for path in gone:
+                dfd = below.dir(os.path.dirname(path), create=False)
+                if dfd is None:
+                    continue
+                try:
+                    os.unlink(os.path.basename(path), dir_fd=dfd)
+                except FileNotFoundError:
+                    continue
+                if self.sync:
+                    os.fsync(dfd)
         state.dirty, state.dirty_heartbeat, state.dirty_commands, state.dirty_task = set(), set(), set(), task_dirty
         return len(out) + len(gone)
 
@@ -453,38 +462,36 @@ class _Paths(render.Paths):
         return path
 
 
-def write_files(files: list[tuple[str, bytes]], sync: bool = True) -> None:
-    """Replace each file atomically; for many files, one filesystem sync instead of one per file."""
-    dirs = set()
-    for path, _ in files:
-        d = os.path.dirname(path)
-        if d not in dirs:
-            makedirs(d)
-            dirs.add(d)
+def write_files(files: list[tuple[str, bytes]], sync: bool = True, below: Below | None = None) -> None:
+    """Replace each file atomically; for many files, one filesystem sync instead of one per file.
+    ``below``: the directories to write in, opened without following links under its roots."""
+    if below is None:
+        with Below() as own:
+            return write_files(files, sync, own)
     if len(files) <= BULK_FILES or not sync:
         for path, data in files:
-            atomic_write(path, data, sync=sync)
+            atomic_write(path, data, sync=sync, dir_fd=below.dir(os.path.dirname(path)))
         return
     tmps = []
     try:
         for path, data in files:
-            d, name = os.path.split(path)
-            fd, tmp = create_temp(d, name)
-            tmps.append((tmp, path))
+            dfd = below.dir(os.path.dirname(path))
+            fd, tmp = create_temp("", os.path.basename(path), dir_fd=dfd)
+            tmps.append((dfd, tmp, os.path.basename(path)))
             try:
                 write_all(fd, data)
             finally:
                 os.close(fd)
     except OSError:
-        for tmp, _ in tmps:
+        for dfd, tmp, _ in tmps:
             try:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=dfd)
             except OSError:
                 pass
         raise
     os.sync()  # every temp file durable before any rename makes it visible
-    for tmp, path in tmps:
-        os.replace(tmp, path)
+    for dfd, tmp, name in tmps:
+        os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
     # every rename (and new directory) durable before the checkpoint that covers them: one
     # sync costs less than an fsync per directory (a rebuild touches thousands)
     os.sync()

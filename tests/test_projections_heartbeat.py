@@ -20,9 +20,9 @@ def writes(monkeypatch):
     written: list[str] = []
     real = projector_module.atomic_write
 
-    def recording(path, data, mode=0o644, sync=True):
+    def recording(path, data, mode=0o644, sync=True, dir_fd=None):
         written.append(path)
-        real(path, data, mode, sync)
+        real(path, data, mode, sync, dir_fd)
 
     monkeypatch.setattr(projector_module, "atomic_write", recording)
     return written
