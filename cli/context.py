@@ -19,10 +19,12 @@ class Settings:
     debug: bool
     #: where the journals are (contract section 3): --store, $RUNJOURNAL_STORE, else the runs dir
     store_url: str = ""
+    #: the directories the user named: the root, and the runs and out dirs where given
+    roots: tuple[str, ...] = ()
 
     @property
     def layout(self) -> Layout:
-        return Layout(self.runs_dir, self.out_dir)
+        return Layout(self.runs_dir, self.out_dir, self.roots or (self.root,))
 
     @property
     def store(self) -> EventStore:
@@ -67,13 +69,16 @@ def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: 
     root, source = _pick(root, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")
     root = _directory(root, source) if root else os.getcwd()
     runs, source = _pick(runs_dir, "--runs-dir", "CODEX_ORCHESTRATOR_RUNS_DIR")
-    runs = _directory(runs, source) if runs else os.path.join(root, ".runs")
+    named = [root] + ([_directory(runs, source)] if runs else [])
+    runs = named[-1] if runs else os.path.join(root, ".runs")
     out, source = _pick(out_dir, "--out-dir", "CODEX_ORCHESTRATOR_OUT_DIR")
-    out = _directory(out, source) if out else os.path.join(root, "out")
+    if out:
+        named.append(_directory(out, source))
+    out = named[-1] if out else os.path.join(root, "out")
     url, source = _pick(store, "--store", "RUNJOURNAL_STORE")
     if url and "://" not in url:
         url = _directory(url, source)  # a directory: the file store of that runs directory
-    return Settings(root, runs, out, debug, url or "")
+    return Settings(root, runs, out, debug, url or "", tuple(named))
 
 
 pass_settings = click.make_pass_decorator(Settings)

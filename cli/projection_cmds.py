@@ -70,7 +70,7 @@ def _tasks(settings, task: str | None) -> list[str]:
 
 def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
     """The task's projector, for its paths, and its state as of the journal's end (read-only)."""
-    projector = Projector(settings.runs_dir, settings.out_dir, task, store=settings.store)
+    projector = Projector(settings.runs_dir, settings.out_dir, task, store=settings.store, roots=settings.layout.roots)
     return projector, projector.view()
 
 
@@ -143,7 +143,7 @@ def project(settings, task, rebuild, fmt):
     """
     done = []
     for t in _tasks(settings, task):
-        projector = Projector(settings.runs_dir, settings.out_dir, t, store=settings.store)
+        projector = Projector(settings.runs_dir, settings.out_dir, t, store=settings.store, roots=settings.layout.roots)
         started = time.monotonic()
         if rebuild:
             total = settings.store.last_seq(t) if sys.stderr.isatty() and fmt == "text" else 0
@@ -524,7 +524,7 @@ def watch(settings, task, poll, fmt):
     def warn(message: str) -> None:
         echo(f"warning: {message}", err=True)
 
-    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn, store=settings.store)
+    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn, store=settings.store, roots=settings.layout.roots)
 
     def ready() -> None:
         what = f"task {chosen}" if chosen else "every task"

@@ -177,7 +177,9 @@ class Below:
         fd = self._fds.get(directory)
         if fd is not None:
             return fd
-        root = next((r for r in self.roots if directory == r or directory.startswith(r.rstrip(os.sep) + os.sep)), None)
+        # the deepest root the directory is in: a runs dir the user named inside the root is theirs
+        inside = [r for r in self.roots if directory == r or directory.startswith(r.rstrip(os.sep) + os.sep)]
+        root = max(inside, key=len) if inside else None
         parent = os.path.dirname(directory)
         if root is None or directory == root:
             if create:

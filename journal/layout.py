@@ -20,6 +20,9 @@ def slug(text: str) -> str:
 class Layout:
     runs_dir: str
     out_dir: str
+    #: the directories the user named (the root; the runs and out dirs when given): they may be
+    #: symlinks, everything below them that runjournal creates may not (``fsutil.Below``)
+    roots: tuple[str, ...] = ()
 
     def task_dir(self, task: str) -> str:
         return os.path.join(self.runs_dir, validate_task_id(task))

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from runjournal.journal import EventStore, JournalError, open_store
-from runjournal.journal.fsutil import makedirs
 from runjournal.journal.naming import validate_task_id
 
 from .projector import CatchUp, Projector
@@ -47,8 +46,10 @@ class Watcher:
         on_catch_up: Callable[[str, CatchUp], None] | None = None,
         warn: Callable[[str], None] | None = None,
         store: EventStore | None = None,
+        roots: tuple[str, ...] = (),
     ):
         self.runs_dir = os.path.abspath(runs_dir)
+        self.roots = roots
         self.store = store if store is not None else open_store(self.runs_dir)
         self._owns_store = store is None
         self.out_dir = os.path.abspath(out_dir)
@@ -67,17 +68,14 @@ class Watcher:
         self._refused_seen: dict[str, int] = {}  # task -> refused run ids already warned about
         self.catch_ups = 0
         self.applied = 0
-
-    @property
-    def observer_kind(self) -> str:
-        return f"polling every {self.poll:g} s" if self.poll else "watchdog native observer"  # as the file store's subscription says
+        self.observer_kind = ""
 
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
         """Watch and catch up until ``stop`` is set; the catch-up in progress finishes first."""
-        makedirs(self.runs_dir)
         subscription = self.store.subscribe(self._noticed, self.task, self.poll, warn=self.warn)
+        self.observer_kind = subscription.kind  # how the store learns of appends, for the ready line
         try:
             if on_ready is not None:
                 on_ready()
@@ -119,7 +117,7 @@ class Watcher:
     def _catch_up(self, task: str, mark_stale: bool) -> None:
         projector = self._projectors.get(task)
         if projector is None:
-            projector = self._projectors[task] = Projector(self.runs_dir, self.out_dir, task, sync=self.sync, store=self.store)
+            projector = self._projectors[task] = Projector(self.runs_dir, self.out_dir, task, sync=self.sync, store=self.store, roots=self.roots)
         try:
             result = projector.catch_up(wait=min(LOCK_WAIT, self.tick), mark_stale=mark_stale, save_every=1.0)
         except (JournalError, OSError) as e:

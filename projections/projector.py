@@ -67,9 +67,20 @@ class CatchUp:
 class Projector:
     """Projects one task. Keep it for a process's life: its state stays in memory between catch-ups."""
 
-    def __init__(self, runs_dir: str, out_dir: str, task: str, sync: bool = True, store: EventStore | None = None):
+    def __init__(
+        self,
+        runs_dir: str,
+        out_dir: str,
+        task: str,
+        sync: bool = True,
+        store: EventStore | None = None,
+        roots: tuple[str, ...] = (),
+    ):
         """Project ``task`` of ``store`` (by default the file store of ``runs_dir``) into files
-        under ``runs_dir`` and ``out_dir``: projection files live on the machine that writes them."""
+        under ``runs_dir`` and ``out_dir``: projection files live on the machine that writes them.
+        ``roots``: the directories the user named, which may be links (default: the runs and out
+        dirs); nothing below them is written through a link."""
+        self._roots = roots or (runs_dir, out_dir)
         self.paths = _Paths(runs_dir, out_dir, task)
         self.task = task
         self.sync = sync
@@ -210,7 +221,7 @@ class Projector:
 
     def _below(self) -> Below:
         """The projection directories, opened without following a link below the runs and out dirs."""
-        return Below(self.paths.runs_dir, self.paths.out_dir)
+        return Below(*self._roots)
 
     def _lock(self, wait: float | None) -> int | None:
         makedirs_durable(self.paths.runs_dir)

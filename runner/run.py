@@ -217,7 +217,7 @@ class Runner:
         self._owns_store = store is None
         self.store.prepare(task)  # a journal that cannot be written is refused before anything runs
         self.appender = Appender(self.store, task, lambda m: say(f"warning: {m}"))
-        self.projector = Projector(layout.runs_dir, layout.out_dir, task, store=self.store)
+        self.projector = Projector(layout.runs_dir, layout.out_dir, task, store=self.store, roots=layout.roots)
         self.cancel = Cancel()
         self._projecting = threading.Lock()  # the heartbeat thread catches up too: one at a time
         self._projection_warning = ""
