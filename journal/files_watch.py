@@ -131,10 +131,13 @@ class FileSubscription(Subscription):
                 continue
             task_dir = os.path.join(self.runs_dir, name)
             journal = os.path.join(task_dir, "journal")
+            # the task dir stays watched once its journal appears: unscheduling a watch while its
+            # events are still buffered kills watchdog's emitter thread (KeyError) before 7.0,
+            # the last watchdog Python 3.10 can have
+            if os.path.isdir(task_dir):
+                wanted.append(task_dir)
             if os.path.isdir(journal):
                 wanted.append(journal)
-            elif os.path.isdir(task_dir):
-                wanted.append(task_dir)
         identities = {}
         for path in wanted:
             try:
@@ -171,7 +174,8 @@ class FileSubscription(Subscription):
         for path in identities:
             # a journal created between the listing above and the watch on its task directory
             # made no event that watch could see: look again at once rather than on the tick
-            if path != self.runs_dir and os.path.basename(path) != "journal" and os.path.isdir(os.path.join(path, "journal")):
+            journal = os.path.join(path, "journal")
+            if path != self.runs_dir and os.path.basename(path) != "journal" and journal not in identities and os.path.isdir(journal):
                 changed.extend(self._refresh())
                 break
         return changed
