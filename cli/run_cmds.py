@@ -18,6 +18,13 @@ config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), help=f"Pipeline config (default: <root>/{CONFIG_NAME}, else the embedded starter)."
 )
 
+quiet_token_option = click.option(
+    "--quiet-token",
+    is_flag=True,
+    envvar="RUNJOURNAL_QUIET_TOKEN",
+    help="Print where the resume token's file is, never the token (json: \"resume_token\" is null); for CI logs. Default: $RUNJOURNAL_QUIET_TOKEN=1.",
+)
+
 
 @click.command()
 @pass_settings
@@ -78,10 +85,11 @@ def plan(settings, pipeline, config_path, fmt):
     return 0
 
 
-def _runner(settings, task, config_path, fmt) -> tuple[Runner, object]:
+def _runner(settings, task, config_path, fmt, quiet_token: bool = False) -> tuple[Runner, object]:
     config = load(config_path, settings.root)
     say = (lambda line: echo(line, err=True)) if fmt == "json" else echo
-    return Runner(settings.layout, settings.root, settings.task(task), config, say=say, store=settings.store), config
+    runner = Runner(settings.layout, settings.root, settings.task(task), config, say=say, store=settings.store, quiet_token=quiet_token)
+    return runner, config
 
 
 def _finish(result, fmt) -> int:
@@ -95,19 +103,21 @@ def _finish(result, fmt) -> int:
 @task_option
 @config_option
 @click.option("--parent-run", "parent_run", metavar="ID", help="Record this run as a child of run ID.")
+@quiet_token_option
 @format_option
 @pass_settings
-def start(settings, pipeline, task, config_path, parent_run, fmt):
+def start(settings, pipeline, task, config_path, parent_run, quiet_token, fmt):
     """Run a pipeline and journal it; exits 0 if it succeeded, 1 if it failed, 130 if cancelled.
 
-    Prints the run id, the manifest path and the resume token (kept in a file only you can read).
-    Without a config file, runs the embedded starter pipeline.
+    Prints the run id, the manifest path and the resume token (kept in a file only you can read;
+    with --quiet-token, only that file's path). Without a config file, runs the embedded
+    starter pipeline.
 
     Example: runjournal start diagnostics --task nightly
     """
     if parent_run is not None:
         validate_run_id(parent_run)
-    runner, config = _runner(settings, task, config_path, fmt)
+    runner, config = _runner(settings, task, config_path, fmt, quiet_token)
     try:
         runner.install_signal_handlers()
         result = runner.start(config.pipeline(pipeline), parent_run_id=parent_run)
@@ -118,15 +128,16 @@ def start(settings, pipeline, task, config_path, parent_run, fmt):
 
 @click.command("exec", context_settings={"ignore_unknown_options": True})
 @task_option
+@quiet_token_option
 @format_option
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_settings
-def exec_(settings, task, fmt, argv):
+def exec_(settings, task, quiet_token, fmt, argv):
     """Run one command as a one-stage pipeline, journaled like any run.
 
     Example: runjournal exec --task adhoc -- make test
     """
-    runner, _ = _runner(settings, task, None, fmt)
+    runner, _ = _runner(settings, task, None, fmt, quiet_token)
     try:
         runner.install_signal_handlers()
         result = runner.exec(list(argv))

@@ -3,8 +3,8 @@
 A config is ``{"pipelines": [{id, title, description?, tags?, guardrailsRequired?, stages:
 [{kind: "command", id, title, command, cwd?, env?, allowFailure?, summaryHint?} |
 {kind: "subpipeline", id, title, pipeline, optional?}]}]}``, plus an optional
-``"runjournal"`` object with this project's limits (see ``Limits``). Every error names the
-file, the pipeline, the stage and the field.
+``"runjournal"`` object with this project's limits and settings (see ``Limits``). Every error
+names the file, the pipeline, the stage and the field.
 """
 
 from __future__ import annotations
@@ -49,13 +49,18 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-project limits (config key ``runjournal``); the defaults are the contract's values."""
+    """Per-project settings (config key ``runjournal``); the limits default to the contract's values.
+
+    ``journal_env_in_clear`` names the stage env variables whose values the journal keeps as
+    they are; every other value is journaled as a keyed fingerprint (``runner.run``).
+    """
 
     output_cap_bytes: int = 64 * 1024  # per stream and command, into memory and the journal
     stderr_excerpt_bytes: int = 8192  # stderr carried by an error event
     heartbeat_interval_seconds: int = 5
     heartbeat_stale_after_seconds: int = 30
     cancel_grace_seconds: float = 5.0
+    journal_env_in_clear: tuple[str, ...] = ()
 
 
 # the largest byte limit: its stream's end still fits one journal record (64 MiB)
@@ -70,6 +75,7 @@ _LIMIT_KEYS = {  # key: (Limits field, type, minimum, maximum)
     "heartbeatStaleAfterSeconds": ("heartbeat_stale_after_seconds", int, 2, _MAX_SECONDS),
     "cancelGraceSeconds": ("cancel_grace_seconds", (int, float), 0, _MAX_SECONDS),
 }
+_CLEAR_KEY = "journalEnvInClear"
 
 
 @dataclass(frozen=True)
@@ -266,8 +272,11 @@ def _limits(raw, source: str) -> Limits:
         raise ConfigError(f"{source}: field 'runjournal' must be an object")
     values = {}
     for key, value in raw.items():
+        if key == _CLEAR_KEY:
+            values["journal_env_in_clear"] = _env_names(value, f"{source}: runjournal.{key}")
+            continue
         if key not in _LIMIT_KEYS:
-            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join(_LIMIT_KEYS)})")
+            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join([*_LIMIT_KEYS, _CLEAR_KEY])})")
         name, kind, minimum, maximum = _LIMIT_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
             raise ConfigError(f"{source}: runjournal.{key} must be a number >= {minimum}")
@@ -275,3 +284,13 @@ def _limits(raw, source: str) -> Limits:
             raise ConfigError(f"{source}: runjournal.{key} must be a number <= {maximum}")
         values[name] = value
     return Limits(**values)
+
+
+def _env_names(value, where: str) -> tuple[str, ...]:
+    """A list of environment variable names, as the operating system takes them."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of variable names")
+    for name in value:
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"{where} has {name!r}: a variable name must be a non-empty string without '=' or NUL")
+    return tuple(dict.fromkeys(value))

@@ -58,6 +58,7 @@ class RunResult:
     status: str
     manifest: str
     resume_token: str | None
+    quiet_token: bool = False  # --quiet-token: the token stays in its file, out of printed output
 
     @property
     def exit_code(self) -> int:
@@ -70,7 +71,7 @@ class RunResult:
             "status": self.status,
             "exit_code": self.exit_code,
             "manifest": self.manifest,
-            "resume_token": self.resume_token,
+            "resume_token": None if self.quiet_token else self.resume_token,
         }
 
 
@@ -85,12 +86,19 @@ def env_fingerprint(token: str, name: str, value: str) -> str:
     return "hmac-sha256:" + hmac.new(token.encode(), f"{name}={value}".encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def _journaled(plan: tuple[ev.StagePlan, ...], token: str) -> tuple[ev.StagePlan, ...]:
-    """The plan as the journal keeps it: every stage's env values replaced by fingerprints (the
-    journal is readable by other accounts and travels with every export; API keys must not)."""
+def _journaled(plan: tuple[ev.StagePlan, ...], token: str, clear: tuple[str, ...] = ()) -> tuple[ev.StagePlan, ...]:
+    """The plan as the journal keeps it: stage env values replaced by fingerprints (the journal
+    is readable by other accounts and travels with every export; API keys must not), but for
+    the names in ``clear`` (the config's ``runjournal.journalEnvInClear``), kept as they are."""
     return tuple(
-        msgspec.structs.replace(p, env={k: env_fingerprint(token, k, v) for k, v in p.env.items()}) if p.env else p for p in plan
+        msgspec.structs.replace(p, env={k: v if k in clear else env_fingerprint(token, k, v) for k, v in p.env.items()}) if p.env else p
+        for p in plan
     )
+
+
+def _fingerprinted(kept: str) -> bool:
+    """Whether a journaled env value is a fingerprint rather than the value in clear."""
+    return kept.startswith("hmac-sha256:")
 
 
 def _proc_start(pid: int) -> int:
@@ -206,13 +214,16 @@ class Runner:
         say: Callable[[str], None] = lambda line: None,
         durability: str = "batch",
         store: EventStore | None = None,
+        quiet_token: bool = False,
     ):
+        """``quiet_token``: never print the resume token, only where its file is (for CI logs)."""
         self.layout = layout
         self.root = root
         self.task = task
         self.config = config
         self.limits: Limits = config.limits
         self.say = say
+        self.quiet_token = quiet_token
         self.store = store if store is not None else open_store(layout.runs_dir, durability=durability)
         self._owns_store = store is None
         self.store.prepare(task)  # a journal that cannot be written is refused before anything runs
@@ -252,7 +263,7 @@ class Runner:
                 parent_run_id=parent_run_id,
                 config_fingerprint=self.config.fingerprint,
                 resume_token_fingerprint=fingerprint(token),
-                stages=_journaled(plan, token),
+                stages=_journaled(plan, token, self.limits.journal_env_in_clear),
                 heartbeat_interval_seconds=self.limits.heartbeat_interval_seconds,
                 heartbeat_stale_after_seconds=self.limits.heartbeat_stale_after_seconds,
                 guardrails_required=pipeline.guardrails_required,
@@ -273,10 +284,12 @@ class Runner:
         self.say(f"run {run_id} started: pipeline {pipeline.id}, task {self.task}")
         self.say(f"manifest: {manifest}")
         top = parent_stage is None
-        if top:
+        if top and self.quiet_token:
+            self.say(f"resume token: not printed; it is in {self._token_path(run_id)}, readable by you only")
+        elif top:
             self.say(f"resume token: {token} (also in {self._token_path(run_id)}, readable by you only)")
         status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top)
-        return RunResult(run_id, self.task, status, manifest, token)
+        return RunResult(run_id, self.task, status, manifest, token, quiet_token=self.quiet_token)
 
     def exec(self, argv: list[str]) -> RunResult:
         command = shlex.join(argv)
@@ -517,8 +530,10 @@ class Runner:
         raise BadInput(f"no start event for run {run_id}")
 
     def _with_env(self, plan: tuple[ev.StagePlan, ...], pipeline_id: str, token: str) -> tuple[ev.StagePlan, ...]:
-        """The journaled plan with its env values taken from the config (the journal keeps only
-        fingerprints); a value that differs from the run's start is said, one that is gone refused."""
+        """The journaled plan with its env values: a fingerprinted one taken from the config (one
+        the config no longer has is refused), one journaled in clear (``journalEnvInClear``, or a
+        journal older than fingerprints) taken from the journal, like the stage's command. A
+        config value that differs from the run's start is said either way."""
         pipeline = self.config.pipelines.get(pipeline_id)
         stages = {s.id: s for s in pipeline.stages} if pipeline else {}
         out = []
@@ -529,11 +544,17 @@ class Runner:
             given = dict(stages[p.id].env) if p.id in stages else {}
             env = {}
             for name, kept in p.env.items():
+                if not _fingerprinted(kept):
+                    if name in given and given[name] != kept:
+                        self.say(f"warning: stage {p.id}: ${name} differs from its value when the run started; the run's value, journaled in clear, is used")
+                    env[name] = kept
+                    continue
                 if name not in given:
                     raise ConfigError(f"{self.config.path}: stage {p.id} of pipeline {pipeline_id} has no env {name}, which the run started with; resume with the config it started with")
-                if kept.startswith("hmac-sha256:") and env_fingerprint(token, name, given[name]) != kept:
+                # a value journaled in clear that looks like a fingerprint is the same when equal
+                if given[name] != kept and env_fingerprint(token, name, given[name]) != kept:
                     self.say(f"warning: stage {p.id}: ${name} differs from its value when the run started")
-                env[name] = given[name] if kept.startswith("hmac-sha256:") else kept  # older journals kept values
+                env[name] = given[name]
             out.append(msgspec.structs.replace(p, env=env))
         return tuple(out)
 

@@ -6,11 +6,12 @@ import json
 import os
 import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error_line
-from helpers.runner_support import cli, cmd, manifest, metrics, pipeline, task_dir, token_file, write_config
+from helpers import assert_one_error_line, clean_env
+from helpers.runner_support import argv, cli, cmd, manifest, metrics, pipeline, task_dir, token_file, write_config
 
 RUN_ID = re.compile(r"^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z-[0-9a-f]{8}$")
 
@@ -117,3 +118,63 @@ def test_unsafe_ids_are_refused(tmp_path: Path, args, fragment):
     assert p.returncode == 2
     assert_one_error_line(p.stderr, fragment)
     assert not (tmp_path / ".runs").exists()
+
+
+def _resume_from_the_token_file(root: Path, run_id: str) -> None:
+    (root / "go").touch()
+    resumed = cli(root, "resume", run_id, "--token", f"@{token_file(root, run_id)}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert manifest(root, run_id)["status"] == "succeeded"
+
+
+def test_quiet_token_prints_where_the_token_is_never_the_token(tmp_path: Path):
+    write_config(tmp_path, pipeline("build", cmd("gate", "test -e go")))
+    p = cli(tmp_path, "start", "--quiet-token")
+    assert p.returncode == 1, p.stderr  # no `go` yet: a failed run, to resume with the token file
+    run_id = (task_dir(tmp_path) / ".tokens").iterdir().__next__().name
+    token = token_file(tmp_path, run_id).read_text().strip()
+    assert p.stdout.splitlines() == [
+        f"run {run_id} started: pipeline build, task default",
+        f"manifest: {task_dir(tmp_path) / 'cli' / run_id / 'manifest.json'}",
+        f"resume token: not printed; it is in {token_file(tmp_path, run_id)}, readable by you only",
+        "[1/1] gate: gate",
+        "      failed: stage gate exited with 1",
+        f"run {run_id} failed: stage gate exited with 1",
+    ]
+    assert token not in p.stdout + p.stderr
+    _resume_from_the_token_file(tmp_path, run_id)
+
+
+@pytest.mark.parametrize(
+    "command, quiet",
+    [
+        (["start"], ["--quiet-token"]),
+        (["start"], {"RUNJOURNAL_QUIET_TOKEN": "1"}),
+        (["exec"], ["--quiet-token"]),
+        (["exec"], {"RUNJOURNAL_QUIET_TOKEN": "1"}),
+    ],
+    ids=["start-flag", "start-variable", "exec-flag", "exec-variable"],
+)
+def test_quiet_token_json_keeps_the_contract_keys_with_a_null_token(tmp_path: Path, command, quiet):
+    write_config(tmp_path, pipeline("build", cmd("gate", "test -e go")))
+    args = [*command, *(quiet if isinstance(quiet, list) else []), "--format", "json"]
+    if command == ["exec"]:
+        args += ["--", "test", "-e", "go"]
+    env = {**clean_env(), **(quiet if isinstance(quiet, dict) else {})}
+    p = subprocess.run(argv(tmp_path, *args), capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+    assert p.returncode == 1, p.stderr
+    result = json.loads(p.stdout)
+    run_id = result["run_id"]
+    assert result == {
+        "run_id": run_id,
+        "task_id": "default",
+        "status": "failed",
+        "exit_code": 1,
+        "manifest": str(task_dir(tmp_path) / "cli" / run_id / "manifest.json"),
+        "resume_token": None,
+    }
+    assert list(result) == ["run_id", "task_id", "status", "exit_code", "manifest", "resume_token"]
+    token = token_file(tmp_path, run_id).read_text().strip()
+    assert token not in p.stdout + p.stderr
+    assert f"resume token: not printed; it is in {token_file(tmp_path, run_id)}, readable by you only" in p.stderr.splitlines()
+    _resume_from_the_token_file(tmp_path, run_id)

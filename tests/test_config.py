@@ -174,3 +174,33 @@ def test_a_runjournal_setting_out_of_range_is_refused(tmp_path: Path, key, value
     path = write_config(tmp_path, pipeline("p", cmd("a", "true")), limits={key: value})
     with pytest.raises(ConfigError, match=rf"runjournal\.{key} must be a number >= {minimum}"):
         load(str(path), str(tmp_path))
+
+
+def test_journal_env_in_clear_is_read_and_defaults_to_none(tmp_path: Path):
+    assert Limits().journal_env_in_clear == ()
+    path = write_config(tmp_path, pipeline("p", cmd("a", "true")), limits={"journalEnvInClear": ["MODE", "REGION", "MODE"]})
+    assert load(str(path), str(tmp_path)).limits == Limits(journal_env_in_clear=("MODE", "REGION"))
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ({"MODE": True}, r"runjournal\.journalEnvInClear must be a list of variable names"),
+        (None, r"runjournal\.journalEnvInClear must be a list of variable names"),
+        ([""], r"runjournal\.journalEnvInClear has '': a variable name must be a non-empty string without '=' or NUL"),
+        (["A=1"], r"runjournal\.journalEnvInClear has 'A=1': "),
+        (["A\0"], r"runjournal\.journalEnvInClear has 'A\\x00': "),
+        ([["MODE"]], r"runjournal\.journalEnvInClear has \['MODE'\]: "),
+    ],
+)
+def test_a_malformed_journal_env_in_clear_is_refused(tmp_path: Path, value, message):
+    path = write_config(tmp_path, pipeline("p", cmd("a", "true")), limits={"journalEnvInClear": value})
+    with pytest.raises(ConfigError, match=message) as info:
+        load(str(path), str(tmp_path))
+    assert str(path) in str(info.value)
+
+
+def test_the_unknown_setting_error_lists_journal_env_in_clear(tmp_path: Path):
+    path = write_config(tmp_path, pipeline("p", cmd("a", "true")), limits={"journalEnvInClean": ["MODE"]})
+    with pytest.raises(ConfigError, match=r"runjournal\.journalEnvInClean is not a known setting \(known: .*, cancelGraceSeconds, journalEnvInClear\)$"):
+        load(str(path), str(tmp_path))
