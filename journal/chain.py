@@ -18,14 +18,15 @@ from collections.abc import Iterator
 
 from . import format as fmt
 from .errors import CorruptRecord
+from .fsutil import Where
 
 
-def segments(directory: str) -> list[tuple[int, str]]:
+def segments(directory: Where) -> list[tuple[int, str]]:
     """(base sequence, name) of every file named like a segment, oldest first."""
     return fmt.list_segments(directory)
 
 
-def start(directory: str) -> tuple[int, str] | None:
+def start(directory: Where) -> tuple[int, str] | None:
     """The chain's first segment; None while the journal has none. CorruptRecord if the lowest
     segment is not based at sequence 1 (a segment based at 0 is never part of the chain)."""
     found = segments(directory)
@@ -38,7 +39,7 @@ def start(directory: str) -> tuple[int, str] | None:
     return chain[0]
 
 
-def containing(directory: str, seq: int) -> tuple[int, str] | None:
+def containing(directory: Where, seq: int) -> tuple[int, str] | None:
     """The segment of the chain where reading from ``seq`` starts (the last based at or before it)."""
     first = start(directory)
     if first is None:
@@ -50,7 +51,7 @@ def containing(directory: str, seq: int) -> tuple[int, str] | None:
     return chosen
 
 
-def later(directory: str, segment: str) -> str | None:
+def later(directory: Where, segment: str) -> str | None:
     """The first segment after ``segment``, if any: what makes a tail in ``segment`` damage."""
     return next((name for _, name in segments(directory) if name > segment), None)
 
@@ -69,7 +70,7 @@ def tail_after(segment: str, end: fmt.ScanEnd, following: str) -> CorruptRecord:
     return CorruptRecord(segment, end.offset, f"{end.detail}, but segment {following} follows")
 
 
-def first_batches(directory: str) -> Iterator[tuple[str, list]]:
+def first_batches(directory: Where) -> Iterator[tuple[str, list]]:
     """(segment, batch) of every committed batch of every segment, in name order: for searches
     that need no sequence checks (the records' own fields say what they are)."""
     for _, name in segments(directory):

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 from dataclasses import asdict, dataclass, field
 
 from . import chain
 from . import format as fmt
 from . import events as ev
-from .errors import CorruptRecord, InvalidId, JournalNotFound, LockTimeout
+from .errors import CorruptRecord, InvalidId, JournalNotFound
 from .naming import validate_run_id
 from .events import JOURNAL_RUN, TailRepaired
-from .lock import JournalLock
 from .reader import decode_record
 from .writer import PENDING_DIR, Journal
 
@@ -145,25 +146,53 @@ def _check_ids(rec, segment: str, offset: int, report: Report, seen: dict[str, i
             report.problems.append(Problem(segment, offset, "invalid-id", f"{e}; projections skip it"))
 
 
+#: how long ``check`` waits for a live writer to finish the batch it finds at the end
+TAIL_WAIT = 2.0
+
+
 def _tail_is_torn(directory: str, fd: int, offset: int) -> bool:
-    """An unfinished batch is torn unless a live writer is writing it: look again under the lock."""
-    lock = JournalLock(os.path.join(directory, "lock"), timeout=2.0)
+    """An unfinished batch is torn unless a live writer is writing it: look again once no
+    writer holds the lock. Only reads: the lock file is opened read-only (a shared flock needs
+    no more) and never created; a journal without one has no writer, and where it cannot be
+    opened (another account's journal), the batch gets the same time to be finished."""
     try:
-        lock.acquire()
-    except LockTimeout:
-        return True  # a holder stuck for 2 s is not finishing this batch either
+        lfd = os.open(os.path.join(directory, "lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return _still_unfinished(fd, offset)
+    except OSError:
+        lfd = None
+    deadline = time.monotonic() + TAIL_WAIT
     try:
-        scanner = fmt.SegmentScanner(fd, "", offset)
-        for _ in scanner.batches():
-            pass
-        return scanner.end.state == "tail"
+        while True:
+            if lfd is not None:
+                try:
+                    fcntl.flock(lfd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    try:
+                        return _still_unfinished(fd, offset)
+                    finally:
+                        fcntl.flock(lfd, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    pass
+            elif not _still_unfinished(fd, offset):
+                return False
+            if time.monotonic() >= deadline:
+                return True  # a holder stuck this long is not finishing this batch either
+            time.sleep(0.01)
     finally:
-        lock.release()
-        lock.close()
+        if lfd is not None:
+            os.close(lfd)
 
 
-def repair(directory: str) -> Report:
-    """Cut a torn tail (keeping a copy) and merge pending spills; report what remains."""
+def _still_unfinished(fd: int, offset: int) -> bool:
+    scanner = fmt.SegmentScanner(fd, "", offset)
+    for _ in scanner.batches():
+        pass
+    return scanner.end.state == "tail"
+
+
+def repair(directory: str, root: str | None = None) -> Report:
+    """Cut a torn tail (keeping a copy) and merge pending spills; report what remains.
+    ``root``: as for ``Journal``, the directory below which no link is followed."""
     before = check(directory)
     fixable = [p for p in before.problems if p.kind == "torn-tail"]
     if len(fixable) != len(before.problems):
@@ -171,7 +200,7 @@ def repair(directory: str) -> Report:
         return before  # corruption in the middle is never cut; the report says where it is
     if not fixable and not before.pending:
         return before
-    with Journal(directory) as journal:
+    with Journal(directory, root=root) as journal:
         repairs: list[TailRepaired] = journal.recover()
     after = check(directory)
     after.repaired = [f"cut {r.bytes_cut} bytes from {r.segment} at byte {r.offset} (copy kept in {r.copy})" for r in repairs]

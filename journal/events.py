@@ -67,6 +67,11 @@ class StageStarted(Event, tag="stage_started"):
     index: int
     stage_id: str
     attempt: int = 1
+    #: the stage's process group, so a resume after a crashed runner can stop what it left
+    #: running (on the runner's host, RunStarted/RunResumed ``runner_host``); 0: none or unknown
+    pgid: int = 0
+    #: when that process group's leader started (clock ticks since boot): tells pid reuse apart
+    pgid_start: int = 0
     boundary: ClassVar[bool] = True
 
 
@@ -75,6 +80,8 @@ class StageFinished(Event, tag="stage_finished"):
     stage_id: str
     exit_code: int = 0
     summary: str | None = None
+    #: how long the stage ran, from the runner's monotonic clock (None: not measured, older runs)
+    duration_ns: int | None = None
     boundary: ClassVar[bool] = True
 
 
@@ -84,6 +91,7 @@ class StageFailed(Event, tag="stage_failed"):
     exit_code: int | None = None
     signal: str | None = None
     summary: str | None = None
+    duration_ns: int | None = None  # as StageFinished's
     boundary: ClassVar[bool] = True
 
 
@@ -134,18 +142,23 @@ class ErrorRecorded(Event, tag="error"):
 
 class RunCompleted(Event, tag="run_completed"):
     summary: str | None = None
+    #: how long this attempt ran (since its run_started or accepted run_resumed), from the
+    #: runner's monotonic clock (None: not measured, older runs)
+    duration_ns: int | None = None
     boundary: ClassVar[bool] = True
 
 
 class RunFailed(Event, tag="run_failed"):
     reason: str = ""
     summary: str | None = None
+    duration_ns: int | None = None  # as RunCompleted's
     boundary: ClassVar[bool] = True
 
 
 class RunCancelled(Event, tag="run_cancelled"):
     reason: str = ""
     signal: str | None = None
+    duration_ns: int | None = None  # as RunCompleted's
     boundary: ClassVar[bool] = True
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from . import chain
 from . import format as fmt
 from .check import Report, check, repair
-from .errors import BadInput, CorruptRecord, JournalWriteFailed
+from .errors import BadInput, CorruptRecord
 from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_task_id
@@ -55,11 +55,8 @@ class FileStore(EventStore):
         with self._mutex:
             journal = self._writers.get(task)
             if journal is None:
-                directory = self.journal_dir(task)
-                for path in (os.path.dirname(directory), directory):  # below the runs dir: never through a link
-                    if os.path.islink(path):
-                        raise JournalWriteFailed(f"cannot open journal {directory} for writing: {path} is a symbolic link; runjournal writes nothing through it")
-                journal = Journal(directory, durability=self.durability, lock_timeout=self.lock_timeout)
+                # below the runs dir, nothing is followed through a link (Journal's root)
+                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout, root=self.runs_dir)
                 self._writers[task] = journal
             return journal
 
@@ -184,7 +181,7 @@ class FileStore(EventStore):
         return check(self.journal_dir(task))
 
     def repair(self, task: str) -> Report:
-        return repair(self.journal_dir(task))
+        return repair(self.journal_dir(task), root=self.runs_dir)
 
     def writer_stats(self, task: str) -> WriterStats:
         journal = self._writers.get(task)

@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass
 
 from .errors import CorruptRecord
+from .fsutil import Where, at
 
 MAGIC = b"RJOURNAL"
 FORMAT_VERSION = 1
@@ -109,8 +110,8 @@ def segment_base(name: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def list_segments(directory: str) -> list[tuple[int, str]]:
-    """(base_seq, file name) of every segment in the directory, oldest first."""
+def list_segments(directory: Where) -> list[tuple[int, str]]:
+    """(base_seq, file name) of every segment in the directory (a path or a descriptor), oldest first."""
     found = []
     for name in os.listdir(directory):
         base = segment_base(name)
@@ -127,17 +128,18 @@ def missing_start(base: int) -> str:
     return f"segment starts at sequence {base}, expected 1: the journal's first segment {segment_name(1)} is missing"
 
 
-def open_segment(directory: str, name: str, flags: int = os.O_RDONLY) -> tuple[int, int]:
+def open_segment(directory: Where, name: str, flags: int = os.O_RDONLY) -> tuple[int, int]:
     """Open a segment file; return (fd, size). A segment must be a regular file: anything else
     named like one (a directory, a FIFO) is CorruptRecord at offset 0, found without blocking."""
-    path = os.path.join(directory, name)
+    path, dfd = at(directory, name)
     try:
-        fd = os.open(path, flags | os.O_NONBLOCK)  # a FIFO opened without it waits for a writer
+        # a FIFO opened without O_NONBLOCK waits for a writer; a link is never followed
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
     except OSError as e:
-        if e.errno not in (errno.EISDIR, errno.ENXIO):  # a directory opened for writing; a socket
+        if e.errno not in (errno.EISDIR, errno.ENXIO, errno.ELOOP):  # a directory opened for writing; a socket; a link
             raise
         try:
-            mode = os.stat(path).st_mode
+            mode = os.stat(path, dir_fd=dfd, follow_symlinks=False).st_mode
         except OSError:
             raise e from None
     else:
@@ -154,7 +156,7 @@ def open_segment(directory: str, name: str, flags: int = os.O_RDONLY) -> tuple[i
     raise CorruptRecord(name, 0, f"is {_FILE_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a segment file")
 
 
-_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
+_FILE_KINDS = {stat.S_IFLNK: "a symbolic link", stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device"}
 
 
 @dataclass

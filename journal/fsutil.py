@@ -4,10 +4,103 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Union
 
 
 #: every directory runjournal creates: never group- or world-writable, whatever the umask
 DIR_MODE = 0o755
+#: what marks a directory set up for a shared group journal (docs/guarantees.md, "A journal
+#: shared by a group"): setgid and group-writable. What runjournal creates in one is
+#: group-writable too (directories 2775, files 0664, locks 0660), so every member can write.
+SHARED = stat.S_ISGID | stat.S_IWGRP
+SHARED_DIR_MODE = 0o2775
+
+
+def shared(st: os.stat_result) -> bool:
+    """Whether a directory (its stat) is set up for a shared group journal."""
+    return st.st_mode & SHARED == SHARED
+
+
+def _parent(path: str, dir_fd: int | None) -> os.stat_result:
+    """The stat of the directory a name is created in."""
+    if dir_fd is not None and not os.path.isabs(path):
+        head = os.path.dirname(path)
+        return os.stat(head, dir_fd=dir_fd) if head else os.fstat(dir_fd)
+    return os.stat(os.path.dirname(os.path.abspath(path)))
+
+
+def grouped(mode: int) -> int:
+    """A mode with the group given what the owner has (0644 -> 0664, 0600 -> 0660, 0700 -> 0770)."""
+    return mode | (mode & 0o700) >> 3
+
+
+def mkdir(path: str, dir_fd: int | None = None) -> None:
+    """Make one directory at DIR_MODE, whatever the umask; in a shared group directory at
+    SHARED_DIR_MODE (set through a descriptor, never a link's target). FileExistsError if it is there."""
+    os.mkdir(path, DIR_MODE, dir_fd=dir_fd)
+    if shared(_parent(path, dir_fd)):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.fchmod(fd, SHARED_DIR_MODE)
+        finally:
+            os.close(fd)
+
+#: a directory: its path, or a descriptor open on it. Below a descriptor, names are opened
+#: relative to it (``dir_fd``), so a directory renamed or swapped for a link after it was
+#: opened changes nothing about where they go: the journal writer works this way.
+Where = Union[str, int]
+
+
+def at(where: Where, name: str) -> tuple[str, int | None]:
+    """``name`` in ``where``, as (path, dir_fd) for the ``os`` functions."""
+    if isinstance(where, int):
+        return name, where
+    return os.path.join(where, name), None
+
+
+def sync_dir(where: Where) -> None:
+    """Make a directory's entries durable, by path or by descriptor."""
+    if isinstance(where, int):
+        os.fsync(where)
+    else:
+        fsync_dir(where)
+
+
+def exists_at(where: Where, name: str) -> bool:
+    """Whether ``name`` is in ``where`` (a link counts as there, never followed)."""
+    path, dfd = at(where, name)
+    try:
+        os.stat(path, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+@contextmanager
+def subdir(where: Where, name: str, create: bool = False) -> Iterator[Where]:
+    """The directory ``name`` in ``where``: a path below a path, a descriptor below a descriptor
+    (opened without following a link, closed after). With ``create``, made at DIR_MODE if
+    missing, durably. FileNotFoundError if it is missing and not to be created."""
+    if not isinstance(where, int):
+        path = os.path.join(where, name)
+        if create:
+            makedirs_durable(path)
+        yield path
+        return
+    if create:
+        try:
+            mkdir(name, dir_fd=where)
+            os.fsync(where)
+        except FileExistsError:
+            pass
+    fd = open_own_dir(name, dir_fd=where)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(path: str) -> None:
@@ -23,13 +116,13 @@ def makedirs(path: str) -> None:
     """``os.makedirs`` with every directory it makes at DIR_MODE (os.makedirs gives its
     intermediate directories the umask's mode); not synced: for projection files."""
     try:
-        os.mkdir(path, DIR_MODE)
+        mkdir(path)
     except FileExistsError:
         return
     except FileNotFoundError:
         makedirs(os.path.dirname(path))
         try:
-            os.mkdir(path, DIR_MODE)
+            mkdir(path)
         except FileExistsError:
             pass
 
@@ -43,58 +136,97 @@ def makedirs_durable(path: str) -> None:
         p = os.path.dirname(p)
     for d in reversed(missing):
         try:
-            os.mkdir(d, DIR_MODE)
+            mkdir(d)
         except FileExistsError:
             continue
         fsync_dir(os.path.dirname(d))
 
 
-def open_own_dir(path: str, mode: int | None = None) -> int:
+def open_own_dir(path: str, mode: int | None = None, dir_fd: int | None = None) -> int:
     """A descriptor on a directory runjournal made, opened without following a symlink; with
-    ``mode``, created if missing and set to it (through the descriptor, never a link's target).
+    ``mode``, created if missing and set to it (through the descriptor, never a link's target;
+    in a shared group directory, with the group given what the owner has, and setgid).
     A symlink or anything else found there is an OSError saying so: nothing is written through it."""
     if mode is not None:
+        if shared(_parent(path, dir_fd)):
+            mode = grouped(mode) | stat.S_ISGID
         try:
-            os.mkdir(path, mode)
+            os.mkdir(path, mode, dir_fd=dir_fd)
         except FileExistsError:
             pass
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
             raise OSError(e.errno, f"{path} is a symbolic link or not a directory; runjournal writes nothing through it") from None
         raise
     if mode is not None:
         try:
-            os.fchmod(fd, mode)
+            st = os.fstat(fd)
+            if st.st_uid == os.geteuid():
+                os.fchmod(fd, mode)
+            elif st.st_mode & 0o002:  # another member's, in a shared group journal: never open to all
+                raise OSError(errno.EPERM, f"{path} is writable by every account; runjournal writes nothing in it")
         except OSError:
             os.close(fd)
             raise
     return fd
 
 
+def open_dir_below(root: str, directory: str) -> int:
+    """A descriptor on ``directory``, created with its missing parents (at DIR_MODE, durably).
+    ``root`` may be a symlink (the user named it); each directory below it is opened without
+    following one, and a link there is an OSError naming it."""
+    root, directory = os.path.abspath(root), os.path.abspath(directory)
+    rel = os.path.relpath(directory, root)
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        raise ValueError(f"{directory} is not below {root}")
+    makedirs_durable(root)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    path = root
+    for part in [] if rel == os.curdir else rel.split(os.sep):
+        path = os.path.join(path, part)
+        try:
+            try:
+                mkdir(part, dir_fd=fd)
+                os.fsync(fd)
+            except FileExistsError:
+                pass
+            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OSError(e.errno, f"{path} is a symbolic link or not a directory; runjournal writes nothing through it") from None
+            raise OSError(e.errno, e.strerror, path) from None
+        finally:
+            os.close(fd)
+        fd = below
+    return fd
+
+
 def open_private(path: str, dir_fd: int | None = None) -> int:
     """A lock file, created 0600 without following a symlink: another account cannot open it,
-    so it cannot take the lock (flock needs only a descriptor). One of ours made looser by an
-    older version is tightened; one of another owner is used as it is (their journal)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    so it cannot take the lock (flock needs only a descriptor); 0660 in a shared group
+    directory, for the group's members only. One of ours made looser by an older version is
+    tightened; one of another owner is used as it is (their journal)."""
+    mode = grouped(0o600) if shared(_parent(path, dir_fd)) else 0o600
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
-        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
-            os.fchmod(fd, 0o600)
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
     except OSError:
         os.close(fd)
         raise
     return fd
 
 
-def preallocate(path: str, size: int) -> None:
+def preallocate(path: str, size: int, dir_fd: int | None = None) -> None:
     """Create ``path`` if missing and give its first ``size`` bytes real disk blocks.
 
     For a file written through an mmap: storing into a page that has no block yet on a full
     disk kills the process with SIGBUS, where this raises OSError (ENOSPC) instead.
     """
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         if hasattr(os, "posix_fallocate"):
             try:
@@ -118,18 +250,29 @@ def write_all(fd: int, data: bytes) -> None:
 TEMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def create_temp(directory: str, name: str, flags: int = os.O_WRONLY, mode: int = 0o644, dir_fd: int | None = None) -> tuple[int, str]:
-    """A new temporary file for ``name`` in ``directory`` (or in the directory ``dir_fd``, then
-    named relative to it), under a name no one can guess (``.<name>.<16 random hex>.tmp``): its
-    descriptor and path. Every temp file runjournal writes is made here."""
+def create_temp(directory: Where, name: str, flags: int = os.O_WRONLY, mode: int = 0o644, dir_fd: int | None = None) -> tuple[int, str]:
+    """A new temporary file for ``name`` in ``directory`` (or in the directory ``dir_fd``, or
+    ``directory`` a descriptor: then named relative to it), under a name no one can guess
+    (``.<name>.<16 random hex>.tmp``): its descriptor and path. Every temp file runjournal
+    writes is made here."""
+    if isinstance(directory, int):
+        dir_fd = directory
     while True:
         tmp = f".{name}.{os.urandom(8).hex()}.tmp"
         if dir_fd is None:
             tmp = os.path.join(directory, tmp)
         try:
-            return os.open(tmp, flags | TEMP_FLAGS, mode, dir_fd=dir_fd), tmp
+            fd = os.open(tmp, flags | TEMP_FLAGS, mode, dir_fd=dir_fd)
         except FileExistsError:
             continue  # 64 random bits taken already: draw again
+        try:
+            if shared(_parent(tmp, dir_fd)):
+                os.fchmod(fd, grouped(mode))  # the umask would take the group's write away
+        except OSError:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=dir_fd)
+            raise
+        return fd, tmp
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True, dir_fd: int | None = None) -> None:
@@ -197,7 +340,7 @@ class Below:
             name = os.path.basename(directory)
             if create:
                 try:
-                    os.mkdir(name, DIR_MODE, dir_fd=pfd)
+                    mkdir(name, dir_fd=pfd)
                 except FileExistsError:
                     pass
             try:

@@ -56,8 +56,8 @@ def run_key(run_id: str) -> int:
 class Head:
     """The mmap of ``<journal>/head``. Only a lock holder writes it."""
 
-    def __init__(self, path: str):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    def __init__(self, path: str, dir_fd: int | None = None):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
         try:
             if os.fstat(fd).st_size != SIZE:
                 os.ftruncate(fd, SIZE)  # new, or from another layout: zeros are "unknown"

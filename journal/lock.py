@@ -35,13 +35,16 @@ BACKOFF_STEPS = 2
 class JournalLock:
     """Exclusive lock on ``<journal>/lock``; not reentrant, one per open journal."""
 
-    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT, dir_fd: int | None = None):
         self.path = path
         self.timeout = timeout
-        self._file = os.fdopen(open_private(path), "r+b")  # held open for the journal's life
-        self._fd = self._file.fileno()
+        #: how the lock file is named: its path, or its name in the journal's directory descriptor
+        self._name = os.path.basename(path) if dir_fd is not None else path
+        self._dir_fd = dir_fd
+        self._open()
         self.retries = 0  # backoff retries and kernel waits, for WriterStats
         self.timeouts = 0
+        self.rebinds = 0  # times the lock file was found deleted or replaced, and taken anew
         self._cv = threading.Condition()
         self._want = False  # the helper thread should (or does) wait in the kernel
         self._granted = False  # the helper got the lock for a caller that is still waiting
@@ -49,12 +52,27 @@ class JournalLock:
         self._closed = False
         self._helper: threading.Thread | None = None
 
+    def _open(self) -> None:
+        self._file = os.fdopen(open_private(self._name, self._dir_fd), "r+b")  # held open for the journal's life
+        self._fd = self._file.fileno()
+        st = os.fstat(self._fd)
+        self._inode = (st.st_dev, st.st_ino)
+
     def acquire(self, timeout: float | None = None) -> None:
-        if not self.try_acquire():
-            self._wait(self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._try():
+                self._wait(max(0.0, deadline - time.monotonic()), timeout)
+            if self._bound():
+                return
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free right now (one non-blocking flock)."""
+        """Take the lock if it is free right now (one non-blocking flock), on the file that is
+        named ``lock`` now."""
+        return self._try() and (self._bound() or self._try() and self._bound())
+
+    def _try(self) -> bool:
         # Not while the helper thread is active (``_want``): it may hold the flock this moment,
         # for a caller that timed out, and a flock on the same open file would "succeed" at
         # once, to be released by the helper under the new caller's feet. The helper clears
@@ -67,8 +85,26 @@ class JournalLock:
             return False
         return True
 
-    def _wait(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _bound(self) -> bool:
+        """Holding the flock: whether it is on the file named ``lock`` now. A lock file deleted
+        (or replaced) under a holder would let the next writer lock a new file beside it, and
+        two writers would both hold "the" lock; so the holder lets go of the old file, opens the
+        one named now (creating it) and returns False, to lock again."""
+        try:
+            st = os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == self._inode:
+                return True
+        except FileNotFoundError:
+            pass
+        self.rebinds += 1
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._file.close()
+        self._open()
+        return False
+
+    def _wait(self, left: float, timeout: float) -> None:
+        """Wait up to ``left`` seconds for the flock (LockTimeout saying ``timeout`` after that)."""
+        deadline = time.monotonic() + left
         delay = BACKOFF_START
         for _ in range(0 if self._want else BACKOFF_STEPS):
             self.retries += 1
@@ -97,7 +133,7 @@ class JournalLock:
 
     def _timed_out(self, timeout: float) -> None:
         self.timeouts += 1
-        pid = holder_pid(self.path)
+        pid = _holder(*self._inode)
         raise LockTimeout(self.describe_holder(timeout, pid), holder_pid=pid)
 
     def _wait_here(self, deadline: float, timeout: float) -> bool:
@@ -178,7 +214,7 @@ class JournalLock:
 
     def describe_holder(self, waited: float | None = None, pid: int | None = None) -> str:
         waited = self.timeout if waited is None else waited
-        pid = holder_pid(self.path) if pid is None else pid
+        pid = _holder(*self._inode) if pid is None else pid
         who = f"pid {pid} on {socket.gethostname()}" if pid else "another process"
         state = _process_state(pid) if pid else ""
         return (
@@ -199,14 +235,22 @@ def holder_pid(path: str) -> int | None:
     """The pid holding a flock on ``path``, read from /proc/locks where the OS offers it."""
     try:
         st = os.stat(path)
+    except OSError:
+        return None
+    return _holder(st.st_dev, st.st_ino)
+
+
+def _holder(dev: int, ino: int) -> int | None:
+    """The pid holding a write flock on the file (device, inode), from /proc/locks."""
+    try:
         with open("/proc/locks") as f:
             lines = f.readlines()
     except OSError:
         return None
-    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    key = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
     for line in lines:
         parts = line.split()
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == dev and parts[3] == "WRITE":
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == key and parts[3] == "WRITE":
             try:
                 return int(parts[4])
             except ValueError:

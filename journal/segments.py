@@ -13,42 +13,42 @@ import os
 from . import format as fmt
 from .errors import CorruptRecord, JournalWriteFailed
 from .events import SCHEMA_VERSION, TailRepaired
-from .fsutil import create_temp, fsync_dir, makedirs_durable, preallocate, write_all
+from .fsutil import Where, at, create_temp, exists_at, preallocate, subdir, sync_dir, write_all
 from .head import SIZE as HEAD_SIZE
 
 TORN_DIR = "torn"
 
 
-def create(directory: str, base: int) -> int:
+def create(directory: Where, base: int) -> int:
     """A new segment based at ``base``, its header in place before its name appears (temp file,
     fsync, rename, directory fsync); its descriptor, open for append."""
     name = fmt.segment_name(base)
-    path = os.path.join(directory, name)
+    path, dfd = at(directory, name)
     try:
         fd, tmp = create_temp(directory, name, os.O_RDWR | os.O_APPEND)
     except OSError as e:
-        raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+        raise JournalWriteFailed(f"cannot create segment {name}: {e.strerror}") from None
     try:
         write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
         os.fsync(fd)
-        os.rename(tmp, path)
-        fsync_dir(directory)
+        os.rename(tmp, path, src_dir_fd=dfd, dst_dir_fd=dfd)
+        sync_dir(directory)
     except OSError as e:
         os.close(fd)
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dfd)
         except OSError:
             pass
-        raise JournalWriteFailed(f"cannot create segment {path}: {e.strerror}") from None
+        raise JournalWriteFailed(f"cannot create segment {name}: {e.strerror}") from None
     return fd
 
 
-def open_for_append(directory: str, name: str, base: int) -> int:
+def open_for_append(directory: Where, name: str, base: int) -> int:
     """An existing segment opened for append, its header checked. A header left unwritten by a
     writer that crashed while creating the segment (and nothing after it) is written again."""
     fd, _ = fmt.open_segment(directory, name, os.O_RDWR | os.O_APPEND)
     head = os.pread(fd, fmt.HEADER_LEN, 0)
-    if len(head) < fmt.HEADER_LEN and not any(head) and not os.path.exists(os.path.join(directory, fmt.segment_name(base + 1))):
+    if len(head) < fmt.HEADER_LEN and not any(head) and not exists_at(directory, fmt.segment_name(base + 1)):
         os.ftruncate(fd, 0)
         write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
         os.fsync(fd)
@@ -74,27 +74,27 @@ def seal(fd: int, segment: str, end: int) -> None:
         raise JournalWriteFailed(f"cannot seal segment {segment}: {e.strerror}") from None
 
 
-def cut_tail(directory: str, fd: int, segment: str, offset: int) -> TailRepaired:
+def cut_tail(directory: Where, fd: int, segment: str, offset: int) -> TailRepaired:
     """Cut a crashed writer's unfinished batch off a segment, keeping a copy in ``torn/``."""
     size = os.fstat(fd).st_size
-    torn_dir = os.path.join(directory, TORN_DIR)
-    makedirs_durable(torn_dir)
-    copy = os.path.join(torn_dir, f"{segment}.{offset}.torn")
+    name = f"{segment}.{offset}.torn"
     data = os.pread(fd, size - offset, offset)
-    cfd, tmp = create_temp(torn_dir, os.path.basename(copy))
-    try:
-        write_all(cfd, data)
-        os.fsync(cfd)
-    finally:
-        os.close(cfd)
-    os.replace(tmp, copy)  # a copy of an earlier cut at the same place is replaced, never written through
-    fsync_dir(torn_dir)
+    with subdir(directory, TORN_DIR, create=True) as torn:
+        path, tfd = at(torn, name)
+        cfd, tmp = create_temp(torn, name)
+        try:
+            write_all(cfd, data)
+            os.fsync(cfd)
+        finally:
+            os.close(cfd)
+        os.replace(tmp, path, src_dir_fd=tfd, dst_dir_fd=tfd)  # a copy of an earlier cut at the same place is replaced, never written through
+        sync_dir(torn)
     os.ftruncate(fd, offset)
     os.fsync(fd)
-    return TailRepaired(segment=segment, offset=offset, bytes_cut=size - offset, copy=os.path.relpath(copy, directory))
+    return TailRepaired(segment=segment, offset=offset, bytes_cut=size - offset, copy=f"{TORN_DIR}/{name}")
 
 
-def create_head(path: str) -> None:
+def create_head(directory: Where, name: str) -> None:
     """Create the head with its disk blocks reserved, so that a full disk is an error at open.
 
     The head is written through an mmap, and storing into a page that has no block yet is a
@@ -103,11 +103,12 @@ def create_head(path: str) -> None:
     not race with a writer using the head. (A head rebuild reserves them again under the lock,
     for a head made any other way.)
     """
-    fd, tmp = create_temp(os.path.dirname(path), os.path.basename(path))
+    path, dfd = at(directory, name)
+    fd, tmp = create_temp(directory, name)
     os.close(fd)
     try:
-        preallocate(tmp, HEAD_SIZE)
-        os.link(tmp, path)
+        preallocate(tmp, HEAD_SIZE, dir_fd=dfd)
+        os.link(tmp, path, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
     except FileExistsError:
         pass  # another writer created it first
     except OSError as e:
@@ -115,6 +116,6 @@ def create_head(path: str) -> None:
             raise
     finally:
         try:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dfd)
         except FileNotFoundError:
             pass

@@ -17,7 +17,7 @@ from . import chain
 from . import format as fmt
 from .errors import CorruptRecord
 from .events import DECODE_ERRORS, AnyEvent, encoder, why_undecodable
-from .fsutil import create_temp, fsync_dir, makedirs_durable, write_all
+from .fsutil import Where, at, create_temp, shared, subdir, sync_dir, write_all
 
 PENDING_DIR = "pending"
 PENDING_MAGIC = b"RJPENDG1"
@@ -51,74 +51,97 @@ def encode(batch: Sequence[tuple]) -> list[bytes]:
     return [encoder.encode(Spilled(run_id, ts, event)) for run_id, event, ts in batch]
 
 
-def write(directory: str, name: str, payloads: list[bytes]) -> str:
-    """Put a pending file in place durably (temporary name, fsync, rename, directory fsync)."""
-    pending = os.path.join(directory, PENDING_DIR)
-    makedirs_durable(pending)
-    fd, tmp = create_temp(pending, name)
-    try:
-        write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    path = os.path.join(pending, name)
-    os.rename(tmp, path)
-    fsync_dir(pending)
-    return path
+def write(directory: Where, name: str, payloads: list[bytes]) -> str:
+    """Put a pending file in place durably (temporary name, fsync, rename, directory fsync);
+    its path below the journal directory (``pending/<name>``)."""
+    with subdir(directory, PENDING_DIR, create=True) as pending:
+        path, pfd = at(pending, name)
+        fd, tmp = create_temp(pending, name)
+        try:
+            write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path, src_dir_fd=pfd, dst_dir_fd=pfd)
+        sync_dir(pending)
+    return f"{PENDING_DIR}/{name}"
 
 
-def read(path: str) -> list[tuple[str, AnyEvent, int]]:
-    """The (run id, event, ts) of a pending file; CorruptRecord if any part of it is damaged."""
-    fd, size = fmt.open_segment(os.path.dirname(path), os.path.basename(path))  # a regular file, or CorruptRecord
+def read(directory: Where, name: str) -> list[tuple[str, AnyEvent, int]]:
+    """The (run id, event, ts) of the pending file ``name``; CorruptRecord if any part of it is damaged."""
+    shown = f"{PENDING_DIR}/{name}"
+    with subdir(directory, PENDING_DIR) as pending:
+        fd, size = fmt.open_segment(pending, name)  # a regular file, or CorruptRecord
     try:
         if os.pread(fd, len(PENDING_MAGIC), 0) != PENDING_MAGIC:
-            raise CorruptRecord(path, 0, "not a runjournal pending file")
-        scanner = fmt.SegmentScanner(fd, path, len(PENDING_MAGIC))
+            raise CorruptRecord(shown, 0, "not a runjournal pending file")
+        scanner = fmt.SegmentScanner(fd, shown, len(PENDING_MAGIC))
         try:
             batches = list(scanner.batches())
         except CorruptRecord as e:
-            raise CorruptRecord(path, e.offset, f"pending file damaged: {e.detail}") from None
+            raise CorruptRecord(shown, e.offset, f"pending file damaged: {e.detail}") from None
         if scanner.end.state != "open" or scanner.end.offset != size or len(batches) > 1:
-            raise CorruptRecord(path, scanner.end.offset, f"pending file damaged: {scanner.end.detail or 'not one whole batch'}")
+            raise CorruptRecord(shown, scanner.end.offset, f"pending file damaged: {scanner.end.detail or 'not one whole batch'}")
         items = []
         for off, payload in batches[0] if batches else []:
             try:
                 s = _spilled_decoder.decode(payload)
             except DECODE_ERRORS as e:
-                raise CorruptRecord(path, off, f"pending record does not decode: {why_undecodable(payload, e)}") from None
+                raise CorruptRecord(shown, off, f"pending record does not decode: {why_undecodable(payload, e)}") from None
             items.append((s.run_id, s.event, s.ts))
         return items
     finally:
         os.close(fd)
 
 
-def names(directory: str) -> list[str]:
+def names(directory: Where) -> list[str]:
     """The files in ``pending/``, sorted (oldest spill first); none if there is no ``pending/``."""
     try:
-        return sorted(os.listdir(os.path.join(directory, PENDING_DIR)))
+        with subdir(directory, PENDING_DIR) as pending:
+            return sorted(os.listdir(pending))
     except FileNotFoundError:
         return []
 
 
-def set_aside(directory: str, name: str, why: str = "damaged") -> None:
+def rename(directory: Where, name: str, new: str) -> None:
+    """Rename a pending file (not synced: the caller decides when that must be durable)."""
+    with subdir(directory, PENDING_DIR) as pending:
+        old_path, pfd = at(pending, name)
+        os.rename(old_path, at(pending, new)[0], src_dir_fd=pfd, dst_dir_fd=pfd)
+
+
+def remove(directory: Where, name: str) -> None:
+    """Delete a merged pending file, durably."""
+    with subdir(directory, PENDING_DIR) as pending:
+        path, pfd = at(pending, name)
+        os.unlink(path, dir_fd=pfd)
+        sync_dir(pending)
+
+
+def set_aside(directory: Where, name: str, why: str = "damaged") -> None:
     """A pending file that is not merged is renamed ``….damaged`` (or ``….foreign``) so it
     blocks no one; verify reports it."""
-    pending = os.path.join(directory, PENDING_DIR)
-    os.rename(os.path.join(pending, name), os.path.join(pending, f"{name.removesuffix('.merging')}.{why}"))
-    fsync_dir(pending)
+    with subdir(directory, PENDING_DIR) as pending:
+        old_path, pfd = at(pending, name)
+        os.rename(old_path, at(pending, f"{name.removesuffix('.merging')}.{why}")[0], src_dir_fd=pfd, dst_dir_fd=pfd)
+        sync_dir(pending)
 
 
-def foreign(directory: str, name: str) -> bool:
-    """Whether a pending file belongs to another account than the journal directory's owner:
-    never merged, whoever could drop it there (a forged spill)."""
+def foreign(directory: Where, name: str) -> bool:
+    """Whether a pending file belongs to another account than the journal directory's owner
+    (in a shared group journal: to another group than the directory's): never merged,
+    whoever could drop it there (a forged spill)."""
     try:
-        owner = os.stat(directory).st_uid
-        return os.lstat(os.path.join(directory, PENDING_DIR, name)).st_uid != owner
+        own = os.fstat(directory) if isinstance(directory, int) else os.stat(directory)
+        with subdir(directory, PENDING_DIR) as pending:
+            path, pfd = at(pending, name)
+            st = os.stat(path, dir_fd=pfd, follow_symlinks=False)
     except FileNotFoundError:
         return False
+    return st.st_uid != own.st_uid and not (shared(own) and st.st_gid == own.st_gid)
 
 
-def merged_before(directory: str, origin: str) -> bool:
+def merged_before(directory: Where, origin: str) -> bool:
     """Whether a batch from the pending file ``origin`` is in the journal already (a merge that
     died before deleting it). Only asked after such a crash, so reading every batch is fine."""
     for _, batch in chain.first_batches(directory):

@@ -50,7 +50,7 @@ from .events import (
     why_undecodable,
 )
 from .format import HEADER_LEN, MAX_PAYLOAD, encode_frame
-from .fsutil import fsync_dir, makedirs_durable, preallocate, write_all
+from .fsutil import exists_at, open_dir_below, preallocate, write_all
 from .head import SIZE as HEAD_SIZE
 from .head import Head
 from .lock import DEFAULT_TIMEOUT, JournalLock
@@ -58,6 +58,8 @@ from .naming import validate_run_id
 from .spill import PENDING_DIR
 
 DURABILITY_MODES = ("always", "batch", "none")
+HEAD = "head"
+LOCK = "lock"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
@@ -82,23 +84,28 @@ class Journal:
         durability: str = "batch",
         lock_timeout: float = DEFAULT_TIMEOUT,
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+        root: str | None = None,
     ):
+        """``root``: the directory the user named, which may be a symlink (default: the journal
+        directory's parent). The directories below it are opened without following a link,
+        and every file of the journal is opened relative to the journal directory's descriptor,
+        so nothing is written through a link planted, or a directory swapped, after the open."""
         if durability not in DURABILITY_MODES:
             raise BadInput(f"durability must be one of {', '.join(DURABILITY_MODES)}, not {durability!r}")
         self.directory = directory
         self.durability = durability
         self.segment_bytes = segment_bytes
         try:
-            makedirs_durable(directory)
+            self._dfd = open_dir_below(os.path.dirname(directory) if root is None else root, directory)
         except OSError as e:
-            raise JournalWriteFailed(f"cannot create journal directory {directory}: {e.strerror}") from None
+            raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror}") from None
         try:
-            head = os.path.join(directory, "head")
-            if not os.path.exists(head):
-                segments.create_head(head)
-            self._lock = JournalLock(os.path.join(directory, "lock"), lock_timeout)
-            self._head = Head(head)
+            if not exists_at(self._dfd, HEAD):
+                segments.create_head(self._dfd, HEAD)
+            self._lock = JournalLock(os.path.join(directory, LOCK), lock_timeout, dir_fd=self._dfd)
+            self._head = Head(HEAD, dir_fd=self._dfd)
         except OSError as e:
+            os.close(self._dfd)
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
         self._fd: int | None = None
@@ -298,6 +305,7 @@ class Journal:
                 self._fd = None
             self._head.close()
             self._lock.close()
+            os.close(self._dfd)
 
     def __enter__(self) -> Journal:
         return self
@@ -352,14 +360,14 @@ class Journal:
     def _rebuild(self) -> None:
         """Rebuild the head from every segment: first open, a reboot, or a head that does not match."""
         try:
-            preallocate(os.path.join(self.directory, "head"), HEAD_SIZE)  # see segments.create_head
+            preallocate(HEAD, HEAD_SIZE, dir_fd=self._dfd)  # see segments.create_head
         except OSError as e:
             raise JournalWriteFailed(f"cannot prepare journal {self.directory} for writing: {e.strerror}; nothing was recorded") from None
         self._head.clear()
         if self._fd is not None:
             os.close(self._fd)
             self._fd, self._segment = None, ""
-        first = chain.start(self.directory)  # CorruptRecord if the journal lost its start
+        first = chain.start(self._dfd)  # CorruptRecord if the journal lost its start
         if first is None:
             self._last_seq = 0
             self._create_segment(1)
@@ -369,7 +377,7 @@ class Journal:
         self._last_seq = 0
         self._open_segment(name, base)
         self._scan_current()
-        stray = [n for b, n in chain.segments(self.directory) if b > self._last_seq + 1 or (b > base and n > self._segment)]
+        stray = [n for b, n in chain.segments(self._dfd) if b > self._last_seq + 1 or (b > base and n > self._segment)]
         if stray:
             raise CorruptRecord(stray[0], 0, f"segment is not reachable from {self._segment}, which ends at sequence {self._last_seq}")
         self._publish()
@@ -399,7 +407,7 @@ class Journal:
         return seq
 
     def _heads_from_start(self):
-        for name, batch in chain.first_batches(self.directory):
+        for name, batch in chain.first_batches(self._dfd):
             for off, payload in batch:
                 try:
                     yield head_decoder.decode(payload)
@@ -407,7 +415,7 @@ class Journal:
                     raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
 
     def _open_segment(self, name: str, base: int) -> None:
-        fd = segments.open_for_append(self.directory, name, base)
+        fd = segments.open_for_append(self._dfd, name, base)
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, name, base
@@ -434,7 +442,7 @@ class Journal:
                 end = scanner.end
                 self._end = scanner.offset
                 if end.state == "tail":
-                    following = chain.later(self.directory, self._segment)
+                    following = chain.later(self._dfd, self._segment)
                     if following:
                         raise chain.tail_after(self._segment, end, following)
                     self._cut_tail(end.offset, end.detail)
@@ -443,7 +451,7 @@ class Journal:
                     return
                 # sealed: continue in the next segment, creating it if its creator crashed first
                 nxt = chain.after_seal(self._segment, end, self._last_seq + 1)
-                if os.path.exists(os.path.join(self.directory, nxt)):
+                if exists_at(self._dfd, nxt):
                     self._open_segment(nxt, self._last_seq + 1)
                 else:
                     self._create_segment(self._last_seq + 1)
@@ -455,11 +463,14 @@ class Journal:
 
     def _cut_tail(self, offset: int, detail: str) -> None:
         """Cut a crashed writer's unfinished batch off the segment, keeping a copy."""
-        self._cut.append(segments.cut_tail(self.directory, self._fd, self._segment, offset))
+        self._cut.append(segments.cut_tail(self._dfd, self._fd, self._segment, offset))
         self._end = offset
 
     def _create_segment(self, base: int) -> None:
-        fd = segments.create(self.directory, base)
+        try:
+            fd = segments.create(self._dfd, base)
+        except JournalWriteFailed as e:
+            raise JournalWriteFailed(f"{e} (in {self.directory})") from None
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, fmt.segment_name(base), base
@@ -588,46 +599,41 @@ class Journal:
             raise _out_of_range([spill.Spilled(run_id, ts, event) for run_id, event, ts in batch]) from None
         self._spill_clock = max(self._spill_clock + 1, time.time_ns())
         self._spill_counter += 1
-        path = spill.write(self.directory, f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp", payloads)
+        kept = spill.write(self._dfd, f"{self._spill_clock:020d}-{os.getpid()}-{self._spill_counter:06d}.rjp", payloads)
         self._spilled_here = True
         self.spills += 1
-        return path
+        return os.path.join(self.directory, kept)
 
     def _merge_pending(self) -> None:
         """Append every spilled batch, oldest first (under the lock, before this writer's own)."""
         self._last_merge_check = time.monotonic()
-        names = spill.names(self.directory)
+        names = spill.names(self._dfd)
         for name in names:
             if name.endswith(".merging"):  # a merge that died: its batch may be in already
                 self._finish_merge(name, maybe_merged=True)
-        pending = os.path.join(self.directory, PENDING_DIR)
         for name in names:
             if name.endswith(".rjp"):
-                os.rename(os.path.join(pending, name), os.path.join(pending, name + ".merging"))
+                spill.rename(self._dfd, name, name + ".merging")
                 self._finish_merge(name + ".merging", maybe_merged=False)
         self._spilled_here = False
 
     def _finish_merge(self, name: str, maybe_merged: bool) -> None:
         """Append one pending file's events, unless a crash left them already appended."""
-        pending = os.path.join(self.directory, PENDING_DIR)
-        path = os.path.join(pending, name)
         origin = name.removesuffix(".merging")
-        if spill.foreign(self.directory, name):
-            spill.set_aside(self.directory, name, "foreign")
+        if spill.foreign(self._dfd, name):
+            spill.set_aside(self._dfd, name, "foreign")
             return
-        if maybe_merged and spill.merged_before(self.directory, origin):
-            os.unlink(path)
-            fsync_dir(pending)
+        if maybe_merged and spill.merged_before(self._dfd, origin):
+            spill.remove(self._dfd, name)
             return
         try:
-            items = [Item(*item) for item in spill.read(path)]
+            items = [Item(*item) for item in spill.read(self._dfd, name)]
         except CorruptRecord:
-            spill.set_aside(self.directory, name)
+            spill.set_aside(self._dfd, name)
             return
         self._write(items, None, origin=origin)
         self._sync()
-        os.unlink(path)
-        fsync_dir(pending)
+        spill.remove(self._dfd, name)
 
 
 def _out_of_range(items: Sequence[msgspec.Struct]) -> BadInput:

@@ -356,3 +356,53 @@ def test_a_merge_killed_before_it_deleted_the_spill_appends_it_once(tmp_path: Pa
         steady.append("steady", ev.Heartbeat())
         steady.flush()
     assert [r.run_seq for r in records_by_run(d)["spilled"]] == [1]
+
+
+def test_a_deleted_lock_file_never_lets_two_writers_in(tmp_path: Path):
+    # A cleanup script deletes journal/lock while a writer has the journal open; a second
+    # writer then creates and locks a new file. The first must move to the new file before
+    # it writes again, or both hold "the" lock at once and write the same sequences.
+    d = tmp_path / "journal"
+    files = {n: tmp_path / f"{n}.acks" for n in ("wa", "wb")}
+    with contextlib.ExitStack() as stack:
+        a = stack.enter_context(spawned("appender.py", d, "wa", 0, files["wa"], "--durability", "none"))
+        go([a])
+        wait_until(lambda: len(acks(files["wa"])) >= STEP, f"{STEP} events from the first writer")
+        (d / "lock").unlink()
+        b = stack.enter_context(spawned("appender.py", d, "wb", 0, files["wb"], "--durability", "none"))
+        go([b])
+        since = {n: len(acks(f)) for n, f in files.items()}
+        wait_until(lambda: all(len(acks(f)) >= since[n] + 10 * STEP for n, f in files.items()), "both writers appending")
+        (d / "lock").rename(d / "lock.old")  # moved away under both of them: both move on together
+        since = {n: len(acks(f)) for n, f in files.items()}
+        wait_until(lambda: all(len(acks(f)) >= since[n] + 10 * STEP for n, f in files.items()), "both writers appending again")
+        for p in (a, b):
+            p.stdin.write("stop\n")
+            p.stdin.flush()
+        for p in (a, b):
+            assert finish(p).startswith("done")
+    report = check(str(d))
+    assert report.ok, report.problems
+    for f in files.values():
+        assert_acknowledged_present(d, acks(f))
+    assert [r.seq for r in read_records(str(d))] == list(range(1, report.records + 1))
+
+
+def test_a_lock_taken_on_a_deleted_file_is_taken_again_on_the_named_one(tmp_path: Path):
+    d = tmp_path / "journal"
+    d.mkdir()
+    first = JournalLock(str(d / "lock"), timeout=0.3)
+    (d / "lock").unlink()
+    second = JournalLock(str(d / "lock"), timeout=0.3)  # a new file under the same name
+    assert second.try_acquire()
+    assert not first.try_acquire(), "the first lock took the deleted file while the named one is held"
+    with pytest.raises(LockTimeout):
+        first.acquire()
+    second.release()
+    first.acquire()
+    assert first.rebinds == 1
+    assert os.stat(d / "lock").st_ino == os.fstat(first._fd).st_ino  # noqa: SLF001
+    assert not second.try_acquire()
+    first.release()
+    first.close()
+    second.close()

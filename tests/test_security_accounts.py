@@ -91,10 +91,58 @@ def test_a_spill_owned_by_another_account_is_set_aside_never_merged(tmp_path: Pa
     d = tmp_path / "journal"
     with Journal(str(d), durability="none") as j:
         j.append(RUN, ev.Heartbeat())
-    forged = spill.write(str(d), "01795726964628116759-17522-000001.rjp", spill.encode([(RUN, ev.RunCompleted(summary="forged"), 1)]))
+    forged = d / spill.write(str(d), "01795726964628116759-17522-000001.rjp", spill.encode([(RUN, ev.RunCompleted(summary="forged"), 1)]))
     os.chown(forged, NOBODY, NOBODY)
     with Journal(str(d)) as j:
         j.flush()  # merges what is pending
     assert os.listdir(d / PENDING_DIR) == ["01795726964628116759-17522-000001.rjp.foreign"]
     assert [type(r.event) for r in read_records(str(d))] == [ev.Heartbeat]
     assert [p.kind for p in check(str(d)).problems] == ["foreign-spill"]
+
+
+def test_a_shared_group_journal_takes_every_members_appends_and_no_one_elses():
+    # the recipe of docs/guarantees.md: a root directory of the group, setgid and group-writable
+    way = other_user()
+    if isinstance(way, str):
+        pytest.skip(way)
+    if os.geteuid() != 0:
+        pytest.skip("setting up a directory shared with another account's group needs root")
+    prefix, kwargs = way
+    base = Path(tempfile.mkdtemp(prefix="runjournal-group-"))
+    try:
+        os.chmod(base, 0o755)
+        root = base / "root"
+        root.mkdir()
+        os.chown(root, 0, NOBODY)
+        os.chmod(root, 0o2775)
+
+        def exec_as(*who: str, **how) -> subprocess.CompletedProcess:
+            argv = [*who, sys.executable, "-m", "runjournal", "--root", str(root), "exec", "--", "true"]
+            return subprocess.run(argv, capture_output=True, text=True, env=clean_env(), cwd="/", timeout=60, umask=0o022, **how)
+
+        assert exec_as().returncode == 0
+        task = root / ".runs" / "default"
+        d = task / "journal"
+        for directory in (task, d, task / "cli", task / ".projection", root / "out" / "default"):
+            assert (mode(directory), os.stat(directory).st_gid) == (0o2775, NOBODY), directory
+        assert mode(d / "lock") == mode(task / ".projection" / "lock") == 0o660
+        assert mode(d / fmt.segment_name(1)) == 0o664
+        assert mode(task / ".tokens") == 0o2770
+        assert all(mode(t) == 0o600 for t in (task / ".tokens").iterdir())  # a token stays its owner's
+
+        member = exec_as(*prefix, **kwargs)  # another account of the group writes the same journal
+        assert member.returncode == 0, member.stderr
+        runs = {r.run_id for r in read_records(str(d)) if isinstance(r.event, ev.RunStarted)}
+        assert len(runs) == 2
+
+        theirs = d / spill.write(str(d), "01795726964628116759-17522-000001.rjp", spill.encode([(RUN, ev.RunCompleted(summary="member"), 1)]))
+        os.chown(theirs, NOBODY, NOBODY)
+        forged = d / spill.write(str(d), "01795726964628116759-17522-000002.rjp", spill.encode([(RUN, ev.RunCompleted(summary="forged"), 2)]))
+        os.chown(forged, 12345, 12345)  # neither the journal's owner nor its group
+        with Journal(str(d)) as j:
+            j.flush()
+        assert os.listdir(d / PENDING_DIR) == ["01795726964628116759-17522-000002.rjp.foreign"]
+        assert [r.event.summary for r in read_records(str(d)) if r.run_id == RUN] == ["member"]
+        assert [p.kind for p in check(str(d)).problems] == ["foreign-spill"]
+    finally:
+        shutil.rmtree(base)

@@ -97,4 +97,4 @@ def test_a_task_directory_that_is_a_link_is_not_a_task(tmp_path: Path):
     assert cli(root, "runs").stdout == "no runs\n"
     done = cli(root, "exec", "--", "true")
     assert done.returncode == 1
-    assert "is a symbolic link; runjournal writes nothing through it" in done.stderr
+    assert done.stderr == f"error: cannot open journal {root}/.runs/default/journal for writing: {root}/.runs/default is a symbolic link or not a directory; runjournal writes nothing through it\n"

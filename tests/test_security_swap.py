@@ -1,0 +1,51 @@
+"""A journal directory swapped for a link after its writer opened it changes nothing.
+
+An account that can write the runs directory can rename a task's directory away and put a
+link to anywhere in its place. A writer that is already open works through the descriptor of
+the directory it opened, and every file of the journal (segments, head, lock, pending spills,
+torn copies) is opened relative to it: nothing lands where the link points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers.histories import make_run_id
+from helpers.trees import changes, fingerprint
+
+import pytest
+
+from runjournal.journal import FileStore, LockTimeout, check, read_records
+from runjournal.journal import events as ev
+from runjournal.journal.lock import JournalLock
+
+RUN = make_run_id(1)
+
+
+def test_a_task_directory_swapped_for_a_link_after_the_open_is_never_written_through(tmp_path: Path):
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    (outside / "journal").mkdir()  # what the link offers in place of the journal
+    store = FileStore(str(runs), durability="none", lock_timeout=0.5)
+    store.append("default", RUN, ev.Heartbeat())
+    before = fingerprint(outside)
+    (runs / "default").rename(runs / "moved")
+    (runs / "default").symlink_to(outside)
+    for _ in range(3):
+        store.append("default", RUN, ev.Heartbeat())
+    store.append_batch("default", [(RUN, ev.Heartbeat()), (RUN, ev.Heartbeat())])
+    store.writer("default")._roll()  # noqa: SLF001 -- a new segment, created by name
+    store.append("default", RUN, ev.Heartbeat())
+    holder = JournalLock(str(runs / "moved" / "journal" / "lock"))
+    holder.acquire()
+    with pytest.raises(LockTimeout, match="were kept in"):
+        store.append("default", RUN, ev.Heartbeat())  # spilled to pending/, in the moved directory
+    assert [p.name for p in (runs / "moved" / "journal" / "pending").iterdir()][0].endswith(".rjp")
+    holder.release()
+    holder.close()
+    store.flush("default")  # merges the spill
+    store.close()
+    assert changes(before, fingerprint(outside)) == []
+    moved = str(runs / "moved" / "journal")
+    assert [r.seq for r in read_records(moved)] == list(range(1, 9))
+    assert check(moved).ok
