@@ -257,6 +257,24 @@ def test_a_read_only_journal_refuses_writers_clearly_and_still_reads(tmp_path):
     assert check(str(journal)).ok
 
 
+@pytest.mark.parametrize("lock_file", [True, False], ids=["with-lock", "without-lock"])
+def test_verify_of_a_read_only_journal_with_a_torn_tail_reports_it_and_creates_nothing(tmp_path, lock_file: bool):
+    journal, before = seeded(tmp_path)
+    segment = journal / fmt.segment_name(1)
+    with open(segment, "ab") as f:
+        f.write(fmt.encode_frame(b"\x95" + b"x" * 40, True))  # a batch left unfinished by a crash
+    if not lock_file:
+        (journal / "lock").unlink()  # a journal copied without it: verify must not make one
+    listing = sorted(os.listdir(journal))
+    writable = subprocess.run(cli(tmp_path, "verify", "--format", "json"), capture_output=True, text=True, env=clean_env(), timeout=DEADLINE)
+    (verify,) = in_mount_namespace(tmp_path, read_only(journal), [cli(tmp_path, "verify", "--format", "json")])
+    assert (verify["returncode"], verify["stderr"]) == (1, "")
+    assert json.loads(verify["stdout"]) == json.loads(writable.stdout)
+    assert [p["kind"] for p in json.loads(verify["stdout"])["problems"]] == ["torn-tail"]
+    assert sorted(os.listdir(journal)) == listing
+    assert recorded(journal) == before
+
+
 @pytest.mark.parametrize("projected", [False, True], ids=["never-projected", "checkpoint-behind"])
 def test_every_read_command_works_on_a_read_only_root_and_shows_a_silent_run_stale(tmp_path, projected: bool):
     root = tmp_path / "root"
