@@ -5,6 +5,7 @@ from .check import Problem, Report, check, repair
 from .errors import (
     BadInput,
     CorruptRecord,
+    HistoryViolation,
     InvalidId,
     JournalError,
     JournalNotFound,
@@ -24,6 +25,7 @@ from .writer import DURABILITY_MODES, Item, Journal
 __all__ = [
     "BadInput",
     "CorruptRecord",
+    "HistoryViolation",
     "DURABILITY_MODES",
     "EventStore",
     "FileStore",

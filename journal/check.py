@@ -14,6 +14,7 @@ from .errors import CorruptRecord, InvalidId, JournalNotFound
 from .naming import validate_run_id
 from .events import JOURNAL_RUN, TailRepaired
 from .reader import decode_record
+from .rules import History
 from .writer import PENDING_DIR, Journal
 
 
@@ -21,7 +22,7 @@ from .writer import PENDING_DIR, Journal
 class Problem:
     segment: str
     offset: int
-    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment | invalid-id
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | damaged-spill | foreign-spill | refused-spill
     detail: str
 
 
@@ -51,6 +52,7 @@ def check(directory: str) -> Report:
         raise JournalNotFound(f"no journal at {directory}")
     report = Report()
     run_seqs: dict[str, int] = {}
+    history = History()
     segments = chain.segments(directory)
     report.segments = len(segments)
     expected_seq = 1  # nothing deletes segments: the chain starts at 1
@@ -60,7 +62,7 @@ def check(directory: str) -> Report:
             report.problems.append(Problem(name, 0, "unreachable-segment", detail))
             expected_seq = base
         last = i == len(segments) - 1
-        expected_seq = _check_segment(directory, name, base, last, report, run_seqs)
+        expected_seq = _check_segment(directory, name, base, last, report, run_seqs, history)
     report.runs = len([r for r in run_seqs if r != JOURNAL_RUN])
     try:
         names = os.listdir(os.path.join(directory, PENDING_DIR))
@@ -76,10 +78,14 @@ def check(directory: str) -> Report:
             report.problems.append(
                 Problem(f"{PENDING_DIR}/{n}", 0, "foreign-spill", "a pending file owned by another account than the journal's was set aside, never merged")
             )
+        elif n.endswith(".refused"):
+            report.problems.append(
+                Problem(f"{PENDING_DIR}/{n}", 0, "refused-spill", "a spilled batch would have broken a rule of a run's history and was set aside, never merged")
+            )
     return report
 
 
-def _check_segment(directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int]) -> int:
+def _check_segment(directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History) -> int:
     """Check one segment; return the sequence the next segment must start at."""
     seq = base
     try:
@@ -118,6 +124,9 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
                             Problem(name, off, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}")
                         )
                     run_seqs[rec.run_id] = rec.run_seq
+                    why = history.violation(rec)
+                    if why:
+                        report.problems.append(Problem(name, off, "history", f"sequence {rec.seq}: {why}"))
         except CorruptRecord as e:
             report.problems.append(Problem(name, e.offset, "corrupt", e.detail))
             return seq

@@ -65,6 +65,10 @@ class LockTimeout(JournalError):
         super().__init__(message)
 
 
+class HistoryViolation(BadInput):
+    """An append would break a rule of a run's history (``journal.rules``); nothing was written."""
+
+
 class JournalWriteFailed(JournalError):
     """The operating system refused a write (disk full, file size limit, permissions); nothing was acknowledged."""
 

@@ -1,18 +1,30 @@
 """The head: a shared, memory-mapped summary of the journal's end, kept by lock holders.
 
 It lets a writer learn what other writers appended in O(1) instead of re-reading their
-records: the current segment, its committed end offset and the last global sequence,
-plus a table of each run's last sequence (4-way buckets keyed by a 64-bit hash of the run
-id). It is a cache, never the truth: it is rebuilt from the segments whenever it does not
-match them, whenever its checksum fails, and after a reboot (it records the boot id, since
-after a power loss its pages may reach the disk in another order than the segments').
+records: the current segment, its committed end offset and the last global sequence, plus a
+hash table of every run's last sequence (buckets of ``WAYS`` slots keyed by a 64-bit hash of
+the run id). The table grows (doubling, into a new file renamed over the old one) instead of
+forgetting runs, so the first append of a new run is one bucket look-up however many runs the
+task has. It is a cache, never the truth: it is rebuilt from the segments whenever it does not
+match them, whenever a checksum fails, and after a reboot (it records the boot id, since after
+a power loss its pages may reach the disk in another order than the segments').
 
-Layout (little-endian): magic "RJHEAD01" | u64 segment base | u64 end offset | u64 last
-seq | u64 owner (random id of the writer that published them) | u64 check (the four xor-ed
-with a constant: a writer killed in the middle of updating them leaves a head that does
-not check) | 16 bytes boot id;
-then BUCKETS x WAYS slots of (u64 key, u64 run seq, u64 global seq of that write);
-then BUCKETS bytes of "a run was evicted from this bucket" flags.
+Layout (little-endian), every part a decision depends on under a check:
+
+- 0: magic "RJHEAD02";
+- 8: u64 segment base | u64 end offset | u64 last seq | u64 owner (random id of the writer
+  that published them) | u64 check (the four xor-ed with ``CHECK``: a writer killed in the
+  middle of updating them leaves a head that does not check);
+- 48: 16 bytes boot id;
+- 64: u64 buckets (a power of two) | u64 complete (1: every run of the journal is in the
+  table; 0: some may be missing, after a table that could not grow) | u64 check of the two;
+- 128: ``buckets`` buckets of 256 bytes: ``WAYS`` slots of (u64 key, u64 run seq, u64 global
+  seq of that write), then u64 check (CRC-32 of the slots, seeded with the bucket's number,
+  tagged), then 8 zero bytes. An empty slot is all zeros; an empty bucket is all zeros.
+
+A run may be in any of four buckets: ``key mod buckets``, the next one, ``(key >> 32) mod
+buckets`` and the next one; it is stored in the one of them with the fewest runs, and when all
+four are full the table doubles. A look-up checks every bucket it reads.
 """
 
 from __future__ import annotations
@@ -21,20 +33,29 @@ import hashlib
 import mmap
 import os
 import struct
+import zlib
 
-MAGIC = b"RJHEAD01"
+from .fsutil import create_temp, preallocate
+
+MAGIC = b"RJHEAD02"
 HEADER = struct.Struct("<QQQQQ")
 HEADER_AT = 8
 HEADER_END = HEADER_AT + HEADER.size
 BOOT_AT = 48
-CHECK = 0x52_4A_48_45_41_44_30_31
-TABLE_AT = 64
-WAYS = 4
+CHECK = 0x52_4A_48_45_41_44_30_32
+TABLE_HEADER = struct.Struct("<QQQ")
+TABLE_HEADER_AT = 64
+TABLE_CHECK = 0x52_4A_54_41_42_4C_45_32
+TABLE_AT = 128
+WAYS = 10
 SLOT = struct.Struct("<QQQ")
-BUCKET = struct.Struct("<" + "QQQ" * WAYS)
-BUCKETS = 4096
-FLAGS_AT = TABLE_AT + BUCKETS * BUCKET.size
-SIZE = FLAGS_AT + BUCKETS
+SLOTS = struct.Struct("<" + "QQQ" * WAYS)
+BUCKET_SIZE = 256
+CHECK_AT = SLOTS.size  # within a bucket
+BUCKET_TAG = 0x524A_4B54 << 32
+INITIAL_BUCKETS = 1024
+#: the size of a new head (the table grows from there)
+SIZE = TABLE_AT + INITIAL_BUCKETS * BUCKET_SIZE
 
 
 def _boot_id() -> bytes:
@@ -53,92 +74,269 @@ def run_key(run_id: str) -> int:
     return key or 1
 
 
-class Head:
-    """The mmap of ``<journal>/head``. Only a lock holder writes it."""
+def bucket_check(slots: bytes, index: int) -> int:
+    """The check of a bucket's slots (``index``: the bucket's number, so a bucket copied to
+    the wrong place does not check)."""
+    return BUCKET_TAG | zlib.crc32(slots, index & 0xFFFF_FFFF)
 
-    def __init__(self, path: str, dir_fd: int | None = None):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+
+def candidates(key: int, buckets: int) -> tuple[int, ...]:
+    """The buckets a run may be in (see the module docstring)."""
+    mask = buckets - 1
+    a, b = key & mask, (key >> 32) & mask
+    return tuple(dict.fromkeys((a, (a + 1) & mask, b, (b + 1) & mask)))
+
+
+def size_for(buckets: int) -> int:
+    return TABLE_AT + buckets * BUCKET_SIZE
+
+
+class HeadDamaged(Exception):
+    """A part of the head failed its check: the writer rebuilds it from the segments."""
+
+
+class Head:
+    """The mmap of ``<journal>/head`` (``dir_fd``: the journal directory). Only a lock holder writes it."""
+
+    def __init__(self, name: str, dir_fd: int | None = None):
+        self._name, self._dir_fd = name, dir_fd
+        self._open()
+
+    def _open(self) -> None:
+        fd = os.open(self._name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=self._dir_fd)
         try:
-            if os.fstat(fd).st_size != SIZE:
-                os.ftruncate(fd, SIZE)  # new, or from another layout: zeros are "unknown"
-            self._mm = mmap.mmap(fd, SIZE)
+            st = os.fstat(fd)
+            size = st.st_size
+            if size < SIZE:
+                os.ftruncate(fd, SIZE)  # new: zeros are "unknown" (an older layout is bigger, and replaced below)
+                size = SIZE
+            mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
-        self._slots: dict[str, tuple[int, int]] = {}  # run id -> (key, offset of its slot last seen)
+        self._mm, self._inode = mm, (st.st_dev, st.st_ino)
+        self._slots: dict[str, tuple[int, int, int]] = {}  # run id -> (key, bucket, slot) last seen
+        self._buckets = self._table()[0] if self._table() else 0
 
     def close(self) -> None:
         self._mm.close()
 
+    def _table(self) -> tuple[int, int] | None:
+        """(buckets, complete) if the table header checks and fits the mapping, else None."""
+        mm = self._mm
+        if mm[:8] != MAGIC:
+            return None
+        buckets, complete, check = TABLE_HEADER.unpack_from(mm, TABLE_HEADER_AT)
+        if check != buckets ^ complete ^ TABLE_CHECK or buckets < 1 or buckets & (buckets - 1) or complete > 1 or size_for(buckets) > len(mm):
+            return None
+        return buckets, complete
+
+    def replaced(self) -> bool:
+        """Whether the file named ``head`` is no longer the one mapped (another writer grew it)."""
+        try:
+            st = os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
+
+    def reopen(self) -> None:
+        """Map the file named ``head`` now (created if it is missing)."""
+        self._mm.close()
+        self._open()
+
     def valid_for_this_boot(self) -> bool:
         mm = self._mm
-        return mm[:8] == MAGIC and mm[BOOT_AT : BOOT_AT + 16] == BOOT_ID
+        return mm[:8] == MAGIC and mm[BOOT_AT : BOOT_AT + 16] == BOOT_ID and self._table() is not None
 
     def read(self) -> tuple[int, int, int, int] | None:
-        """(segment base, end offset, last seq, owner), or None if a writer died while updating them."""
+        """(segment base, end offset, last seq, owner), or None if the head does not check
+        (a writer died while updating it, or it was damaged)."""
+        if self._table() is None:
+            return None
         base, end, last, owner, check = HEADER.unpack_from(self._mm, HEADER_AT)
         if check != base ^ end ^ last ^ owner ^ CHECK:
             return None
         return base, end, last, owner
 
     def write(self, base: int, end: int, last: int, owner: int) -> bytes:
-        """Store the header; returns its bytes, for ``unchanged``."""
+        """Store the header; returns the head's first bytes as they are now, for ``unchanged``."""
         data = HEADER.pack(base, end, last, owner, base ^ end ^ last ^ owner ^ CHECK)
         self._mm[HEADER_AT:HEADER_END] = data
-        return data
+        return MAGIC + data
 
     def unchanged(self, data: bytes | None) -> bool:
-        """The header is still ``data`` (what ``write`` returned): nobody has written it since."""
-        return self._mm[HEADER_AT:HEADER_END] == data
+        """The head still begins with ``data`` (what ``write`` returned): nobody has written it since."""
+        return self._mm[:HEADER_END] == data
 
     def clear(self) -> None:
-        """Forget everything and stamp the head for this boot (before a rebuild from the segments)."""
+        """Forget everything and stamp the head for this boot (before a rebuild from the segments).
+        The table keeps its size: a rebuild of a big journal need not grow it again."""
         mm = self._mm
-        mm[:] = bytes(SIZE)
+        buckets = self._buckets or (len(mm) - TABLE_AT) // BUCKET_SIZE
+        buckets = 1 << (max(buckets, 1).bit_length() - 1)  # a power of two that fits the mapping
+        mm[:] = bytes(len(mm))
         mm[BOOT_AT : BOOT_AT + 16] = BOOT_ID
+        self._set_table(buckets, 1)
         mm[:8] = MAGIC
         self._slots.clear()
 
-    def _slot(self, run_id: str) -> tuple[int, int, int, int]:
-        """(key, slot offset or -1, run seq, global seq) for the run, searching its bucket."""
+    def _set_table(self, buckets: int, complete: int) -> None:
+        TABLE_HEADER.pack_into(self._mm, TABLE_HEADER_AT, buckets, complete, buckets ^ complete ^ TABLE_CHECK)
+        self._buckets = buckets
+
+    def _bucket(self, index: int, strict: bool) -> tuple | None:
+        """A bucket's slots (a flat tuple), or None if it does not check (HeadDamaged if ``strict``)."""
+        at = TABLE_AT + index * BUCKET_SIZE
+        data = self._mm[at : at + BUCKET_SIZE]
+        check = int.from_bytes(data[CHECK_AT : CHECK_AT + 8], "little")
+        if check != bucket_check(data[:CHECK_AT], index) and any(data):
+            if strict:
+                raise HeadDamaged(f"bucket {index} at byte {at}")
+            return None
+        return SLOTS.unpack_from(data)
+
+    def _find(self, run_id: str, strict: bool) -> tuple[int, int, int, int, int]:
+        """(key, bucket, slot or -1, run seq, global seq) of the run. ``strict`` (a look-up):
+        HeadDamaged if a bucket read does not check; otherwise such a bucket is passed over."""
         cached = self._slots.get(run_id)
         if cached is not None:
-            key, off = cached
-            k, rs, g = SLOT.unpack_from(self._mm, off)
-            if k == key:
-                return key, off, rs, g
+            key, b, w = cached
+            slots = self._bucket(b, strict)
+            if slots is not None and slots[3 * w] == key:
+                return key, b, w, slots[3 * w + 1], slots[3 * w + 2]
         else:
             key = run_key(run_id)
-        at = TABLE_AT + (key % BUCKETS) * BUCKET.size
-        slots = BUCKET.unpack_from(self._mm, at)
-        for w in range(WAYS):
-            if slots[3 * w] == key:
-                off = at + w * SLOT.size
-                if len(self._slots) < 100_000:
-                    self._slots[run_id] = (key, off)
-                return key, off, slots[3 * w + 1], slots[3 * w + 2]
-        return key, -1, 0, 0
+        for b in candidates(key, self._buckets):
+            slots = self._bucket(b, strict)
+            if slots is None:
+                continue
+            for w in range(WAYS):
+                if slots[3 * w] == key:
+                    if len(self._slots) < 100_000:
+                        self._slots[run_id] = (key, b, w)
+                    return key, b, w, slots[3 * w + 1], slots[3 * w + 2]
+        return key, -1, -1, 0, 0
 
     def lookup(self, run_id: str, last_seq: int) -> int | None:
-        """The run's last sequence; 0 if it has none; None if the table cannot tell."""
-        key, off, rs, g = self._slot(run_id)
-        if off >= 0:
-            # a slot newer than the head was left by a writer that died before publishing
-            return rs if g <= last_seq else None
-        return None if self._mm[FLAGS_AT + key % BUCKETS] else 0
+        """The run's last sequence; 0 if it has none; None if the table cannot tell (it could
+        not grow once and lost track of some runs: the caller reads the segments).
+        HeadDamaged if a part of the table it reads does not check."""
+        table = self._table()
+        if table is None or table[0] != self._buckets:
+            raise HeadDamaged("table header")
+        _, b, w, rs, g = self._find(run_id, strict=True)
+        if w >= 0:
+            if g > last_seq:  # a slot newer than the head's end: the head is not what it says
+                raise HeadDamaged(f"bucket {b} holds a write past the journal's end")
+            return rs
+        return 0 if table[1] else None
+
+    def reserve(self) -> None:
+        """Give the mapped file real disk blocks (see ``fsutil.preallocate``): under the lock,
+        for a head made by someone who did not."""
+        preallocate(self._name, len(self._mm), dir_fd=self._dir_fd)
 
     def store(self, run_id: str, run_seq: int, seq: int) -> None:
-        key, off, _, _ = self._slot(run_id)
-        if off < 0:
-            bucket = key % BUCKETS
-            at = TABLE_AT + bucket * BUCKET.size
-            slots = BUCKET.unpack_from(self._mm, at)
-            empty = [w for w in range(WAYS) if slots[3 * w] == 0]
-            if empty:
-                w = empty[0]
-            else:  # evict the run written longest ago; lookups of it go to the segments
+        if not self._buckets:
+            return  # no table yet (a head that does not check): the writer rebuilds it before use
+        key, b, w, _, _ = self._find(run_id, strict=False)
+        if w < 0:
+            b, w = self._free(key)
+            if w < 0:
+                self._grow()
+                b, w = self._free(key)
+            if w < 0:  # the table could not grow: forget the run written longest ago
+                b = candidates(key, self._buckets)[0]
+                slots = self._bucket(b, strict=False) or (0,) * (3 * WAYS)
                 w = min(range(WAYS), key=lambda i: slots[3 * i + 2])
-                self._mm[FLAGS_AT + bucket] = 1
-            off = at + w * SLOT.size
-            if len(self._slots) < 100_000:
-                self._slots[run_id] = (key, off)
-        SLOT.pack_into(self._mm, off, key, run_seq, seq)
+                self._set_table(self._buckets, 0)
+        slots = self._bucket(b, strict=False)
+        if slots is None:  # damaged: never bless it with a new check; the next look-up rebuilds
+            TABLE_HEADER.pack_into(self._mm, TABLE_HEADER_AT, 0, 0, 1)  # no longer checks
+            return
+        slots = list(slots)
+        slots[3 * w : 3 * w + 3] = (key, run_seq, seq)
+        data = SLOTS.pack(*slots)
+        at = TABLE_AT + b * BUCKET_SIZE
+        self._mm[at : at + CHECK_AT + 8] = data + bucket_check(data, b).to_bytes(8, "little")
+        if len(self._slots) < 100_000:
+            self._slots[run_id] = (key, b, w)
+
+    def _free(self, key: int) -> tuple[int, int]:
+        """(bucket, slot) where a new run goes: a free slot of its least full candidate; (-1, -1)."""
+        best = (-1, -1, WAYS)
+        for b in candidates(key, self._buckets):
+            slots = self._bucket(b, strict=False)
+            if slots is None:
+                continue
+            used = WAYS - slots[0::3].count(0)
+            if used < best[2]:
+                best = (b, slots[0::3].index(0), used)
+        return best[0], best[1]
+
+    def _grow(self) -> None:
+        """Double the table into a new file, renamed over ``head`` (under the journal lock).
+
+        Other writers find the name on another file when they next catch up, and map it.
+        Where the new file cannot be made (a full disk), the table stays as it is. A bucket
+        that does not check is left behind, and the new table says it is incomplete."""
+        old, buckets = self._mm, self._buckets
+        complete = self._table()[1] if self._table() else 0
+        entries = []
+        for b in range(buckets):
+            slots = self._bucket(b, strict=False)
+            if slots is None:
+                complete = 0
+                continue
+            entries += [slots[i : i + 3] for i in range(0, 3 * WAYS, 3) if slots[i]]
+        while True:  # doubling once is nearly always enough; a crowded table doubles again
+            buckets *= 2
+            grown = _filled(entries, buckets)
+            if grown is not None:
+                break
+        size = size_for(buckets)
+        directory = self._dir_fd if self._dir_fd is not None else os.path.dirname(self._name) or "."
+        try:
+            fd, tmp = create_temp(directory, os.path.basename(self._name), os.O_RDWR)
+        except OSError:
+            return
+        try:
+            try:
+                preallocate(tmp, size, dir_fd=self._dir_fd)  # blocks reserved: no SIGBUS on a full disk
+                os.ftruncate(fd, size)
+                mm = mmap.mmap(fd, size)
+            finally:
+                os.close(fd)
+            mm[:TABLE_HEADER_AT] = old[:TABLE_HEADER_AT]
+            TABLE_HEADER.pack_into(mm, TABLE_HEADER_AT, buckets, complete, buckets ^ complete ^ TABLE_CHECK)
+            mm[TABLE_AT:size] = grown
+            os.replace(tmp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            st = os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
+        except OSError:
+            try:
+                os.unlink(tmp, dir_fd=self._dir_fd)
+            except OSError:
+                pass
+            return
+        old.close()
+        self._mm, self._inode, self._buckets = mm, (st.st_dev, st.st_ino), buckets
+        self._slots.clear()
+
+
+def _filled(entries: list[tuple[int, int, int]], buckets: int) -> bytearray | None:
+    """A table of ``buckets`` holding the entries, each placed as ``store`` would; None if
+    some run finds all its candidate buckets full."""
+    used = [0] * buckets
+    rows: list[list] = [[] for _ in range(buckets)]
+    for entry in entries:
+        b = min(candidates(entry[0], buckets), key=used.__getitem__)
+        if used[b] == WAYS:
+            return None
+        used[b] += 1
+        rows[b].extend(entry)
+    table = bytearray(buckets * BUCKET_SIZE)
+    for b, row in enumerate(rows):
+        if row:
+            data = SLOTS.pack(*row, *(0,) * (3 * WAYS - len(row)))
+            at = b * BUCKET_SIZE
+            table[at : at + CHECK_AT + 8] = data + bucket_check(data, b).to_bytes(8, "little")
+    return table

@@ -17,6 +17,7 @@ import msgspec
 
 from . import format as fmt
 from .errors import BadInput, SequenceConflict
+from .rules import History
 from .events import DECODE_ERRORS, JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
 from .naming import iso_utc, validate_run_id
 from .store import EventStore
@@ -83,6 +84,7 @@ def parse_lines(lines: Iterable[bytes], source: str) -> ImportLines:
 def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
     out = ImportLines(source)
     last: dict[str, int] = {}
+    history = History()  # what the writer would refuse, or verify report, is refused here whole
     for place, line in items:
         try:
             rec = _line_decoder.decode(line)
@@ -96,6 +98,9 @@ def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
         if prev is not None and rec.run_seq != prev + 1:
             raise BadInput(f"{source}:{place}: run {rec.run_id} sequence {rec.run_seq} follows {prev}; nothing was imported")
         last[rec.run_id] = rec.run_seq
+        why = history.violation(rec)
+        if why:
+            raise BadInput(f"{source}:{place}: {why} (a rule of a run's history); nothing was imported")
         out.append(rec)
         out.places.append(place)
     return out

@@ -32,6 +32,7 @@ from . import format as fmt
 from .errors import (
     BadInput,
     CorruptRecord,
+    HistoryViolation,
     JournalError,
     JournalWriteFailed,
     LockTimeout,
@@ -43,6 +44,7 @@ from .events import (
     AnyEvent,
     Event,
     Record,
+    RunStarted,
     TailRepaired,
     encoder,
     head_decoder,
@@ -50,11 +52,11 @@ from .events import (
     why_undecodable,
 )
 from .format import HEADER_LEN, MAX_PAYLOAD, encode_frame
-from .fsutil import exists_at, open_dir_below, preallocate, write_all
-from .head import SIZE as HEAD_SIZE
-from .head import Head
+from .fsutil import exists_at, open_dir_below, write_all
+from .head import Head, HeadDamaged
 from .lock import DEFAULT_TIMEOUT, JournalLock
 from .naming import validate_run_id
+from .rules import started_twice
 from .spill import PENDING_DIR
 
 DURABILITY_MODES = ("always", "batch", "none")
@@ -129,6 +131,7 @@ class Journal:
         self._closed = threading.Event()
         self._flusher: threading.Thread | None = None
         self.spills = 0
+        self.head_rebuilds = 0  # the head found damaged and rebuilt from the segments
         #: torn tails this journal cut and recorded, until ``recover()`` hands them out
         self.repaired: list[TailRepaired] = []
 
@@ -324,6 +327,8 @@ class Journal:
         if self._head.unchanged(self._published) and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
+        if self._head.replaced():  # another writer grew the head's table into a new file
+            self._head.reopen()
         h = self._head.read()
         self._alone = 0
         self._local.clear()  # someone else wrote, and folded what this writer left unpublished
@@ -360,7 +365,9 @@ class Journal:
     def _rebuild(self) -> None:
         """Rebuild the head from every segment: first open, a reboot, or a head that does not match."""
         try:
-            preallocate(HEAD, HEAD_SIZE, dir_fd=self._dfd)  # see segments.create_head
+            if self._head.replaced():
+                self._head.reopen()
+            self._head.reserve()  # see segments.create_head
         except OSError as e:
             raise JournalWriteFailed(f"cannot prepare journal {self.directory} for writing: {e.strerror}; nothing was recorded") from None
         self._head.clear()
@@ -392,12 +399,20 @@ class Journal:
         self._published = self._head.write(self._base, self._end, self._last_seq, self._owner)
 
     def _current(self, run_id: str) -> int:
-        """A run's last sequence: from what this writer wrote since it last published, from the
-        head's table, or (if the table evicted the run) from the segments."""
+        """A run's last sequence: from what this writer wrote since it last published, or from
+        the head's table (rebuilt from the segments first if it does not check; read from the
+        segments only if the table could not grow once and so may have lost the run)."""
         seq = self._local.get(run_id)
         if seq is not None:
             return seq
-        seq = self._head.lookup(run_id, self._last_seq)
+        try:
+            seq = self._head.lookup(run_id, self._last_seq)
+        except HeadDamaged:  # a checksum of the head failed: nothing it says is used
+            self.head_rebuilds += 1
+            self._rebuild()
+            seq = self._local.get(run_id)
+            if seq is None:
+                seq = self._head.lookup(run_id, self._last_seq)
         if seq is None:
             seq = 0
             for head in self._heads_from_start():
@@ -493,6 +508,8 @@ class Journal:
             run_id, event, ts = batch[0]
             rs = self._local.get(run_id)
             rs = (self._current(run_id) if rs is None else rs) + 1
+            if rs != 1 and type(event) is RunStarted:
+                raise started_twice(run_id, rs)
             seq += 1
             rec = Record(seq, run_id, rs, ts, event)
             records, next_run, boundary = [rec], None, event.boundary
@@ -511,6 +528,8 @@ class Journal:
                 seq += 1
                 rs = next_run.get(run_id) or self._current(run_id)
                 rs += 1
+                if rs != 1 and type(event) is RunStarted:
+                    raise started_twice(run_id, rs)
                 next_run[run_id] = rs
                 records.append(Record(seq, run_id, rs, ts, event, origin if not records else None))
                 boundary = boundary or event.boundary
@@ -631,7 +650,11 @@ class Journal:
         except CorruptRecord:
             spill.set_aside(self._dfd, name)
             return
-        self._write(items, None, origin=origin)
+        try:
+            self._write(items, None, origin=origin)
+        except HistoryViolation:
+            spill.set_aside(self._dfd, name, "refused")
+            return
         self._sync()
         spill.remove(self._dfd, name)
 

@@ -14,7 +14,6 @@ import itertools
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import pytest
 from helpers import _LOCATION_VARS as LOCATION_VARS
 from helpers import assert_one_error_line, clean_env, file_store_of
+from helpers import time_bound as bounded
 from helpers.damage import Damage, export_damage, journal_damage
 from helpers.histories import T0, RunScript, interleave, make_run_id, write
 from hypothesis import HealthCheck, event, given, settings
@@ -42,24 +42,9 @@ from runjournal.journal.transfer import export_lines, import_records, parse_expo
 TIME_LIMIT = 10.0
 
 
-class Hang(Exception):
-    """A read, check or import did not return within TIME_LIMIT (not a JournalError: the test fails)."""
-
-
-@contextmanager
-def time_bound(what: str, seconds: float = TIME_LIMIT) -> Iterator[None]:
-    """Raise Hang in this (main) thread if the block runs longer than ``seconds``."""
-
-    def expired(signum, frame):
-        raise Hang(f"{what} did not return within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+def time_bound(what: str):
+    """Hang (the test fails) if the block runs longer than TIME_LIMIT."""
+    return bounded(what, TIME_LIMIT)
 
 
 # -- the pristine journal ---------------------------------------------------------------
@@ -76,7 +61,7 @@ def pristine_batches() -> Iterator[list[Item]]:
         Item(RUN_A, ev.OutputChunk(index=1, stream="stdout", data=b""), T0 + 2),
         Item(RUN_A, ev.OutputChunk(index=1, stream="stdout", data=b"x" * 100), T0 + 3),
     ]
-    yield [Item(RUN_B, ev.RunStarted(task_id="fz", pipeline_id="docs"), T0 + 4)]
+    yield [Item(RUN_B, ev.RunStarted(task_id="fz", pipeline_id="docs", stages=PLANS), T0 + 4)]
     yield [Item(RUN_A, ev.OutputChunk(index=1, stream="stderr", data=bytes(range(256)) * 280), T0 + 5)]  # 70 KiB
     for i in range(6):
         yield [Item(RUN_B, ev.Heartbeat(), T0 + 6 + i)]

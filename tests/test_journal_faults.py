@@ -104,7 +104,7 @@ def in_mount_namespace(tmp_path: Path, mounts: list[list[str]], steps: list[list
 
 
 def test_a_full_disk_mid_append_gives_a_clear_error_and_loses_nothing(tmp_path):
-    disk = tmp_path / "disk"  # a 1 MiB tmpfs; the journal's head alone takes 388 KiB of it
+    disk = tmp_path / "disk"  # a 1 MiB tmpfs; the journal's head alone takes 256 KiB of it
     disk.mkdir()
     journal, projection = disk / ".runs" / "default" / "journal", disk / ".runs" / "default" / ".projection"
     filler, acks = disk / "filler", tmp_path / "acks"
@@ -194,7 +194,7 @@ def test_a_new_journal_on_a_nearly_full_disk_is_a_clear_error_not_a_crash(tmp_pa
     journal, sparse = disk / ".runs" / "default" / "journal", disk / "sparse"
     results = in_mount_namespace(
         tmp_path,
-        [["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)]],
+        [["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)]],
         [
             [sys.executable, "-c", APPEND_ONE, str(journal)],
             cli(disk, "exec", "--", "true"),
