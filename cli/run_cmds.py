@@ -164,7 +164,9 @@ def resume(settings, run_id, token, task, config_path, reason, actor, fmt):
     """Continue a failed, cancelled or crashed run: stages that succeeded are skipped.
 
     A wrong or missing token, a run still alive, or a run that already succeeded is
-    refused and recorded as a blocked resume.
+    refused and recorded as a blocked resume. Before it reruns anything, it stops what a
+    killed runner's unfinished stage left running on this host (TERM, cancelGraceSeconds,
+    KILL); a stage group it may not stop refuses the resume the same way.
 
     Example: runjournal resume 2025-12-01T09-37-11-576Z-1a60ebea --token @.runs/default/.tokens/2025-12-01T09-37-11-576Z-1a60ebea
     """

@@ -2,6 +2,7 @@
 
 from .capture import Cancel, StreamCapture, run_command
 from .config import CONFIG_NAME, Config, ConfigError, Limits, Pipeline, Stage, load, starter_text
+from .orphans import StageGroup, unfinished_groups
 from .run import EXIT_CODES, ResumeRefused, Runner, RunResult, TokenRefused, default_actor, fingerprint, run_exit_code, runner_alive
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "RunResult",
     "Runner",
     "Stage",
+    "StageGroup",
     "StreamCapture",
     "default_actor",
     "fingerprint",
@@ -25,4 +27,5 @@ __all__ = [
     "run_exit_code",
     "starter_text",
     "TokenRefused",
+    "unfinished_groups",
 ]

@@ -20,9 +20,20 @@ from dataclasses import dataclass, field
 from runjournal.journal import events as ev
 from runjournal.journal.text import for_terminal
 
+from . import procs
+
 READ_SIZE = 64 * 1024
 FLUSH_INTERVAL = 0.1  # live output reaches the journal at least this often
-DRAIN_AFTER_EXIT = 2.0  # how long the pipes may stay open after the stage's group was told to end
+DRAIN_AFTER_EXIT = 2.0  # how long the pipes may stay open after the stage's group is empty or stopped
+#: after the stage's shell exits, how long a process of its group has to leave it (setsid)
+#: before it counts as a leftover: forking and exec'ing `setsid` takes milliseconds
+SETTLE_AFTER_EXIT = 1.0
+
+# Stages run as `/bin/sh -c _GATE COMMAND`: the shell waits for the runner's "go" on stdin, so
+# the stage's process group is in the journal before its command runs; then it execs (same
+# pid, same group, same start time) `/bin/sh -c COMMAND` with stdin from /dev/null. If the
+# runner dies first, `read` meets end-of-file and the gate exits without running anything.
+_GATE = 'IFS= read -r go || exit 125; exec /bin/sh -c "$0" </dev/null'
 
 
 class StreamCapture:
@@ -128,37 +139,61 @@ def run_command(
     emit: Callable[[list[ev.Event]], None],
     cancel: Cancel,
     grace: float,
+    on_start: Callable[[int, int], None] = lambda pgid, start: None,
+    settle: float = SETTLE_AFTER_EXIT,
 ) -> Outcome:
-    """Run ``/bin/sh -c command`` in its own process group; ``emit`` journals output as it comes."""
+    """Run ``/bin/sh -c command`` in its own process group; ``emit`` journals output as it comes.
+
+    ``on_start(pgid, start)`` is called once the group exists and before the command runs
+    (the shell waits at a gate until it returns): the group id and its leader's start time, or
+    (0, 0) if the command could not be started. A runner killed before it returns leaves
+    nothing running: the gate sees its end of the pipe close and exits.
+    """
     out = StreamCapture(index, "stdout", cap, excerpt)
     err = StreamCapture(index, "stderr", cap, excerpt)
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+            ["/bin/sh", "-c", _GATE, command],
             cwd=cwd,
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
     except OSError as e:
+        on_start(0, 0)
         return Outcome(None, None, False, out, err, error=f"cannot start the command: {e.strerror or e}")
     pgid = proc.pid
+    try:
+        on_start(pgid, procs.start_time(pgid))
+    except BaseException:
+        proc.stdin.close()  # end-of-file at the gate: the command never runs
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        raise
+    _open_gate(proc)
     captures = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     sel = selectors.DefaultSelector()
     for fd in captures:
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
+    exit_fd = _exit_fd(proc.pid)  # readable when the shell exits: no polling for it
+    if exit_fd is not None:
+        sel.register(exit_fd, selectors.EVENT_READ)
     pending: list[ev.Event] = []
     last_flush = time.monotonic()
     term_at = None
     killed = False
-    exited_at = None
-    leftovers = False
+    ending: _Leftovers | None = None
+    drain_from = None  # when the group is empty or stopped: the pipes are read 2 s more at most
     try:
-        while sel.get_map():
-            for key, _ in sel.select(timeout=0.1):
+        while sel.get_map() or ending is None or not (cancel.requests or ending.done):
+            for key, _ in _wait(sel, proc, ending):
+                if key.fd == exit_fd:
+                    sel.unregister(exit_fd)  # the shell has exited: proc.poll() below sees it
+                    continue
                 try:
                     data = os.read(key.fd, READ_SIZE)
                 except BlockingIOError:
@@ -181,27 +216,93 @@ def run_command(
                 elif cancel.requests > 1 or now - term_at >= grace:
                     _signal_group(pgid, signal.SIGKILL)
                     killed = True
-            if exited_at is None and proc.poll() is not None:
-                # the stage is over when its shell exits: what it left running in its process
-                # group is told to end (TERM now, KILL after the grace period), as for a cancel
-                exited_at = now
-                leftovers = _signal_group(pgid, signal.SIGTERM)
-            if exited_at is not None and leftovers and not killed and now - exited_at >= grace:
-                _signal_group(pgid, signal.SIGKILL)
-                killed = True
-            if exited_at is not None and now - exited_at > max(grace, 0) + DRAIN_AFTER_EXIT:
+            if ending is None and proc.poll() is not None:
+                # the stage is over when its shell exits; what it left in its group is let
+                # settle (a daemon leaving by setsid), then told to end: TERM, KILL after the grace
+                ending = _Leftovers(pgid, now, settle, grace)
+            if ending is not None and not cancel.requests:
+                ending.step(now)
+            if drain_from is None and ending is not None and (ending.done or (cancel.requests and now - ending.exited_at >= max(grace, 0))):
+                drain_from = now
+            if drain_from is not None and now - drain_from > DRAIN_AFTER_EXIT:
                 break  # something outside the group (setsid) holds the pipes open: stop reading
         proc.wait()
         _signal_group(pgid, signal.SIGKILL)  # nothing of a stage outlives it
     finally:
         sel.close()
+        if exit_fd is not None:
+            os.close(exit_fd)
         proc.stdout.close()
         proc.stderr.close()
     if pending:
         emit(pending)
     code = proc.returncode
     sig = signal.Signals(-code).name if code < 0 else None
-    return Outcome(code if code >= 0 else None, sig, bool(cancel.requests), out, err, leftovers=leftovers and not cancel.requests)
+    found = ending is not None and ending.found
+    return Outcome(code if code >= 0 else None, sig, bool(cancel.requests), out, err, leftovers=found and not cancel.requests)
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A pidfd for the stage's shell (Linux 5.3+), else None: the loop then polls for its exit."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait(sel: selectors.BaseSelector, proc: subprocess.Popen, ending: _Leftovers | None) -> list:
+    """Wait for output, for the shell to exit once its pipes are closed, or a little while the
+    group settles; return what is ready to read. Short waits: a cancel is seen within 0.1 s."""
+    if sel.get_map():
+        return sel.select(timeout=0.1)
+    if ending is None:
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        time.sleep(0.02)
+    return []
+
+
+class _Leftovers:
+    """What a stage's process group still runs after its shell exited: let settle, then stopped.
+
+    A process still in the group may be a daemon on its way out (``setsid cmd &``: the shell
+    can exit before its child has called setsid). So for ``settle`` seconds nothing is
+    signalled; whatever leaves the group meanwhile is let go. What still runs in it after
+    that is a leftover: SIGTERM, then SIGKILL ``grace`` seconds later. An empty group (zombies
+    do not count) ends it at once.
+    """
+
+    def __init__(self, pgid: int, exited_at: float, settle: float, grace: float):
+        self.pgid, self.exited_at, self.settle, self.grace = pgid, exited_at, settle, grace
+        self.term_at: float | None = None
+        self.found = False
+        self.done = False
+
+    def step(self, now: float) -> None:
+        if self.done:
+            return
+        left = bool(procs.group_members(self.pgid))
+        if self.term_at is None:
+            if not left:
+                self.done = True
+            elif now - self.exited_at >= self.settle:
+                self.found = _signal_group(self.pgid, signal.SIGTERM)
+                self.term_at = now
+        elif not left or now - self.term_at >= self.grace:
+            _signal_group(self.pgid, signal.SIGKILL)
+            self.done = True
+
+
+def _open_gate(proc: subprocess.Popen) -> None:
+    """Let the stage's shell run its command (see ``_GATE``)."""
+    try:
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+    except OSError:  # the gate is gone already (killed): the stage fails as that shell did
+        pass
 
 
 def _signal_group(pgid: int, sig: int) -> bool:

@@ -14,7 +14,6 @@ import os
 import secrets
 import shlex
 import signal
-import contextlib
 import socket
 import threading
 import time
@@ -26,11 +25,13 @@ import msgspec
 from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
-from runjournal.journal.fsutil import makedirs_durable, open_own_dir, write_all
+from runjournal.journal.fsutil import open_dir_below, open_own_dir, write_all
 from runjournal.projections import Projector
 
+from . import procs
 from .capture import Cancel, Outcome, run_command
 from .config import Config, ConfigError, Limits, Pipeline, Stage
+from .orphans import StageGroup, describe, unfinished_groups
 
 #: the exit code of a command that ran or watched a run, by the run's status (contract section 5)
 EXIT_CODES = {"succeeded": 0, "queued": 0, "in_progress": 0, "failed": 1, "cancelled": 130}
@@ -101,26 +102,26 @@ def _fingerprinted(kept: str) -> bool:
     return kept.startswith("hmac-sha256:")
 
 
-def _proc_start(pid: int) -> int:
-    """Start time of a process in clock ticks since boot (0 if unknown): tells pid reuse apart."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return 0
+_proc_start = procs.start_time  # the name older callers (and tests) use
 
 
 def runner_alive(pid: int, host: str, start: int) -> bool | None:
-    """True/False for a runner on this host; None when it cannot be told (another host)."""
+    """True/False for a runner on this host; None when it cannot be told (another host).
+
+    A zombie is dead: it has finished and only waits for a parent to reap it, which in a
+    container whose PID 1 reaps nothing never happens."""
     if not pid or host != socket.gethostname():
         return None
-    try:
+    p = procs.proc(pid)
+    if p is not None:
+        return p.running and (not start or p.start == start)
+    try:  # no /proc entry: gone, or a system without /proc, where the kernel still knows
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return not start or _proc_start(pid) == start
+    return True
 
 
 class Appender:
@@ -224,7 +225,7 @@ class Runner:
         self.limits: Limits = config.limits
         self.say = say
         self.quiet_token = quiet_token
-        self.store = store if store is not None else open_store(layout.runs_dir, durability=durability)
+        self.store = store if store is not None else open_store(layout.runs_dir, durability=durability, root=layout.root_of(layout.runs_dir))
         self._owns_store = store is None
         self.store.prepare(task)  # a journal that cannot be written is refused before anything runs
         self.appender = Appender(self.store, task, lambda m: say(f"warning: {m}"))
@@ -255,6 +256,7 @@ class Runner:
         token = secrets.token_urlsafe(24)
         self._save_token(run_id, token)
         plan = tuple(_plan(s) for s in pipeline.stages)
+        began = time.monotonic_ns()
         try:
             self.appender.append(run_id, ev.RunStarted(
                 task_id=self.task,
@@ -288,7 +290,7 @@ class Runner:
             self.say(f"resume token: not printed; it is in {self._token_path(run_id)}, readable by you only")
         elif top:
             self.say(f"resume token: {token} (also in {self._token_path(run_id)}, readable by you only)")
-        status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top)
+        status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top, began)
         return RunResult(run_id, self.task, status, manifest, token, quiet_token=self.quiet_token)
 
     def exec(self, argv: list[str]) -> RunResult:
@@ -302,7 +304,7 @@ class Runner:
         if seq == 0:
             raise BadInput(f"no run {run_id} in task {self.task}")
         self._project(wait=30.0)
-        run = self.projector.state().runs.get(run_id)
+        run = self._run(run_id)
         if run is None:
             raise BadInput(f"run {run_id} has no start event in task {self.task}")
         refusal = None
@@ -327,26 +329,34 @@ class Runner:
                 f"{self.config.path}: no pipeline {', '.join(map(repr, missing))}, which run {run_id} runs as a sub-pipeline; "
                 "resume with the --config the run started with"
             )
+        groups = unfinished_groups(self.store.records(self.task), run_id)
+        if self.store.run_seq(self.task, run_id) != seq:
+            raise _changed(run_id)  # another resume won meanwhile: its stages are not ours to stop
+        try:
+            stopped = self._stop_orphans(run_id, groups)
+        except ResumeRefused as e:
+            self.appender.append(run_id, ev.RunResumed(actor=actor, reason=reason, outcome="blocked", detail=str(e)))
+            self._project(wait=5.0)
+            raise ResumeRefused(f"resume of run {run_id} refused: {e}; recorded as a blocked resume") from None
         attempt = run.attempt + 1
+        began = time.monotonic_ns()
         try:
             self.store.append(
                 self.task,
                 run_id,
                 ev.RunResumed(
-                    actor=actor, reason=reason, outcome="accepted", attempt=attempt,
+                    actor=actor, reason=reason, outcome="accepted", attempt=attempt, detail=stopped,
                     runner_pid=self.pid, runner_host=self.host, runner_start=self.proc_start,
                 ),
                 expected_seq=seq,
             )
         except SequenceConflict:
-            raise ResumeRefused(
-                f"run {run_id} changed while resuming (another resume won, or its runner is still writing); check `runjournal status {run_id}`"
-            ) from None
+            raise _changed(run_id) from None
         self._project(wait=30.0)
-        run = self.projector.state().runs[run_id]
+        run = self._run(run_id)
         todo = {c.index for c in run.commands if c.status == "pending"}
         self.say(f"run {run_id} resumed (attempt {attempt}): {len(todo)} of {len(plan)} stage(s) to run")
-        status = self._drive(run_id, plan, todo, top=True)
+        status = self._drive(run_id, plan, todo, True, began)
         return RunResult(run_id, self.task, status, self.layout.manifest_path(self.task, run_id), None)
 
     def close(self) -> None:
@@ -355,23 +365,26 @@ class Runner:
 
     # -- the run ----------------------------------------------------------------------
 
-    def _drive(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool) -> str:
+    def _drive(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool, began: int) -> str:
+        """Run the stages in ``todo``; ``began``: the monotonic clock (ns) when this attempt
+        started, for the durations its end event records (never the wall clock, which steps)."""
         beats = Heartbeats(self.appender, run_id, self.limits.heartbeat_interval_seconds, self._project_if_idle)
         beats.start()
         try:
             status, reason = self._stages(run_id, plan, todo)
         except Exception as e:
             # the run must not be left unfinished with its runner gone: record why it ended
-            self.appender.append(run_id, ev.RunFailed(reason=f"runner error: {type(e).__name__}: {e}"))
+            self.appender.append(run_id, ev.RunFailed(reason=f"runner error: {type(e).__name__}: {e}", duration_ns=_since(began)))
             self._project(wait=30.0)
             raise
         finally:
             beats.stop.set()
             beats.join()
+        took = _since(began)
         end = {
-            "succeeded": ev.RunCompleted(summary=reason),
-            "failed": ev.RunFailed(reason=reason or "a stage failed"),
-            "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=self.cancel.signal_name or None),
+            "succeeded": ev.RunCompleted(summary=reason, duration_ns=took),
+            "failed": ev.RunFailed(reason=reason or "a stage failed", duration_ns=took),
+            "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=self.cancel.signal_name or None, duration_ns=took),
         }[status]
         # lock counters are the process's: reported once, by the top-level run
         met = self.store.writer_stats(self.task)
@@ -407,19 +420,25 @@ class Runner:
                 continue
             if self.cancel.requests:
                 return "cancelled", f"cancelled by {self.cancel.signal_name} before stage {stage.id}"
-            self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id))
-            self._project(wait=None)
-            self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
+            began = time.monotonic_ns()
+
+            def started(pgid: int = 0, pgid_start: int = 0, index: int = index, stage: ev.StagePlan = stage) -> None:
+                # a command stage's group is journaled before its command runs (capture's gate)
+                self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id, pgid=pgid, pgid_start=pgid_start))
+                self._project(wait=None)
+                self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
+
             if stage.kind == "subpipeline":
-                result = self._subpipeline(run_id, index, stage)
+                started()
+                result = self._subpipeline(run_id, index, stage, began)
             else:
-                result = self._command(run_id, index, stage)
+                result = self._command(run_id, index, stage, began, started)
             self._project(wait=None)
             if result is not None:
                 return result
         return "succeeded", None
 
-    def _command(self, run_id: str, index: int, stage: ev.StagePlan) -> tuple[str, str] | None:
+    def _command(self, run_id: str, index: int, stage: ev.StagePlan, began: int, started: Callable[[int, int], None]) -> tuple[str, str] | None:
         lim = self.limits
         outcome: Outcome = run_command(
             index,
@@ -431,13 +450,15 @@ class Runner:
             lambda events: self.appender.append(run_id, *events),
             self.cancel,
             lim.cancel_grace_seconds,
+            on_start=started,
         )
+        took = _since(began)
         tails = outcome.stdout.finish() + outcome.stderr.finish()
         if outcome.leftovers:
             self.say(f"      warning: stage {stage.id} left processes running when it ended; they were stopped (TERM, then KILL)")
         summary = _summary(stage, outcome)
         if outcome.exit_code == 0 and not outcome.cancelled:
-            self.appender.append(run_id, *tails, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary))
+            self.appender.append(run_id, *tails, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary, duration_ns=took))
             self.say(f"      ok: {summary}" if summary else "      ok")
             return None
         if outcome.cancelled:
@@ -466,27 +487,28 @@ class Runner:
             self.appender.append(run_id, *tails, error, end)
             self.say(f"      {note}")
             return None
-        end = ev.StageFailed(index=index, stage_id=stage.id, exit_code=outcome.exit_code, signal=outcome.signal, summary=summary or reason)
+        end = ev.StageFailed(index=index, stage_id=stage.id, exit_code=outcome.exit_code, signal=outcome.signal, summary=summary or reason, duration_ns=took)
         self.appender.append(run_id, *tails, error, end)
         self.say(f"      failed: {reason}")
         return ("cancelled" if outcome.cancelled else "failed"), reason
 
-    def _subpipeline(self, run_id: str, index: int, stage: ev.StagePlan) -> tuple[str, str] | None:
+    def _subpipeline(self, run_id: str, index: int, stage: ev.StagePlan, began: int) -> tuple[str, str] | None:
         pipeline = self.config.pipeline(stage.pipeline)
         result = self.start(pipeline, parent_run_id=run_id, parent_stage=(index, stage.id))
         summary = f"child run {result.run_id} {result.status}"
+        took = _since(began)
         if result.status == "succeeded":
-            self.appender.append(run_id, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary))
+            self.appender.append(run_id, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary, duration_ns=took))
             return None
         if result.status == "cancelled":
-            self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, summary=summary))
+            self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, summary=summary, duration_ns=took))
             return "cancelled", f"cancelled during sub-pipeline {stage.id}"
         if stage.optional:
             self.appender.append(
                 run_id, ev.StageSkipped(index=index, stage_id=stage.id, reason="optional sub-pipeline failed", summary=summary + " (optional)")
             )
             return None
-        self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, exit_code=1, summary=summary))
+        self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, exit_code=1, summary=summary, duration_ns=took))
         return "failed", f"sub-pipeline {stage.id} ({pipeline.id}) failed"
 
     # -- helpers ----------------------------------------------------------------------
@@ -516,12 +538,66 @@ class Runner:
                 self._projection_warning = message
                 self.say(f"warning: {message}")
 
+    def _run(self, run_id: str):
+        """The run as the journal has it now: from the projector's state, or, when the
+        projection files could not be caught up (a warning said why), folded in memory."""
+        run = self.projector.state().runs.get(run_id)
+        if run is None or self._projection_warning:
+            run = self.projector.view().runs.get(run_id) or run
+        return run
+
     def _alive(self, run) -> bool:
+        """Whether the run's runner lives: asked of the process on this host; elsewhere judged
+        by its heartbeat (``Projector.liveness``). A heartbeat stamped ahead of this clock by
+        more than the stale limit (another host's clock) says nothing by its time: then only
+        silence tells, so this watches the journal for a newer heartbeat for the stale limit."""
         alive = runner_alive(run.runner_pid, run.runner_host, run.runner_start)
         if alive is not None:
             return alive
-        last = run.heartbeat_ts or run.started_ts
-        return time.time_ns() - last < run.hb_stale * 1_000_000_000
+        seen = self.projector.liveness(run.run_id)
+        if seen is None or not seen.alive:
+            return False
+        if not seen.skew_ns:
+            return True
+        self.say(
+            f"warning: run {run.run_id}'s newest heartbeat is stamped {seen.skew_ns / 1e9:.0f} s ahead of this machine's clock "
+            f"(clock skew); watching {seen.stale_in_ns / 1e9:.0f} s for a newer one before judging the run dead"
+        )
+        beat = run.heartbeat_ts  # the fold updates ``run`` in place: keep what was seen
+        deadline = time.monotonic() + seen.stale_in_ns / 1e9
+        while (left := deadline - time.monotonic()) > 0:
+            self.store.wait(self.task, self.store.last_seq(self.task), min(left, 1.0))
+            self._project(wait=5.0)
+            now = self._run(run.run_id)
+            if now is None or now.completed_ts is not None:
+                return False
+            if now.heartbeat_ts != beat:
+                return True  # it is still beating, whatever its clock says
+        return False
+
+    def _stop_orphans(self, run_id: str, groups: list[StageGroup]) -> str | None:
+        """Before a resume reruns anything: stop what the dead runner's unfinished stages left
+        running on this host (TERM, ``cancelGraceSeconds``, KILL, until it is gone), so no stage
+        ever runs twice at once. Returns what it did (for the accepted resume's detail);
+        ``ResumeRefused`` (its message the blocked resume's detail) if something cannot be stopped."""
+        done: list[str] = []
+        for group in groups:
+            what = describe(group, run_id)
+            if group.host != self.host:
+                # nothing on another host can be seen from here: the heartbeat rule decided
+                self.say(f"warning: {what} ran on host {group.host} as process group {group.pgid}; whether it still runs there cannot be checked from {self.host}")
+                done.append(f"not checked: {what}, process group {group.pgid} on host {group.host}")
+                continue
+            if runner_alive(*group.runner):
+                raise ResumeRefused(f"{what} is still run by a live runner (pid {group.runner[0]})")
+            try:
+                count = procs.stop_group(group.pgid, group.start, self.limits.cancel_grace_seconds)
+            except procs.StopFailed as e:
+                raise ResumeRefused(f"{what} left processes running that cannot be stopped: {e}") from None
+            if count:
+                self.say(f"stopped what {what} left running: process group {group.pgid}, {count} process(es) (TERM, then KILL)")
+                done.append(f"stopped {what}: process group {group.pgid}, {count} process(es)")
+        return "; ".join(done) or None
 
     def _journaled_plan(self, run_id: str) -> tuple[ev.StagePlan, ...]:
         for rec in self.store.records(self.task):
@@ -559,7 +635,7 @@ class Runner:
         return tuple(out)
 
     def _pipeline_of(self, run_id: str) -> str:
-        run = self.projector.state().runs.get(run_id)
+        run = self._run(run_id)
         return run.pipeline_id if run else ""
 
     def _cwd(self, cwd: str | None) -> str:
@@ -588,25 +664,37 @@ class Runner:
 
     def _save_token(self, run_id: str, token: str) -> None:
         path = self._token_path(run_id)
-        tokens = os.path.dirname(path)
-        written = False
+        task_dir = self.layout.task_dir(self.task)
         try:
-            makedirs_durable(os.path.dirname(tokens))
-            dfd = open_own_dir(tokens, 0o700)  # never a planted link: its target is not chmodded
+            tfd = open_dir_below(self.layout.root_of(task_dir), task_dir)  # no link followed below the root
             try:
-                fd = os.open(os.path.basename(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-                written = True
+                dfd = open_own_dir(".tokens", 0o700, dir_fd=tfd)  # never a planted link: its target is not chmodded
+            finally:
+                os.close(tfd)
+            try:
+                fd = os.open(run_id, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
                 try:
                     write_all(fd, (token + "\n").encode())
+                except OSError:
+                    os.unlink(run_id, dir_fd=dfd)
+                    raise
                 finally:
                     os.close(fd)
             finally:
                 os.close(dfd)
         except OSError as e:
-            if written:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
             raise JournalWriteFailed(f"cannot save the resume token in {path}: {e.strerror or e}; nothing was run") from None
+
+
+def _changed(run_id: str) -> ResumeRefused:
+    return ResumeRefused(
+        f"run {run_id} changed while resuming (another resume won, or its runner is still writing); check `runjournal status {run_id}`"
+    )
+
+
+def _since(began: int) -> int:
+    """Nanoseconds since ``began`` on the monotonic clock: never negative, whatever the wall clock does."""
+    return max(0, time.monotonic_ns() - began)
 
 
 def _plan(stage: Stage) -> ev.StagePlan:

@@ -152,3 +152,66 @@ def test_the_token_can_be_given_without_putting_it_on_the_command_line(tmp_path:
     assert p.returncode == 0, p.stderr
     assert token not in " ".join(args)
     assert manifest(tmp_path, failed_run)["status"] == "succeeded"
+
+
+def _run_on_a_clock_an_hour_ahead(root: Path, run_id: str) -> tuple[str, Path]:
+    """A crashed run of pipeline ``p`` started on another host, whose heartbeats are stamped an
+    hour in this machine's future (that host's clock is ahead); its stale limit is 2 s."""
+    import time
+
+    from helpers.histories import populate
+    from runjournal.journal import Item
+    from runjournal.journal import events as ev
+    from runjournal.runner.run import fingerprint
+
+    token = "clock-skew-token"
+    write_config(root, pipeline("p", cmd("one", "echo ran >> ran.txt")))
+    now = time.time_ns()
+    ahead = now + 3600 * 1_000_000_000
+    plan = (ev.StagePlan(id="one", title="one", command="echo ran >> ran.txt"),)
+    populate(root, [
+        Item(run_id, ev.RunStarted(task_id="default", pipeline_id="p", stages=plan, resume_token_fingerprint=fingerprint(token),
+                                   heartbeat_stale_after_seconds=2, runner_pid=4242, runner_host="a-host-ahead", runner_start=1), ahead),
+        Item(run_id, ev.StageStarted(index=1, stage_id="one"), ahead + 1),
+        Item(run_id, ev.Heartbeat(), ahead + 2),
+    ])  # fmt: skip
+    token_path = root / "token"
+    token_path.write_text(token)
+    return token, token_path
+
+
+def test_a_heartbeat_from_a_clock_ahead_does_not_keep_a_dead_run_fresh(tmp_path: Path):
+    run_id = "2025-12-01T09-37-11-576Z-5eed5eed"
+    _, token = _run_on_a_clock_an_hour_ahead(tmp_path, run_id)
+    done = cli(tmp_path, "resume", run_id, "--token", f"@{token}", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"warning: run {run_id}'s newest heartbeat is stamped 3600 s ahead of this machine's clock \(clock skew\); watching 2 s for a newer one", done.stderr + done.stdout)
+    assert (tmp_path / "ran.txt").read_text() == "ran\n"
+
+
+def test_a_run_still_beating_on_a_clock_ahead_is_refused(tmp_path: Path):
+    import threading
+    import time
+
+    from runjournal.journal import Journal
+    from runjournal.journal import events as ev
+
+    run_id = "2025-12-01T09-37-11-576Z-5eed5eef"
+    _, token = _run_on_a_clock_an_hour_ahead(tmp_path, run_id)
+    stop = threading.Event()
+
+    def beat() -> None:  # its runner on the other host goes on beating, stamped an hour ahead
+        with Journal(str(tmp_path / ".runs" / "default" / "journal")) as j:
+            while not stop.wait(0.3):
+                j.append_batch([(run_id, ev.Heartbeat(), time.time_ns() + 3600 * 1_000_000_000)])
+
+    beater = threading.Thread(target=beat)
+    beater.start()
+    try:
+        done = cli(tmp_path, "resume", run_id, "--token", f"@{token}", timeout=120)
+    finally:
+        stop.set()
+        beater.join()
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == f"error: resume of run {run_id} refused: the run is still alive (its runner is running or its heartbeat is fresh); recorded as a blocked resume"
+    assert not (tmp_path / "ran.txt").exists()
