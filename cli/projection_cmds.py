@@ -5,7 +5,9 @@ the journal past the last checkpoint in memory (``Projector.view``), so what the
 never behind the journal, and show a silent run stale without recording it; ``project`` and
 ``watch`` write the projection files and record staleness. Without ``--task`` (or
 ``$RUNJOURNAL_TASK`` / ``$MCP_RUNNER_TASK_ID``), ``project``, ``runs`` and ``watch`` cover
-every task, and ``show``, ``status`` and ``replay`` look the run up in every task.
+every task, and ``show``, ``status`` and ``replay`` look the run up in every task: a run is
+(task, run id), so a run id found in several tasks (a copied task, an import) is an error
+that asks for ``--task``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import time
 import click
 import msgspec
 
-from runjournal.journal import JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
+from runjournal.journal import CorruptRecord, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
 from runjournal.journal import events as ev
-from runjournal.projections import Projector, RunNotFound, Step, paced, state_at, timeline
+from runjournal.projections import AmbiguousRun, Projector, RunNotFound, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
 from runjournal.projections.replay import step as make_step
 from runjournal.projections.state import Run, TaskState
@@ -74,22 +76,36 @@ def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
     return projector, projector.view()
 
 
-def _candidates(settings, run_id: str, task: str | None) -> tuple[list[str], str]:
-    """Tasks that may hold the run (those whose projection has it first), and how to name them."""
+def _holders(settings, run_id: str, task: str | None) -> tuple[list[tuple[str, Projector, TaskState]], str]:
+    """The chosen task, or every task whose journal holds the run (as of its end, read-only),
+    each with its projector and state; and how to name where it was looked for."""
     validate_run_id(run_id)
     chosen = _chosen_task(settings, task)
     if chosen is not None:
         _require_journal(settings, chosen)
-        return [chosen], f"task {chosen}"
-    tasks = sorted(_every_task(settings), key=lambda t: not os.path.isdir(settings.layout.run_dir(t, run_id)))
-    return tasks, f"any task under {settings.runs_dir}"
+        return [(chosen, *_viewed(settings, chosen))], f"task {chosen}"
+    found, unreadable = [], []
+    for t in _every_task(settings):
+        try:
+            projector, state = _viewed(settings, t)
+        except (CorruptRecord, OSError) as e:  # one damaged task does not hide the others' runs
+            unreadable.append((t, e))
+            continue
+        if run_id in state.runs:
+            found.append((t, projector, state))
+    if len(found) > 1:
+        raise AmbiguousRun(run_id, [t for t, _, _ in found])
+    if unreadable and not found:
+        raise unreadable[0][1]
+    for t, e in unreadable:
+        echo(f"warning: task {t} could not be searched for run {run_id}: {e}", err=True)
+    return found, f"any task under {settings.runs_dir}"
 
 
 def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskState, Run]:
     """The projector of the task that holds the run, the task's state (read-only) and the run."""
-    tasks, where = _candidates(settings, run_id, task)
-    for t in tasks:
-        projector, state = _viewed(settings, t)
+    found, where = _holders(settings, run_id, task)
+    for _, projector, state in found:
         run = state.runs.get(run_id)
         if run is not None:
             return projector, state, run
@@ -98,17 +114,19 @@ def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskS
 
 def _find_journal(settings, run_id: str, task: str | None) -> tuple[str, list]:
     """The task whose journal holds the run, and the run's timeline."""
-    tasks, where = _candidates(settings, run_id, task)
+    found, where = _holders(settings, run_id, task)
+    tasks = [t for t, _, _ in found]
+    if not tasks and _chosen_task(settings, task) is None:
+        # records of a run whose start this journal never saw (a partial import): look in full
+        tasks = [t for t in _every_task(settings) if any(r.run_id == run_id for r in settings.store.records(t))]
+        if len(tasks) > 1:
+            raise AmbiguousRun(run_id, tasks)
     for t in tasks:
         try:
             return t, timeline(settings.store, t, run_id)
         except RunNotFound:
             continue
     raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
-
-
-def _duration(start: int | None, end: int | None) -> float | None:
-    return None if start is None or end is None else round((end - start) / 1e9, 3)
 
 
 def _seconds(value: float | None) -> str:
@@ -201,18 +219,27 @@ def invalid_ids_message(task: str, refused: list[str]) -> str:
 def _run_row(projector: Projector, run: Run) -> dict:
     return {
         "run_id": run.run_id,
-        "task_id": run.task_id,
+        # the task the run lives in (the journal it was read from), not the one its events
+        # recorded: a copied task directory or an import holds the run under another task
+        "task_id": projector.task,
         "pipeline_id": run.pipeline_id,
         "status": run.status,
         "status_detail": prender.status_detail(run),
         "stale": run.stale_since_ts is not None,
+        "clock_skew_seconds": round(run.skew_ns / 1e9, 3) if run.skew_ns else None,
         "attempt": run.attempt,
         "parent_run_id": run.parent_run_id,
         "started_at": iso_utc(run.started_ts),
         "completed_at": prender.iso_or_none(run.completed_ts),
-        "duration_seconds": _duration(run.started_ts, run.completed_ts),
+        "duration_seconds": prender.seconds(run.duration_ns),
         "manifest": projector.paths.manifest(run.run_id),
     }
+
+
+def _flags(doc: dict) -> str:
+    """What a STATUS column adds to the status: ``(stale)``, ``(clock skew)``."""
+    flags = [name for name, on in (("stale", doc["stale"]), ("clock skew", doc["clock_skew_seconds"])) if on]
+    return f" ({', '.join(flags)})" if flags else ""
 
 
 @click.command()
@@ -232,9 +259,9 @@ def runs(settings, task, status, limit, fmt):
         for run in state.runs.values():
             if status == "stale" and run.stale_since_ts is None or status in STATUSES and run.status != status:
                 continue
-            rows.append((run.started_ts, run.run_id, _run_row(projector, run)))
-    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-    docs = [r[2] for r in rows[:limit]]
+            rows.append((run.started_ts, run.run_id, t, _run_row(projector, run)))
+    rows.sort(key=lambda r: r[:3], reverse=True)
+    docs = [r[3] for r in rows[:limit]]
     if fmt == "json":
         emit_json(docs)
         return 0
@@ -247,7 +274,7 @@ def runs(settings, task, status, limit, fmt):
                 d["run_id"],
                 d["task_id"],
                 d["pipeline_id"],
-                d["status"] + (" (stale)" if d["stale"] else ""),
+                d["status"] + _flags(d),
                 d["started_at"],
                 _seconds(d["duration_seconds"]),
             ]
@@ -298,7 +325,7 @@ def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
             "exit_code": c.exit_code,
             "started_at": prender.iso_or_none(c.started_ts),
             "completed_at": prender.iso_or_none(c.completed_ts),
-            "duration_seconds": _duration(c.started_ts, c.completed_ts),
+            "duration_seconds": prender.seconds(c.duration_ns),
             "summary": prender.command_summary(c),
             "sub_run_id": c.sub_run_id,
         }
@@ -313,7 +340,7 @@ def _print_status(doc: dict) -> None:
     echo(f"run:       {doc['run_id']}")
     echo(f"task:      {doc['task_id']}")
     echo(f"pipeline:  {doc['pipeline_id']} ({doc['pipeline_title']}), attempt {doc['attempt']}")
-    echo(f"status:    {doc['status']}" + (" (stale)" if doc["stale"] else ""))
+    echo(f"status:    {doc['status']}" + _flags(doc))
     echo(f"detail:    {doc['status_detail']}")
     echo(f"started:   {doc['started_at']}")
     echo(f"completed: {doc['completed_at'] or '-'}")

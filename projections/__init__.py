@@ -1,21 +1,27 @@
 """Projections: the files people and tools read, rebuilt from the journal."""
 
-from .projector import CatchUp, Projector, write_files
+from .observe import Liveness, Sightings, is_stale, liveness
+from .projector import CatchUp, Projector, RebuildFailed, write_files
 from .render import Paths
-from .replay import RunNotFound, Step, paced, state_at, timeline
-from .state import PROJECTION_VERSION, Run, TaskState, is_stale
+from .replay import AmbiguousRun, RunNotFound, Step, paced, state_at, timeline
+from .state import PROJECTION_VERSION, Run, TaskState
 
 __all__ = [
+    "AmbiguousRun",
     "CatchUp",
+    "Liveness",
     "PROJECTION_VERSION",
     "Paths",
     "Projector",
+    "RebuildFailed",
     "Run",
     "RunNotFound",
+    "Sightings",
     "Step",
     "TaskState",
     "Watcher",
     "is_stale",
+    "liveness",
     "paced",
     "state_at",
     "timeline",

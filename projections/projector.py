@@ -3,7 +3,8 @@
 One projector per task writes at a time (a flock on ``.projection/lock``); a second one
 waits or skips. Files are replaced atomically and written before the checkpoint that
 covers them, so a projector killed at any point leaves old-or-new files and the next
-catch-up, replaying from the older checkpoint, converges to the same bytes.
+catch-up, replaying from the older checkpoint, converges to the same bytes. A rebuild is
+written beside the live files and swapped in only once it is whole (``swap``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 
 import msgspec
 
-from runjournal.journal import EventStore, Item, LockTimeout, open_store
+from runjournal.journal import BadInput, CorruptRecord, EventStore, Item, JournalError, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
 from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, write_all
 
-from . import render
-from .state import PROJECTION_VERSION, TaskState, is_stale
+from . import render, swap
+from .observe import Liveness, Sightings
+from .state import PROJECTION_VERSION, TaskState
 
 STATE_DIR = ".projection"
 BULK_FILES = 16  # above this many files in one flush, sync once for all instead of per file
@@ -52,6 +54,10 @@ class Checkpoint(msgspec.Struct):
 
 _ckpt_decoder = msgspec.msgpack.Decoder(Checkpoint)
 _ckpt_encoder = msgspec.msgpack.Encoder()
+
+
+class RebuildFailed(JournalError):
+    """A rebuild stopped before the journal's end (a corrupt record, a full disk); the projection files were left as they were."""
 
 
 @dataclass
@@ -98,6 +104,10 @@ class Projector:
         self._journal: str | None = None  # identity of the journal the state describes, once known
         self._last_saved = 0.0
         self._unsaved = False  # applied records the checkpoint on disk does not cover yet (``save_every``)
+        self._place = swap.Place(self.paths.task_dir, self.state_dir, os.path.dirname(self.paths.state()))
+        self._staging = False  # a rebuild in progress: files go to the staging area (``_where``)
+        #: when this projector first saw each unfinished run's newest heartbeat (``observe``)
+        self.sightings = Sightings()
 
     # -- public ---------------------------------------------------------------------
 
@@ -116,6 +126,7 @@ class Projector:
         if lock is None:
             return None
         try:
+            self._settle()
             result = self._catch_up(progress, save_every)
             if mark_stale:
                 marked = self._mark_stale(time.time_ns() if now_ns is None else now_ns)
@@ -127,15 +138,89 @@ class Projector:
             os.close(lock)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> CatchUp:
-        """Throw every projection file and the checkpoint away and project from the first record."""
+        """Project every file and the checkpoint anew from the first record, beside the live
+        ones, and swap them in once the whole journal is projected (``swap``). RebuildFailed
+        (the live files left as they were) if the journal cannot be read to its end."""
         lock = self._lock(60.0)
         if lock is None:
             raise LockTimeout("another projector held the projection lock for 60 s; try again when it is done")
         try:
-            self._clear()
-            return self._catch_up(progress, 0.0)
+            self._settle(rebuilding=True)
+            with self._below() as below:
+                below.dir(self._place.staging)
+            self._fresh()
+            self._staging = True
+            try:
+                result = self._catch_up(progress, 0.0, load=False)
+            except BaseException as e:
+                self._staging = False
+                self._forget()
+                try:
+                    with self._below() as below:
+                        swap.discard(self._place, below)
+                except OSError:
+                    pass  # the next catch-up removes what is left
+                if isinstance(e, (JournalError, OSError)) and not isinstance(e, BadInput):
+                    raise RebuildFailed(self._failure(e)) from e
+                raise
+            self._staging = False
+            with self._below() as below:
+                swap.commit(self._place, below, self.sync)
+            self._ckpt_stat = self._checkpoint_key()
+            return result
         finally:
+            self._staging = False
             os.close(lock)
+
+    def _failure(self, e: BaseException) -> str:
+        if isinstance(e, CorruptRecord):
+            what = f"a corrupt record in {e.segment} at byte {e.offset} ({e.detail})"
+        elif isinstance(e, OSError):
+            what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+        else:
+            what = str(e)
+        return (
+            f"task {self.task}: rebuild stopped at {what}; the projection files were left as they were "
+            f"(`runjournal verify --task {self.task}` reports every problem of the journal)"
+        )
+
+    def _settle(self, rebuilding: bool = False) -> None:
+        """Finish the swap of a rebuild that committed but was killed before its end, or remove
+        what a rebuild that never finished staged (under the projector lock)."""
+        pending = self._place.pending()
+        if pending is None:
+            return
+        with self._below() as below:
+            if pending == "staging":
+                swap.discard(self._place, below)
+                return
+            try:
+                swap.finish(self._place, below, self.sync)
+            except swap.SwapLost:
+                if not rebuilding:
+                    raise
+                os.unlink(swap.MARKER, dir_fd=below.dir(self.state_dir))  # a new rebuild replaces it all
+                swap.discard(self._place, below)
+        self._forget()
+
+    def _fresh(self) -> None:
+        """An empty state, from the first record (the files on disk are not this state's)."""
+        self._state, self._next_seq, self._hint, self._journal, self._unsaved = TaskState(task_id=self.task), 1, None, None, False
+        self._logs_written, self._error_files = {}, set()
+
+    def _forget(self) -> None:
+        """Drop the state in memory: the next use loads the checkpoint from disk."""
+        self._state, self._ckpt_stat, self._unsaved = None, None, False
+
+    def _where(self, path: str) -> str:
+        """Where a projection file is written: its own path, or during a rebuild its staged one."""
+        if not self._staging:
+            return path
+        if path == self.paths.state():
+            return self._place.staged_state
+        prefix = self.paths.task_dir + os.sep
+        assert path.startswith(prefix), path
+        return os.path.join(self._place.staging, path[len(prefix) :])
 
     def _clear(self) -> None:
         """Remove every projection file and the checkpoint (under the projector lock)."""
@@ -187,8 +272,11 @@ class Projector:
         it describes this journal) and the records after it, folded in memory. It writes nothing,
         takes no lock and appends nothing, so it works on a journal the user can only read.
         Runs silent past their stale limit are shown stale exactly as a ``run_stale`` event would
-        record them; recording it is left to the writers that own the job (``watch``,
-        ``project``, the runner). Call again to see what was appended since."""
+        record them, and a live run whose heartbeat is stamped ahead of ``now`` by more than its
+        stale limit is shown with its clock skew (``observe``: its silence counts from this
+        projector's first sight of the heartbeat, so call again on the same projector to follow
+        it); recording it is left to the writers that own the job (``watch``, ``project``, the
+        runner). Call again to see what was appended since."""
         if not self.store.exists(self.task):
             return TaskState(task_id=self.task)
         collecting = gc.isenabled()
@@ -210,12 +298,28 @@ class Projector:
         now = time.time_ns() if now_ns is None else now_ns
         # the view's stale marks stay the view's: copies of the runs they change, sets of its own
         shown = msgspec.structs.replace(state, runs=dict(state.runs), dirty=set(), dirty_heartbeat=set(), dirty_commands=set())
-        for run in [r for r in state.runs.values() if is_stale(r, now)]:
-            shown.runs[run.run_id] = copy = msgspec.structs.replace(run)
-            shown.apply(Record(0, run.run_id, 0, now, ev.RunStale(last_heartbeat_ts=run.heartbeat_ts or run.started_ts, observer=VIEW_OBSERVER)))
-            assert copy.stale_since_ts is not None
+        for rid, seen in self.sightings.judge(state.runs.values(), now).items():
+            run = state.runs[rid]
+            if run.stale_since_ts is not None:
+                continue
+            if seen.stale:
+                shown.runs[rid] = copy = msgspec.structs.replace(run)
+                shown.apply(Record(0, rid, 0, now, ev.RunStale(last_heartbeat_ts=run.heartbeat_ts or run.started_ts, observer=VIEW_OBSERVER)))
+                assert copy.stale_since_ts is not None
+            elif seen.skew_ns:
+                shown.runs[rid] = msgspec.structs.replace(run, skew_ns=seen.skew_ns)
         shown.dirty, shown.dirty_task = set(), False
         return shown
+
+    def liveness(self, run_id: str, now_ns: int | None = None) -> Liveness | None:
+        """How run ``run_id`` looks to this projector at ``now_ns`` (default: its clock), as of
+        its last catch-up or view; None if the task has no such run. Each call is a sight: a
+        heartbeat stamped in this clock's future counts as silent from the first call that saw
+        it (``observe.liveness``)."""
+        run = self.state().runs.get(run_id)
+        if run is None:
+            return None
+        return self.sightings.look(run, time.time_ns() if now_ns is None else now_ns)
 
     # -- internals --------------------------------------------------------------------
 
@@ -262,7 +366,9 @@ class Projector:
                     ckpt = _ckpt_decoder.decode(f.read())
             except (OSError, *DECODE_ERRORS):
                 ckpt = None  # unreadable checkpoint: rebuild from the journal
-            if ckpt is not None and ckpt.version == PROJECTION_VERSION:
+            # a checkpoint of another task (its directory copied, `cp -r .runs/a .runs/b`) describes
+            # files rendered for that task: like one of another version, it is not used
+            if ckpt is not None and ckpt.version == PROJECTION_VERSION and ckpt.state.task_id == self.task:
                 found = self._journal_identity()
                 if ckpt.journal and found is not None and ckpt.journal != found:
                     # the journal was deleted and made anew: these files describe another one
@@ -291,22 +397,23 @@ class Projector:
         found = self.store.identity(self.task)
         return found is not None and found != self._journal
 
-    def _catch_up(self, progress, save_every: float) -> CatchUp:
+    def _catch_up(self, progress, save_every: float, load: bool = True) -> CatchUp:
         # the fold allocates millions of short-lived objects and no reference cycles: the
         # cyclic collector would only rescan the growing state (about 30 % of the fold)
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._fold(progress, save_every)
+            return self._fold(progress, save_every, load)
         finally:
             if collecting:
                 gc.enable()
 
-    def _fold(self, progress, save_every: float) -> CatchUp:
-        self._load()
-        if self._made_anew():  # deleted and made anew while this projector kept its state
-            self._clear()
+    def _fold(self, progress, save_every: float, load: bool = True) -> CatchUp:
+        if load:
             self._load()
+            if self._made_anew():  # deleted and made anew while this projector kept its state
+                self._clear()
+                self._load()
         state = self._state
         reading = self.store.records(self.task, self._next_seq, self._hint)
         applied = files = 0
@@ -338,9 +445,11 @@ class Projector:
                 self._logs_written, sorted(self._error_files),
             )
         )  # fmt: skip
+        path = os.path.join(self._place.staging, "checkpoint") if self._staging else self.checkpoint_path
         with self._below() as below:
-            atomic_write(self.checkpoint_path, data, sync=self.sync, dir_fd=below.dir(self.state_dir))
-        self._ckpt_stat = self._checkpoint_key()
+            atomic_write(path, data, sync=self.sync, dir_fd=below.dir(os.path.dirname(path)))
+        if not self._staging:  # a staged checkpoint becomes the live one when the rebuild is swapped in
+            self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()
         self._unsaved = False
 
@@ -371,7 +480,7 @@ class Projector:
                     cmd.log = []  # a finished stage's log is final: on disk, out of memory
                     self._logs_written[key] = cmd.starts
             if cmd.error is not None:
-                out.append((p.error(rid, cmd), render.error_file(run, cmd)))
+                out.append((p.error(rid, cmd), render.error_file(run, cmd, state.task_id)))
                 self._error_files.add(key)
             elif key in self._error_files:  # a retry cleared the error: a rebuild would not write the file
                 gone.append(p.error(rid, cmd))
@@ -386,6 +495,9 @@ class Projector:
             out.append((p.summary(), render.summary(state)))
             out.append((p.state(), render.state_snapshot(state, p)))
             task_dirty = False
+        if self._staging:
+            out = [(self._where(path), data) for path, data in out]
+            gone = [self._where(path) for path in gone]
         with self._below() as below:
             write_files(out, self.sync, below)
             for path in gone:
@@ -403,7 +515,8 @@ class Projector:
 
     def _mark_stale(self, now_ns: int) -> int:
         state = self._state
-        stale = [r for r in state.runs.values() if is_stale(r, now_ns)]
+        judged = self.sightings.judge(state.runs.values(), now_ns)
+        stale = [state.runs[rid] for rid, seen in judged.items() if seen.stale and state.runs[rid].stale_since_ts is None]
         if not stale:
             return 0
         observer = f"projector pid {os.getpid()} on {socket.gethostname()}"

@@ -10,7 +10,7 @@ import os
 
 import msgspec
 
-from runjournal.journal import command_file, iso_utc, slug
+from runjournal.journal import command_file, iso_utc, slug, validate_task_id
 
 from .state import ERROR_FIELD_CAP, Command, Run, TaskState, cut_utf8
 
@@ -20,6 +20,11 @@ _enc = msgspec.json.Encoder()
 
 def dumps(doc) -> bytes:
     return msgspec.json.format(_enc.encode(doc), indent=2) + b"\n"
+
+
+def seconds(duration_ns: int | None) -> float | None:
+    """A duration as the projections write it (seconds, 3 decimals), None for none."""
+    return None if duration_ns is None else round(duration_ns / 1e9, 3)
 
 
 def iso_or_none(ts: int | None) -> str | None:
@@ -34,7 +39,7 @@ class Paths:
         self.runs_dir = runs_dir
         self.out_dir = out_dir
         self.task = task
-        self.task_dir = os.path.join(runs_dir, task)
+        self.task_dir = os.path.join(runs_dir, validate_task_id(task))  # InvalidId before any path is built
         self._base = os.path.dirname(os.path.abspath(runs_dir))
 
     def rel(self, path: str) -> str:
@@ -65,12 +70,30 @@ class Paths:
         return os.path.join(self.out_dir, self.task, "state.json")
 
 
+def ahead(skew_ns: int) -> str:
+    """How far a clock is ahead, for people: ``3600 s``."""
+    return f"{round(skew_ns / 1e9)} s"
+
+
 def status_detail(run: Run) -> str:
     if run.stale_since_ts is not None:
+        if run.skew_ns:
+            return (
+                f"stale: clock skew: its last heartbeat is stamped {iso_utc(run.stale_since_ts)}, {ahead(run.skew_ns)} ahead of "
+                f"the observer's clock, and no newer one came for over {run.hb_stale} s after the observer first saw it; "
+                "the runner is presumed dead: resume the run to continue it"
+            )
         return (
             f"stale: no heartbeat since {iso_utc(run.stale_since_ts)} (over {run.hb_stale} s); "
             "the runner is presumed dead: resume the run to continue it"
         )
+    detail = _live_detail(run)
+    if run.skew_ns:  # set on a live run only by a read-only view (Projector.view), never in a file
+        detail += f" (clock skew: its heartbeat is stamped {ahead(run.skew_ns)} ahead of this machine's clock)"
+    return detail
+
+
+def _live_detail(run: Run) -> str:
     if run.status == "queued":
         return "queued: waiting for the first stage"
     if run.status == "in_progress":
@@ -125,8 +148,10 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
     ]
     doc = {
         "version": 1,
-        "task_id": run.task_id,
-        "task_slug": slug(run.task_id),
+        # the task the run lives in (whose journal this is), which a copy or an import may
+        # have given another name than the one its events recorded
+        "task_id": state.task_id,
+        "task_slug": slug(state.task_id),
         "run_id": rid,
         "parent_run_id": run.parent_run_id,
         "pipeline_id": run.pipeline_id,
@@ -172,14 +197,15 @@ def log(cmd: Command) -> bytes:
     return b"".join(cmd.log)
 
 
-def error_file(run: Run, cmd: Command) -> bytes:
-    """The error file: every string field <= 8 KiB, the whole file <= 10,000 bytes."""
+def error_file(run: Run, cmd: Command, task_id: str | None = None) -> bytes:
+    """The error file: every string field <= 8 KiB, the whole file <= 10,000 bytes.
+    ``task_id``: the task the run lives in (by default the one its events recorded)."""
     e = cmd.error
     top = {"command": e.command or cmd.command or "", "reason": e.reason or "command failed"}
     details = {"stderr": e.stderr}
     limit = ERROR_FIELD_CAP
     while True:
-        doc = {"run_id": run.run_id, "task_id": run.task_id, "command_index": cmd.index, "command_id": cmd.id}
+        doc = {"run_id": run.run_id, "task_id": task_id or run.task_id, "command_index": cmd.index, "command_id": cmd.id}
         for name, value in top.items():
             doc[name], cut = cut_utf8(value, limit)
             if cut:
@@ -213,7 +239,7 @@ def metrics_lines(state: TaskState) -> bytes:
                     "status": m.status,
                     "started_at": iso_utc(m.started_ts),
                     "completed_at": iso_utc(m.completed_ts),
-                    "duration_seconds": round((m.completed_ts - m.started_ts) / 1e9, 3),
+                    "duration_seconds": round(m.duration_ns / 1e9, 3),
                     "commands_passed": m.commands_passed,
                     "commands_failed": m.commands_failed,
                     "recorded_at": iso_utc(m.recorded_ts),
@@ -238,7 +264,7 @@ def summary(state: TaskState) -> bytes:
     for r in runs:
         by_status[r.status] += 1
         stale += r.stale_since_ts is not None
-    durations = sorted(round((m.completed_ts - m.started_ts) / 1e9, 3) for m in state.metrics)
+    durations = sorted(round(m.duration_ns / 1e9, 3) for m in state.metrics)
     finished = by_status["succeeded"] + by_status["failed"] + by_status["cancelled"]
     w = state.writers
     beats = w.heartbeats_written + w.heartbeats_failed
@@ -280,7 +306,7 @@ def state_snapshot(state: TaskState, paths: Paths) -> bytes:
                 "attempt": r.attempt,
                 "started_at": iso_utc(r.started_ts),
                 "completed_at": iso_or_none(r.completed_ts),
-                "duration_seconds": round((r.completed_ts - r.started_ts) / 1e9, 3) if r.completed_ts else None,
+                "duration_seconds": seconds(r.duration_ns),
                 "manifest": paths.rel(paths.manifest(r.run_id)),
             }
             for r in runs

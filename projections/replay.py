@@ -28,6 +28,14 @@ class RunNotFound(JournalError):
     """The journal holds no run with this id (or the run had not started at the point asked for)."""
 
 
+class AmbiguousRun(BadInput):
+    """A run id was found in several tasks (a copied task directory, an import) and no task was chosen."""
+
+    def __init__(self, run_id: str, tasks: list[str]):
+        self.run_id, self.tasks = run_id, tasks
+        super().__init__(f"run {run_id} is in several tasks: {', '.join(tasks)}; choose one with --task")
+
+
 class Step(msgspec.Struct, omit_defaults=True):
     """One record of a run's timeline."""
 
@@ -110,6 +118,12 @@ def state_at(store: EventStore, task: str, run_id: str, paths: render.Paths, seq
     With neither, the manifest as of the end of the journal. Records of other runs are
     folded too (a parent's manifest shows its children's status), except their output,
     which no manifest of this run depends on.
+
+    Records are folded in commit order (global sequence) and the fold stops at the first
+    record stamped after ``ts_ns``: what came after it in the journal had not happened yet,
+    whatever a clock stepped back (an NTP step) stamped on it later. Writers' clocks may
+    disagree, so a time names the point where the journal's stamps first passed it; a
+    sequence number names a point exactly.
     """
     validate_run_id(run_id)
     state = TaskState(task_id=task)
@@ -118,7 +132,7 @@ def state_at(store: EventStore, task: str, run_id: str, paths: render.Paths, seq
         if seq is not None and rec.seq > seq:
             break
         if ts_ns is not None and rec.ts > ts_ns:
-            continue  # writers' clocks are not in commit order: keep looking
+            break
         if rec.run_id != run_id and isinstance(rec.event, output):
             continue
         state.apply(rec)

@@ -15,7 +15,7 @@ from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
-PROJECTION_VERSION = 3
+PROJECTION_VERSION = 4
 #: how many refused ids a task state keeps to report
 INVALID_IDS_KEPT = 20
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
@@ -42,6 +42,9 @@ class Command(msgspec.Struct, omit_defaults=True):
     log_bytes: int = 0
     #: how many times the stage has started (each start begins a new log)
     starts: int = 0
+    #: how long the stage ran: the runner's monotonic measure (``duration_ns`` of its end event),
+    #: else the difference of the event times, never below 0 (a clock stepped back); None until it ends
+    duration_ns: int | None = None
     truncated: dict[str, int] = {}
     error: ev.ErrorRecorded | None = None
     error_ts: int | None = None
@@ -75,6 +78,8 @@ class MetricsLine(msgspec.Struct):
     commands_passed: int
     commands_failed: int
     recorded_ts: int
+    #: how long the attempt ran, never below 0 (see ``attempt_duration``)
+    duration_ns: int = 0
 
 
 class Run(msgspec.Struct, omit_defaults=True):
@@ -96,6 +101,11 @@ class Run(msgspec.Struct, omit_defaults=True):
     summary: str | None = None
     stale_since_ts: int | None = None
     completed_ts: int | None = None
+    #: start to end, never below 0 (see ``_run_end``); None while the run has not ended
+    duration_ns: int | None = None
+    #: how far the newest heartbeat was ahead of the clock of the observer that judged the run
+    #: (a ``RunStale``'s time, or a read-only view's now), when that is more than the stale limit; else 0
+    skew_ns: int = 0
     updated_ts: int = 0
     heartbeat_ts: int | None = None
     manifest_heartbeat_ts: int | None = None
@@ -261,7 +271,7 @@ def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
         return
     cmd.status = "running"
     cmd.started_ts = rec.ts
-    cmd.completed_ts = cmd.exit_code = cmd.summary = cmd.error = cmd.error_ts = None
+    cmd.completed_ts = cmd.exit_code = cmd.summary = cmd.error = cmd.error_ts = cmd.duration_ns = None
     # has_log never goes back to False: a log file, once written, stays part of the projection
     cmd.log, cmd.log_bytes, cmd.truncated = [], 0, {}
     cmd.starts += 1
@@ -269,7 +279,7 @@ def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
     status_changes = run.status == "queued" or run.stale_since_ts is not None
     if status_changes:
         run.status = "in_progress"
-    run.stale_since_ts = None
+    run.stale_since_ts, run.skew_ns = None, 0
     s.dirty_commands.add((rec.run_id, e.index))
     s.touch(run, rec.ts, task=status_changes)
 
@@ -280,6 +290,7 @@ def _stage_end(s: TaskState, rec: Record, run: Run, status: str, exit_code: int 
         return
     cmd.status = status
     cmd.completed_ts = rec.ts
+    cmd.duration_ns = measured(getattr(rec.event, "duration_ns", None), cmd.started_ts, rec.ts)
     cmd.exit_code = exit_code
     cmd.summary = summary
     s.dirty_commands.add((rec.run_id, cmd.index))
@@ -356,7 +367,7 @@ def _heartbeat(s: TaskState, rec: Record, run: Run | None) -> None:
     run.heartbeat_ts = rec.ts
     s.dirty_heartbeat.add(rec.run_id)
     if run.stale_since_ts is not None:
-        run.stale_since_ts = None  # alive after all
+        run.stale_since_ts, run.skew_ns = None, 0  # alive after all
         s.touch(run, rec.ts, task=True)
     elif run.manifest_heartbeat_ts is None or rec.ts - run.manifest_heartbeat_ts >= HEARTBEAT_MANIFEST_THROTTLE_NS:
         s.touch(run, rec.ts)
@@ -386,22 +397,36 @@ def _error(s: TaskState, rec: Record, run: Run | None) -> None:
     s.touch(run, rec.ts)
 
 
+def measured(duration_ns: int | None, start_ts: int | None, end_ts: int) -> int | None:
+    """A duration as projections show it: the runner's monotonic measure when its event has one;
+    else the difference of the event times, never below 0 (a wall clock may be stepped back
+    between two events); None for something that never started."""
+    if duration_ns is not None:
+        return max(0, duration_ns)
+    return None if start_ts is None else max(0, end_ts - start_ts)
+
+
 def _run_end(s: TaskState, rec: Record, run: Run, status: str, reason: str | None, summary: str | None) -> None:
     run.status = status
     run.reason = reason
     run.summary = summary
     run.completed_ts = rec.ts
-    run.stale_since_ts = None
+    run.stale_since_ts, run.skew_ns = None, 0
     for cmd in run.commands:
         if cmd.status == "running":
             cmd.status = "failed" if status != "succeeded" else "succeeded"
             cmd.completed_ts = rec.ts
+            cmd.duration_ns = measured(None, cmd.started_ts, rec.ts)
             s.dirty_commands.add((run.run_id, cmd.index))
     passed = sum(1 for c in run.commands if c.status == "succeeded")
     failed = sum(1 for c in run.commands if c.status == "failed")
+    attempt = measured(rec.event.duration_ns, run.attempt_started_ts, rec.ts)
+    # the run's whole span: up to this attempt's start from event times (earlier attempts and
+    # the waits between them: no one clock measured those), then the attempt as measured
+    run.duration_ns = max(0, run.attempt_started_ts - run.started_ts) + attempt
     line = MetricsLine(
-        run.run_id, run.task_id, run.pipeline_id, run.attempt, status,
-        run.attempt_started_ts, rec.ts, passed, failed, rec.ts,
+        run.run_id, s.task_id, run.pipeline_id, run.attempt, status,
+        run.attempt_started_ts, rec.ts, passed, failed, rec.ts, attempt,
     )
     # one line per (run, attempt): a repeated end event replaces, never duplicates
     key = f"{run.run_id}#{run.attempt}"
@@ -435,14 +460,15 @@ def _run_resumed(s: TaskState, rec: Record, run: Run | None) -> None:
         run.attempt = e.attempt or run.attempt + 1
         run.attempt_started_ts = rec.ts
         run.status = "in_progress"
-        run.reason = run.summary = run.completed_ts = run.stale_since_ts = None
+        run.reason = run.summary = run.completed_ts = run.stale_since_ts = run.duration_ns = None
+        run.skew_ns = 0
         run.heartbeat_ts = rec.ts
         run.runner_pid, run.runner_host, run.runner_start = e.runner_pid, e.runner_host, e.runner_start
         s.dirty_heartbeat.add(run.run_id)
         for cmd in run.commands:
             if cmd.status in ("failed", "running", "pending"):
                 cmd.status = "pending"
-                cmd.started_ts = cmd.completed_ts = cmd.exit_code = None
+                cmd.started_ts = cmd.completed_ts = cmd.exit_code = cmd.duration_ns = None
                 cmd.summary = None
     s.touch(run, rec.ts, task=True)
 
@@ -481,6 +507,10 @@ def _run_stale(s: TaskState, rec: Record, run: Run | None) -> None:
     if run.completed_ts is not None or (run.heartbeat_ts or 0) > e.last_heartbeat_ts:
         return  # finished, or a heartbeat arrived after the observation: not stale
     run.stale_since_ts = e.last_heartbeat_ts
+    # a heartbeat stamped further ahead of the observer's clock than the stale limit: the
+    # observer judged it by how long it saw nothing newer (``liveness``), and the files say so
+    ahead = e.last_heartbeat_ts - rec.ts
+    run.skew_ns = ahead if ahead > run.hb_stale * 1_000_000_000 else 0
     s.touch(run, rec.ts, task=True)
 
 
@@ -502,11 +532,3 @@ _HANDLERS = {
     ev.WriterStats: _writer_stats,
     ev.RunStale: _run_stale,
 }
-
-
-def is_stale(run: Run, now_ns: int) -> bool:
-    """Unfinished, not yet marked, and silent for longer than its stale limit (judged by an observer's clock)."""
-    if run.completed_ts is not None or run.stale_since_ts is not None:
-        return False
-    last = run.heartbeat_ts or run.started_ts
-    return now_ns - last > run.hb_stale * 1_000_000_000

@@ -25,7 +25,9 @@ EXPECTED = {
     "ConfigError": 2,
     "InvalidId": 2,
     "JournalNotFound": 2,
+    "HistoryViolation": 2,  # an append that would break a rule of a run's history
     "TokenRefused": 2,  # a missing or wrong resume token
+    "AmbiguousRun": 2,  # a run id in several tasks and no --task
     "CorruptRecord": 1,  # the thing asked about failed: a journal that does not verify
     "UnknownEventType": 1,
     "JournalError": 1,
@@ -34,6 +36,8 @@ EXPECTED = {
     "ResumeRefused": 1,
     "RunNotFound": 1,
     "SequenceConflict": 1,
+    "RebuildFailed": 1,  # a rebuild that could not read the journal to its end (files left as they were)
+    "SwapLost": 1,  # a committed rebuild whose staged files were removed by hand
 }
 
 

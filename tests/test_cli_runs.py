@@ -8,7 +8,7 @@ from helpers import assert_one_error_line
 from helpers.histories import SECOND, T0, RunScript, every_point_of_life, make_run_id, populate
 from helpers.invoke import invoke  # noqa: F401 - fixture
 
-KEYS = ["run_id", "task_id", "pipeline_id", "status", "status_detail", "stale", "attempt", "parent_run_id", "started_at", "completed_at", "duration_seconds", "manifest"]
+KEYS = ["run_id", "task_id", "pipeline_id", "status", "status_detail", "stale", "clock_skew_seconds", "attempt", "parent_run_id", "started_at", "completed_at", "duration_seconds", "manifest"]
 
 
 def two_tasks(root):
@@ -36,6 +36,7 @@ def test_json_lists_every_task_newest_first(tmp_path, invoke):
         "status": "succeeded",
         "status_detail": "succeeded",
         "stale": False,
+        "clock_skew_seconds": None,
         "attempt": 1,
         "parent_run_id": None,
         "started_at": "2025-12-01T10:37:11.576Z",
