@@ -32,7 +32,9 @@ class Settings:
         ctx = click.get_current_context()
         store = ctx.meta.get("runjournal.store")
         if store is None:
-            store = ctx.meta["runjournal.store"] = open_store(self.store_url or self.runs_dir)
+            # a runs dir the user did not name (<root>/.runs) is below the root: not followed through a link
+            root = None if self.store_url else self.layout.root_of(self.runs_dir)
+            store = ctx.meta["runjournal.store"] = open_store(self.store_url or self.runs_dir, root=root)
             ctx.call_on_close(store.close)
         return store
 

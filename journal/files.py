@@ -34,8 +34,11 @@ LOOK_CHUNK = 4096
 class FileStore(EventStore):
     """Task journals under ``runs_dir``. Thread-safe; keep one for a process's life."""
 
-    def __init__(self, runs_dir: str, durability: str = "batch", lock_timeout: float | None = None):
+    def __init__(self, runs_dir: str, durability: str = "batch", lock_timeout: float | None = None, root: str | None = None):
+        """``root``: the directory the user named that holds ``runs_dir`` (default: the runs
+        dir itself); below it, no journal is written through a link."""
         self.url = self.runs_dir = runs_dir
+        self.root = runs_dir if root is None else root
         self.durability = durability
         self.lock_timeout = DEFAULT_TIMEOUT if lock_timeout is None else lock_timeout
         self._writers: dict[str, Journal] = {}
@@ -56,7 +59,7 @@ class FileStore(EventStore):
             journal = self._writers.get(task)
             if journal is None:
                 # below the runs dir, nothing is followed through a link (Journal's root)
-                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout, root=self.runs_dir)
+                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout, root=self.root)
                 self._writers[task] = journal
             return journal
 
@@ -181,7 +184,7 @@ class FileStore(EventStore):
         return check(self.journal_dir(task))
 
     def repair(self, task: str) -> Report:
-        return repair(self.journal_dir(task), root=self.runs_dir)
+        return repair(self.journal_dir(task), root=self.root)
 
     def writer_stats(self, task: str) -> WriterStats:
         journal = self._writers.get(task)

@@ -173,6 +173,14 @@ def open_own_dir(path: str, mode: int | None = None, dir_fd: int | None = None) 
     return fd
 
 
+def root_of(path: str, roots) -> str:
+    """The deepest of ``roots`` (directories the user named, which may be links) that holds
+    ``path``; ``path`` itself if none does (then the user named it)."""
+    path = os.path.abspath(path)
+    inside = [r for r in map(os.path.abspath, roots) if path == r or path.startswith(r.rstrip(os.sep) + os.sep)]
+    return max(inside, key=len) if inside else path
+
+
 def open_dir_below(root: str, directory: str) -> int:
     """A descriptor on ``directory``, created with its missing parents (at DIR_MODE, durably).
     ``root`` may be a symlink (the user named it); each directory below it is opened without
@@ -321,8 +329,9 @@ class Below:
         if fd is not None:
             return fd
         # the deepest root the directory is in: a runs dir the user named inside the root is theirs
-        inside = [r for r in self.roots if directory == r or directory.startswith(r.rstrip(os.sep) + os.sep)]
-        root = max(inside, key=len) if inside else None
+        root = root_of(directory, self.roots)
+        if root == directory and directory not in self.roots:
+            root = None
         parent = os.path.dirname(directory)
         if root is None or directory == root:
             if create:

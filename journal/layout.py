@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from .fsutil import root_of
 from .naming import validate_run_id, validate_task_id
 
 _SLUG = re.compile(r"[^a-z0-9]+")
@@ -23,6 +24,11 @@ class Layout:
     #: the directories the user named (the root; the runs and out dirs when given): they may be
     #: symlinks, everything below them that runjournal creates may not (``fsutil.Below``)
     roots: tuple[str, ...] = ()
+
+    def root_of(self, path: str) -> str:
+        """The directory the user named that holds ``path``: below it, nothing is followed
+        through a link (``fsutil.root_of``)."""
+        return root_of(path, self.roots)
 
     def task_dir(self, task: str) -> str:
         return os.path.join(self.runs_dir, validate_task_id(task))

@@ -10,7 +10,7 @@ import time
 from .errors import InvalidId
 
 # C0 and C1 control characters (Unicode category Cc); U+0085 is a line break, for one
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, C1, and the Unicode line and paragraph separators
 MAX_ID_LEN = 200
 
 

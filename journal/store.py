@@ -185,13 +185,14 @@ class EventStore(abc.ABC):
         self.close()
 
 
-def open_store(url: str, durability: str = "batch", lock_timeout: float | None = None) -> EventStore:
+def open_store(url: str, durability: str = "batch", lock_timeout: float | None = None, root: str | None = None) -> EventStore:
     """The store at ``url``: a directory path (or ``file://`` URL) is the file store of that
-    runs directory; ``postgresql://`` a database, once its backend is installed."""
+    runs directory (``root``: the directory the user named that holds it, see ``FileStore``);
+    ``postgresql://`` a database, once its backend is installed."""
     if url.startswith(("postgresql://", "postgres://")):
         raise BadInput(f"store {url.split('@')[-1]}: the PostgreSQL store is not available in this version")
     if "://" in url and not url.startswith("file://"):
         raise BadInput(f"store {url!r}: not a directory or a known URL (file://, postgresql://)")
     from .files import FileStore
 
-    return FileStore(url.removeprefix("file://"), durability=durability, lock_timeout=lock_timeout)
+    return FileStore(url.removeprefix("file://"), durability=durability, lock_timeout=lock_timeout, root=root)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -26,6 +28,8 @@ _LOCATION_VARS = (
     "CODEX_ORCHESTRATOR_OUT_DIR",
     "RUNJOURNAL_TASK",
     "MCP_RUNNER_TASK_ID",
+    "RUNJOURNAL_QUIET_TOKEN",
+    "RUNJOURNAL_RESUME_TOKEN",
 )
 
 T = TypeVar("T")
@@ -79,3 +83,24 @@ def assert_one_error_line(stderr: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[0], (fragment, stderr)
     return lines[0]
+
+
+class Hang(Exception):
+    """A call did not return within its time bound (not a JournalError: the test fails)."""
+
+
+@contextlib.contextmanager
+def time_bound(what: str, seconds: float = DEADLINE) -> Iterator[None]:
+    """Raise Hang in this (the main) thread if the block runs longer than ``seconds``: for
+    commands run in this process that would follow or watch forever were a check to fail."""
+
+    def expired(signum, frame):
+        raise Hang(f"{what} did not return within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

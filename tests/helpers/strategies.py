@@ -61,3 +61,64 @@ def small_events() -> st.SearchStrategy:
 def run_ids() -> st.SearchStrategy:
     """A few valid run ids, so that runs get several events each."""
     return st.sampled_from(["2025-12-01T09-37-11-576Z-1a60ebea", "2025-12-01T09-37-12-001Z-0000beef", "r3"])
+
+
+#: what the command line refuses as a task or run id, one of each kind (contract section 3):
+#: traversal, separators, dot files, escape sequences and other controls (NUL and the C1
+#: ones too), empty, longer than 200 characters or than 200 bytes, not UTF-8 (a byte that
+#: is not UTF-8 reaches Python from argv as a lone surrogate)
+HOSTILE_IDS = (
+    "",
+    ".",
+    "..",
+    "../x",
+    "../../../../outside/x",
+    "a/../../b",
+    "./x",
+    "x/",
+    "a/b",
+    "a\\b",
+    "..\\x",
+    ".hidden",
+    "a..b",
+    "x\x1b[2J",
+    "\x1b]0;TITLE\x07",
+    "a\x00b",
+    "a\tb",
+    "a\nb",
+    "a\rb",
+    "\x7f",
+    "a\x85b",
+    "a\x9bb",
+    "a\u2028b",
+    "a\u2029b",
+    "a\udcffb",
+    "x" * 201,
+    "é" * 101,
+)
+
+_CONTROLS = [chr(i) for i in [*range(0x20), *range(0x7F, 0xA0)]]
+#: the most directories a relative hostile id climbs ('../' at most four times in each of two words)
+CLIMB = 8
+
+
+def hostile_ids(absolute_under: str = "/nonexistent-runjournal-test") -> st.SearchStrategy[str]:
+    """Strings that must never name a path component: HOSTILE_IDS and random ones of each kind.
+
+    Absolute paths are made below ``absolute_under`` (without '..'), and relative ones climb
+    at most eight directories (CLIMB): were a check to let one through, the write would land
+    where a test looks, never in ``/`` (these tests often run as root).
+    """
+    # a word never starts with '/', so the only absolute ids are those below ``absolute_under``
+    word = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12).filter(lambda w: not w.startswith("/"))
+    return st.one_of(
+        st.sampled_from(HOSTILE_IDS),
+        st.builds(lambda a, b: f"{a}/{b}", word.filter(bool), word),
+        st.builds(lambda a, b: f"{a}\\{b}", word, word),
+        st.builds(lambda a, b: f"{a}..{b}", word, word),
+        st.builds(lambda a: "." + a, word),
+        st.builds(lambda a, c, b: f"{a}{c}{b}", word, st.sampled_from(_CONTROLS), word),
+        st.builds(lambda n: "x" * n, st.integers(201, 400)),
+        st.builds(lambda n: "é" * n, st.integers(101, 200)),  # at most 200 characters, over 200 bytes
+        st.builds(lambda a: f"{absolute_under}/{a}", word.filter(lambda w: ".." not in w)),
+    )
