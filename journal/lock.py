@@ -68,9 +68,24 @@ class JournalLock:
                 return
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free right now (one non-blocking flock), on the file that is
-        named ``lock`` now."""
-        return self._try() and (self._bound() or self._try() and self._bound())
+        """Take the lock if it is free right now (one non-blocking flock), for a caller that
+        has just seen it was the journal's last writer (``Journal._append_alone``). The file
+        is checked to be still linked (one fstat: a lock file deleted, or replaced by a rename,
+        has no link left); one moved away under another name is found by ``acquire``, which
+        every other path takes and which compares it with the name, as soon as another writer
+        has written through the new one."""
+        if self._want:
+            return False
+        fd = self._fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if os.fstat(fd).st_nlink:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self._rebind()
+        return False
 
     def _try(self) -> bool:
         # Not while the helper thread is active (``_want``): it may hold the flock this moment,
@@ -96,11 +111,15 @@ class JournalLock:
                 return True
         except FileNotFoundError:
             pass
-        self.rebinds += 1
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._rebind()
+        return False
+
+    def _rebind(self) -> None:
+        """Let go of a lock file that is no longer the one named ``lock``; open the named one."""
+        self.rebinds += 1
         self._file.close()
         self._open()
-        return False
 
     def _wait(self, left: float, timeout: float) -> None:
         """Wait up to ``left`` seconds for the flock (LockTimeout saying ``timeout`` after that)."""
