@@ -23,7 +23,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from runjournal.journal import events as ev
-from runjournal.journal.writer import Journal
+from runjournal.journal.writer import HEAD, Journal
 
 BATCH = 10_000
 
@@ -59,7 +59,7 @@ def measure(directory: Path, runs: int, new: int) -> dict:
             t0 = time.perf_counter_ns()
             j.append(rid, ev.Heartbeat())
             times.append((time.perf_counter_ns() - t0) / 1000)
-        head = os.path.getsize(directory / "journal" / "head")
+        head = os.path.getsize(directory / "journal" / HEAD)
     return {
         "runs": runs,
         "new_runs": new,

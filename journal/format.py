@@ -95,6 +95,19 @@ def encode_frame(payload: bytes, continues: bool) -> bytes:
     return FRAME.pack(word, wcrc, crc32(payload)) + payload
 
 
+def frame_starts(fd: int, offset: int) -> bool:
+    """Whether a frame head that checks starts at ``offset`` (or the file ends there): what a
+    batch boundary looks like. For a writer about to read forward from a place the head cache
+    gave it, so that a stale cache never makes it take data for a torn tail."""
+    head = os.pread(fd, FRAME_LEN, offset)
+    if not head:
+        return True
+    if len(head) < FRAME_LEN:
+        return False
+    word, wcrc, _ = FRAME.unpack(head)
+    return wcrc == _word_crc(word)
+
+
 def seal_frame() -> bytes:
     return FRAME.pack(SEAL, _word_crc(SEAL), crc32(b""))
 

@@ -38,8 +38,9 @@ def grouped(mode: int) -> int:
 
 
 def mkdir(path: str, dir_fd: int | None = None) -> None:
-    """Make one directory at DIR_MODE, whatever the umask; in a shared group directory at
-    SHARED_DIR_MODE (set through a descriptor, never a link's target). FileExistsError if it is there."""
+    """Make one directory at DIR_MODE (never looser, whatever the umask); in a shared group
+    directory at SHARED_DIR_MODE exactly (set through a descriptor, never a link's target).
+    FileExistsError if it is there."""
     os.mkdir(path, DIR_MODE, dir_fd=dir_fd)
     if shared(_parent(path, dir_fd)):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)

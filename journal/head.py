@@ -1,4 +1,7 @@
-"""The head: a shared, memory-mapped summary of the journal's end, kept by lock holders.
+"""The head (``<journal>/head2``): a shared, memory-mapped summary of the journal's end,
+kept by lock holders. (``head`` is the first format's file, RJHEAD01: a writer of that
+version may still be running beside this one during an upgrade, so this format has a name of
+its own and neither disturbs the other's cache.)
 
 It lets a writer learn what other writers appended in O(1) instead of re-reading their
 records: the current segment, its committed end offset and the last global sequence, plus a
@@ -13,11 +16,12 @@ Layout (little-endian), every part a decision depends on under a check:
 
 - 0: magic "RJHEAD02";
 - 8: u64 segment base | u64 end offset | u64 last seq | u64 owner (random id of the writer
-  that published them) | u64 check (the four xor-ed with ``CHECK``: a writer killed in the
-  middle of updating them leaves a head that does not check);
+  that published them) | u64 check (CRC-32 of the four, tagged: a writer killed in the
+  middle of updating them, or a flipped bit, leaves a head that does not check);
 - 48: 16 bytes boot id;
 - 64: u64 buckets (a power of two) | u64 complete (1: every run of the journal is in the
-  table; 0: some may be missing, after a table that could not grow) | u64 check of the two;
+  table; 0: some may be missing, after a table that could not grow) | u64 check (CRC-32 of
+  the two, tagged);
 - 128: ``buckets`` buckets of 256 bytes: ``WAYS`` slots of (u64 key, u64 run seq, u64 global
   seq of that write), then u64 check (CRC-32 of the slots, seeded with the bucket's number,
   tagged), then 8 zero bytes. An empty slot is all zeros; an empty bucket is all zeros.
@@ -38,14 +42,15 @@ import zlib
 from .fsutil import create_temp, preallocate
 
 MAGIC = b"RJHEAD02"
+SUPERSEDED = b"RJHEAD--"  # what a grown head's old file begins with
 HEADER = struct.Struct("<QQQQQ")
+HEADER_VALUES = struct.Struct("<QQQQ")
 HEADER_AT = 8
 HEADER_END = HEADER_AT + HEADER.size
 BOOT_AT = 48
-CHECK = 0x52_4A_48_45_41_44_30_32
 TABLE_HEADER = struct.Struct("<QQQ")
 TABLE_HEADER_AT = 64
-TABLE_CHECK = 0x52_4A_54_41_42_4C_45_32
+TABLE_TAG = 0x524A_5442 << 32
 TABLE_AT = 128
 WAYS = 10
 SLOT = struct.Struct("<QQQ")
@@ -87,6 +92,15 @@ def candidates(key: int, buckets: int) -> tuple[int, ...]:
     return tuple(dict.fromkeys((a, (a + 1) & mask, b, (b + 1) & mask)))
 
 
+def header_check(base: int, end: int, last: int, owner: int) -> int:
+    """The check of the header's four values: CRC-32 (any change of a few bits shows), tagged."""
+    return BUCKET_TAG | zlib.crc32(HEADER_VALUES.pack(base, end, last, owner))
+
+
+def table_check(buckets: int, complete: int) -> int:
+    return TABLE_TAG | zlib.crc32(HEADER_VALUES.pack(buckets, complete, 0, 0))
+
+
 def size_for(buckets: int) -> int:
     return TABLE_AT + buckets * BUCKET_SIZE
 
@@ -108,14 +122,14 @@ class Head:
             st = os.fstat(fd)
             size = st.st_size
             if size < SIZE:
-                os.ftruncate(fd, SIZE)  # new: zeros are "unknown" (an older layout is bigger, and replaced below)
+                os.ftruncate(fd, SIZE)  # new: zeros are "unknown", and the writer rebuilds it
                 size = SIZE
             mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
         self._mm, self._inode = mm, (st.st_dev, st.st_ino)
         self._slots: dict[str, tuple[int, int, int]] = {}  # run id -> (key, bucket, slot) last seen
-        self._buckets = self._table()[0] if self._table() else 0
+        self._buckets = 0  # known once read under the lock (``read``), or made (``clear``)
 
     def close(self) -> None:
         self._mm.close()
@@ -126,7 +140,7 @@ class Head:
         if mm[:8] != MAGIC:
             return None
         buckets, complete, check = TABLE_HEADER.unpack_from(mm, TABLE_HEADER_AT)
-        if check != buckets ^ complete ^ TABLE_CHECK or buckets < 1 or buckets & (buckets - 1) or complete > 1 or size_for(buckets) > len(mm):
+        if check != table_check(buckets, complete) or buckets < 1 or buckets & (buckets - 1) or complete > 1 or size_for(buckets) > len(mm):
             return None
         return buckets, complete
 
@@ -139,9 +153,11 @@ class Head:
         return (st.st_dev, st.st_ino) != self._inode
 
     def reopen(self) -> None:
-        """Map the file named ``head`` now (created if it is missing)."""
-        self._mm.close()
+        """Map the file named ``head`` now (created if it is missing). The old mapping is let go
+        only once the new one is made: a failure leaves this head as it was (OSError)."""
+        old = self._mm
         self._open()
+        old.close()
 
     def valid_for_this_boot(self) -> bool:
         mm = self._mm
@@ -149,19 +165,28 @@ class Head:
 
     def read(self) -> tuple[int, int, int, int] | None:
         """(segment base, end offset, last seq, owner), or None if the head does not check
-        (a writer died while updating it, or it was damaged)."""
-        if self._table() is None:
+        (a writer died while updating it, or it was damaged). Under the lock: it also takes
+        the table's size as it is now, for the look-ups and stores that follow."""
+        table = self._table()
+        if table is None:
             return None
+        if table[0] != self._buckets:
+            self._buckets = table[0]
+            self._slots.clear()
         base, end, last, owner, check = HEADER.unpack_from(self._mm, HEADER_AT)
-        if check != base ^ end ^ last ^ owner ^ CHECK:
+        if check != header_check(base, end, last, owner):
             return None
         return base, end, last, owner
 
     def write(self, base: int, end: int, last: int, owner: int) -> bytes:
         """Store the header; returns the head's first bytes as they are now, for ``unchanged``."""
-        data = HEADER.pack(base, end, last, owner, base ^ end ^ last ^ owner ^ CHECK)
+        data = HEADER.pack(base, end, last, owner, header_check(base, end, last, owner))
         self._mm[HEADER_AT:HEADER_END] = data
         return MAGIC + data
+
+    def invalidate(self) -> None:
+        """Make the header fail its check: every writer rebuilds the head before trusting it."""
+        HEADER.pack_into(self._mm, HEADER_AT, 0, 0, 0, 0, 1)
 
     def unchanged(self, data: bytes | None) -> bool:
         """The head still begins with ``data`` (what ``write`` returned): nobody has written it since."""
@@ -180,7 +205,7 @@ class Head:
         self._slots.clear()
 
     def _set_table(self, buckets: int, complete: int) -> None:
-        TABLE_HEADER.pack_into(self._mm, TABLE_HEADER_AT, buckets, complete, buckets ^ complete ^ TABLE_CHECK)
+        TABLE_HEADER.pack_into(self._mm, TABLE_HEADER_AT, buckets, complete, table_check(buckets, complete))
         self._buckets = buckets
 
     def _bucket(self, index: int, strict: bool) -> tuple | None:
@@ -236,8 +261,9 @@ class Head:
         preallocate(self._name, len(self._mm), dir_fd=self._dir_fd)
 
     def store(self, run_id: str, run_seq: int, seq: int) -> None:
-        if not self._buckets:
-            return  # no table yet (a head that does not check): the writer rebuilds it before use
+        if not self._buckets:  # no table known (never read under the lock): nothing it says may stand
+            self.invalidate()
+            return
         key, b, w, _, _ = self._find(run_id, strict=False)
         if w < 0:
             b, w = self._free(key)
@@ -252,6 +278,7 @@ class Head:
         slots = self._bucket(b, strict=False)
         if slots is None:  # damaged: never bless it with a new check; the next look-up rebuilds
             TABLE_HEADER.pack_into(self._mm, TABLE_HEADER_AT, 0, 0, 1)  # no longer checks
+            self.invalidate()
             return
         slots = list(slots)
         slots[3 * w : 3 * w + 3] = (key, run_seq, seq)
@@ -307,7 +334,7 @@ class Head:
             finally:
                 os.close(fd)
             mm[:TABLE_HEADER_AT] = old[:TABLE_HEADER_AT]
-            TABLE_HEADER.pack_into(mm, TABLE_HEADER_AT, buckets, complete, buckets ^ complete ^ TABLE_CHECK)
+            TABLE_HEADER.pack_into(mm, TABLE_HEADER_AT, buckets, complete, table_check(buckets, complete))
             mm[TABLE_AT:size] = grown
             os.replace(tmp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
             st = os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
@@ -317,6 +344,9 @@ class Head:
             except OSError:
                 pass
             return
+        # the old file is no one's head now: a writer still mapping it finds its first bytes
+        # changed (``unchanged``), and so takes the slow path, which maps the new one
+        old[:8] = SUPERSEDED
         old.close()
         self._mm, self._inode, self._buckets = mm, (st.st_dev, st.st_ino), buckets
         self._slots.clear()

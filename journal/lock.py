@@ -25,7 +25,7 @@ import time
 import portalocker
 
 from .fsutil import open_private
-from .errors import LockTimeout
+from .errors import JournalWriteFailed, LockTimeout
 
 DEFAULT_TIMEOUT = 10.0
 BACKOFF_START = 0.00002
@@ -53,10 +53,9 @@ class JournalLock:
         self._helper: threading.Thread | None = None
 
     def _open(self) -> None:
-        self._file = os.fdopen(open_private(self._name, self._dir_fd), "r+b")  # held open for the journal's life
-        self._fd = self._file.fileno()
-        st = os.fstat(self._fd)
-        self._inode = (st.st_dev, st.st_ino)
+        file = os.fdopen(open_private(self._name, self._dir_fd), "r+b")  # held open for the journal's life
+        st = os.fstat(file.fileno())
+        self._file, self._fd, self._inode = file, file.fileno(), (st.st_dev, st.st_ino)
 
     def acquire(self, timeout: float | None = None) -> None:
         timeout = self.timeout if timeout is None else timeout
@@ -68,24 +67,9 @@ class JournalLock:
                 return
 
     def try_acquire(self) -> bool:
-        """Take the lock if it is free right now (one non-blocking flock), for a caller that
-        has just seen it was the journal's last writer (``Journal._append_alone``). The file
-        is checked to be still linked (one fstat: a lock file deleted, or replaced by a rename,
-        has no link left); one moved away under another name is found by ``acquire``, which
-        every other path takes and which compares it with the name, as soon as another writer
-        has written through the new one."""
-        if self._want:
-            return False
-        fd = self._fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        if os.fstat(fd).st_nlink:
-            return True
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        self._rebind()
-        return False
+        """Take the lock if it is free right now (one non-blocking flock), on the file that is
+        named ``lock`` now."""
+        return self._try() and self._bound()
 
     def _try(self) -> bool:
         # Not while the helper thread is active (``_want``): it may hold the flock this moment,
@@ -101,25 +85,35 @@ class JournalLock:
         return True
 
     def _bound(self) -> bool:
-        """Holding the flock: whether it is on the file named ``lock`` now. A lock file deleted
-        (or replaced) under a holder would let the next writer lock a new file beside it, and
-        two writers would both hold "the" lock; so the holder lets go of the old file, opens the
-        one named now (creating it) and returns False, to lock again."""
+        """Holding the flock: whether it is on the file named ``lock`` now. A lock file deleted,
+        renamed or replaced under a holder would let the next writer lock a new file beside it,
+        and two writers would both hold "the" lock; so the holder lets go of the old file, opens
+        the one named now (creating it) and returns False, to lock again. Never returns with the
+        flock held on a file it could not check: that is JournalWriteFailed."""
         try:
             st = os.stat(self._name, dir_fd=self._dir_fd, follow_symlinks=False)
             if (st.st_dev, st.st_ino) == self._inode:
                 return True
         except FileNotFoundError:
             pass
+        except OSError as e:  # ESTALE, EIO, EACCES: not known to be ours, so not held
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            raise JournalWriteFailed(f"cannot check the journal lock {self.path}: {e.strerror or e}; nothing was written") from None
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         self._rebind()
         return False
 
     def _rebind(self) -> None:
-        """Let go of a lock file that is no longer the one named ``lock``; open the named one."""
+        """Move from a lock file that is no longer the one named ``lock`` to the named one:
+        opened first, so that a failure leaves this lock on its old (unlocked) file, never on a
+        closed descriptor whose number the process may reuse."""
+        old = self._file
+        try:
+            self._open()
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot open the journal lock {self.path}: {e.strerror or e}; nothing was written") from None
         self.rebinds += 1
-        self._file.close()
-        self._open()
+        old.close()
 
     def _wait(self, left: float, timeout: float) -> None:
         """Wait up to ``left`` seconds for the flock (LockTimeout saying ``timeout`` after that)."""

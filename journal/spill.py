@@ -63,7 +63,10 @@ def write(directory: Where, name: str, payloads: list[bytes]) -> str:
         finally:
             os.close(fd)
         os.rename(tmp, path, src_dir_fd=pfd, dst_dir_fd=pfd)
-        sync_dir(pending)
+        try:
+            sync_dir(pending)
+        except OSError:
+            pass  # the batch is in pending/ now, and will be merged: saying otherwise would have it appended twice
     return f"{PENDING_DIR}/{name}"
 
 

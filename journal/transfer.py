@@ -84,7 +84,10 @@ def parse_lines(lines: Iterable[bytes], source: str) -> ImportLines:
 def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
     out = ImportLines(source)
     last: dict[str, int] = {}
-    history = History()  # what the writer would refuse, or verify report, is refused here whole
+    # what the writer would refuse, or verify report, in the file's own history is refused
+    # here whole; a file that continues a run already in the journal is judged from where it
+    # begins (its earlier events are not read), so verify may still report what they break
+    history = History()
     for place, line in items:
         try:
             rec = _line_decoder.decode(line)

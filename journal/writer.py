@@ -60,7 +60,7 @@ from .rules import started_twice
 from .spill import PENDING_DIR
 
 DURABILITY_MODES = ("always", "batch", "none")
-HEAD = "head"
+HEAD = "head2"  # the head cache, format RJHEAD02 (journal/head.py); "head" was RJHEAD01, left to older writers
 LOCK = "lock"
 DEFAULT_SEGMENT_BYTES = 64 << 20
 BATCH_SYNC_INTERVAL = 1.0
@@ -327,8 +327,11 @@ class Journal:
         if self._head.unchanged(self._published) and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
-        if self._head.replaced():  # another writer grew the head's table into a new file
-            self._head.reopen()
+        try:
+            if self._head.replaced():  # another writer grew the head's table into a new file
+                self._head.reopen()
+        except OSError as e:
+            raise JournalWriteFailed(f"cannot open the head of journal {self.directory}: {e.strerror or e}; nothing was written") from None
         h = self._head.read()
         self._alone = 0
         self._local.clear()  # someone else wrote, and folded what this writer left unpublished
@@ -354,7 +357,7 @@ class Journal:
             except (FileNotFoundError, CorruptRecord):
                 return False
         size = os.lseek(self._fd, 0, os.SEEK_END)
-        if size < end or end < fmt.HEADER_LEN:
+        if size < end or end < fmt.HEADER_LEN or (size > end and not fmt.frame_starts(self._fd, end)):
             return False
         self._end, self._last_seq = end, last
         if size > end:

@@ -37,6 +37,7 @@ from runjournal.journal import events as ev
 from runjournal.journal import format as fmt
 from runjournal.journal.events import Record
 from runjournal.journal.transfer import export_lines, import_records, parse_export
+from runjournal.journal.writer import HEAD
 
 #: the longest one read, check or import of these small journals may take before it counts as a hang
 TIME_LIMIT = 10.0
@@ -611,7 +612,7 @@ def test_a_directory_in_the_chain_is_corruption_for_readers_and_writers(journal_
     (journal_dir / second).mkdir()
     with pytest.raises(CorruptRecord, match=f"{second} at byte 0: is a directory, not a segment file"):
         list(read_records(str(journal_dir)))
-    (journal_dir / "head").unlink()  # as after a reboot: the writer reads the chain
+    (journal_dir / HEAD).unlink()  # as after a reboot: the writer reads the chain
     with pytest.raises(CorruptRecord, match=f"{second} at byte 0: is a directory"), Journal(str(journal_dir)) as j:
         j.append("a", ev.Heartbeat())
 
@@ -671,7 +672,7 @@ def test_a_missing_first_segment_is_reported(journal_dir: Path):
     with pytest.raises(CorruptRecord, match=f"{second} at byte 0: {missing}"):
         list(read_records(str(journal_dir)))
     assert [(p.segment, p.kind, p.detail) for p in check(str(journal_dir)).problems] == [(second, "unreachable-segment", missing)]
-    (journal_dir / "head").unlink()  # as after a reboot: the writer reads the chain
+    (journal_dir / HEAD).unlink()  # as after a reboot: the writer reads the chain
     with pytest.raises(CorruptRecord, match=missing), Journal(str(journal_dir)) as j:
         j.append("b", ev.Heartbeat())
 

@@ -18,6 +18,7 @@ from runjournal.journal import CorruptRecord, Item, Journal, check, read_records
 from runjournal.journal import events as ev
 from runjournal.journal import format as fmt
 from runjournal.journal.events import Record, encoder
+from runjournal.journal.writer import HEAD
 
 
 def frames_of(directory: Path) -> list[tuple[str, int, int, int]]:
@@ -42,7 +43,7 @@ def pristine():
     with Journal(str(d), durability="none", segment_bytes=700) as j:
         for i in range(14):
             j.append_batch([Item(f"run-{k}", ev.OutputChunk(index=i, stream="stdout", data=b"d" * (i + k))) for k in range(1 + i % 3)])
-    (d / "head").unlink()
+    (d / HEAD).unlink()
     yield d
     shutil.rmtree(tmp)
 

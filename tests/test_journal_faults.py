@@ -25,6 +25,7 @@ from runjournal.journal import Journal, check, read_records
 from runjournal.journal import events as ev
 from runjournal.journal import format as fmt
 from runjournal.journal.head import SIZE as HEAD_SIZE
+from runjournal.journal.writer import HEAD
 from runjournal.projections import Projector
 
 SEG1 = fmt.segment_name(1)
@@ -203,7 +204,7 @@ def test_a_new_journal_on_a_nearly_full_disk_is_a_clear_error_not_a_crash(tmp_pa
             ["ls", "-A", str(disk)],
             # a head left without its blocks (by an older runjournal): they are reserved under the lock
             ["mkdir", str(sparse)],
-            ["truncate", "-s", str(HEAD_SIZE), str(sparse / "head")],
+            ["truncate", "-s", str(HEAD_SIZE), str(sparse / HEAD)],
             [sys.executable, "-c", APPEND_ONE, str(sparse)],
         ],
     )

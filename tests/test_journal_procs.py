@@ -406,3 +406,44 @@ def test_a_lock_taken_on_a_deleted_file_is_taken_again_on_the_named_one(tmp_path
     first.release()
     first.close()
     second.close()
+
+
+def test_a_lock_file_moved_away_is_never_locked_beside_the_named_one(tmp_path: Path):
+    # `mv lock lock.old` (or a hard link, then rm): the old file keeps its link, so only a
+    # comparison with the name shows that it is no longer the journal's lock
+    d = tmp_path / "journal"
+    d.mkdir()
+    first = JournalLock(str(d / "lock"), timeout=0.3)
+    (d / "lock").rename(d / "lock.old")
+    second = JournalLock(str(d / "lock"), timeout=0.3)
+    assert second.try_acquire()
+    assert not first.try_acquire(), "the moved file was locked beside the named one"
+    assert first.rebinds == 1
+    second.release()
+    assert first.try_acquire()
+    first.release()
+    first.close()
+    second.close()
+
+
+def test_a_lock_file_that_cannot_be_opened_anew_leaves_the_lock_unheld_and_usable(tmp_path: Path):
+    from runjournal.journal import JournalWriteFailed
+
+    d = tmp_path / "journal"
+    d.mkdir()
+    lock = JournalLock(str(d / "lock"), timeout=0.3)
+    (d / "lock").unlink()
+    (d / "lock").symlink_to(tmp_path / "elsewhere")  # what is named lock now cannot be opened
+    with pytest.raises(JournalWriteFailed, match="cannot open the journal lock"):
+        lock.try_acquire()
+    os.fstat(lock._fd)  # noqa: SLF001 -- still its own open file, not a closed number
+    (d / "lock").unlink()
+    other = JournalLock(str(d / "lock"), timeout=0.3)
+    assert other.try_acquire()  # the failed attempt left nothing locked
+    other.release()
+    assert not (tmp_path / "elsewhere").exists()
+    lock.acquire()  # and the first lock works again, on the named file
+    assert os.stat(d / "lock").st_ino == os.fstat(lock._fd).st_ino  # noqa: SLF001
+    lock.release()
+    lock.close()
+    other.close()
