@@ -24,7 +24,7 @@ def shared(st: os.stat_result) -> bool:
     return st.st_mode & SHARED == SHARED
 
 
-def _parent(path: str, dir_fd: int | None) -> os.stat_result:
+def parent_stat(path: str, dir_fd: int | None) -> os.stat_result:
     """The stat of the directory a name is created in."""
     if dir_fd is not None and not os.path.isabs(path):
         head = os.path.dirname(path)
@@ -42,7 +42,7 @@ def mkdir(path: str, dir_fd: int | None = None) -> None:
     directory at SHARED_DIR_MODE exactly (set through a descriptor, never a link's target).
     FileExistsError if it is there."""
     os.mkdir(path, DIR_MODE, dir_fd=dir_fd)
-    if shared(_parent(path, dir_fd)):
+    if shared(parent_stat(path, dir_fd)):
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
         try:
             os.fchmod(fd, SHARED_DIR_MODE)
@@ -149,7 +149,7 @@ def open_own_dir(path: str, mode: int | None = None, dir_fd: int | None = None) 
     in a shared group directory, with the group given what the owner has, and setgid).
     A symlink or anything else found there is an OSError saying so: nothing is written through it."""
     if mode is not None:
-        if shared(_parent(path, dir_fd)):
+        if shared(parent_stat(path, dir_fd)):
             mode = grouped(mode) | stat.S_ISGID
         try:
             os.mkdir(path, mode, dir_fd=dir_fd)
@@ -217,7 +217,7 @@ def open_private(path: str, dir_fd: int | None = None) -> int:
     so it cannot take the lock (flock needs only a descriptor); 0660 in a shared group
     directory, for the group's members only. One of ours made looser by an older version is
     tightened; one of another owner is used as it is (their journal)."""
-    mode = grouped(0o600) if shared(_parent(path, dir_fd)) else 0o600
+    mode = grouped(0o600) if shared(parent_stat(path, dir_fd)) else 0o600
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         st = os.fstat(fd)
@@ -275,7 +275,7 @@ def create_temp(directory: Where, name: str, flags: int = os.O_WRONLY, mode: int
         except FileExistsError:
             continue  # 64 random bits taken already: draw again
         try:
-            if shared(_parent(tmp, dir_fd)):
+            if shared(parent_stat(tmp, dir_fd)):
                 os.fchmod(fd, grouped(mode))  # the umask would take the group's write away
         except OSError:
             os.close(fd)

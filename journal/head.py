@@ -39,7 +39,7 @@ import os
 import struct
 import zlib
 
-from .fsutil import create_temp, preallocate
+from .fsutil import create_temp, grouped, parent_stat, preallocate, shared
 
 MAGIC = b"RJHEAD02"
 SUPERSEDED = b"RJHEAD--"  # what a grown head's old file begins with
@@ -121,6 +121,8 @@ class Head:
         try:
             st = os.fstat(fd)
             size = st.st_size
+            if size == 0 and st.st_uid == os.geteuid() and shared(parent_stat(self._name, self._dir_fd)):
+                os.fchmod(fd, grouped(0o644))  # made here, in a group's shared journal: every member writes it
             if size < SIZE:
                 os.ftruncate(fd, SIZE)  # new: zeros are "unknown", and the writer rebuilds it
                 size = SIZE

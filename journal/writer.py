@@ -99,6 +99,8 @@ class Journal:
         self.segment_bytes = segment_bytes
         try:
             self._dfd = open_dir_below(os.path.dirname(directory) if root is None else root, directory)
+        except ValueError as e:  # a journal outside the root it was given: a caller's mistake
+            raise BadInput(f"cannot open journal {directory}: {e}") from None
         except OSError as e:
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror}") from None
         try:
@@ -628,6 +630,15 @@ class Journal:
 
     def _merge_pending(self) -> None:
         """Append every spilled batch, oldest first (under the lock, before this writer's own)."""
+        try:
+            self._merge_spills()
+        except OSError as e:  # pending/ made a link, or unreadable: say where, as for any write
+            where = f"{e.filename}: " if e.filename else ""
+            raise JournalWriteFailed(
+                f"cannot merge the spilled batches of journal {self.directory} ({where}{e.strerror or e}); nothing more was written"
+            ) from None
+
+    def _merge_spills(self) -> None:
         self._last_merge_check = time.monotonic()
         names = spill.names(self._dfd)
         for name in names:

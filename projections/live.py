@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from runjournal.journal import EventStore, JournalError, open_store
+from runjournal.journal.fsutil import root_of
 from runjournal.journal.naming import validate_task_id
 
 from .projector import CatchUp, Projector
@@ -50,7 +51,7 @@ class Watcher:
     ):
         self.runs_dir = os.path.abspath(runs_dir)
         self.roots = roots
-        self.store = store if store is not None else open_store(self.runs_dir)
+        self.store = store if store is not None else open_store(self.runs_dir, root=root_of(self.runs_dir, roots) if roots else None)
         self._owns_store = store is None
         self.out_dir = os.path.abspath(out_dir)
         self.task = None if task is None else validate_task_id(task)

@@ -23,7 +23,7 @@ import msgspec
 from runjournal.journal import BadInput, CorruptRecord, EventStore, Item, JournalError, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
-from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, write_all
+from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, root_of, write_all
 
 from . import render, swap
 from .observe import Liveness, Sightings
@@ -90,7 +90,7 @@ class Projector:
         self.paths = _Paths(runs_dir, out_dir, task)
         self.task = task
         self.sync = sync
-        self.store = store if store is not None else open_store(runs_dir)
+        self.store = store if store is not None else open_store(runs_dir, root=root_of(runs_dir, self._roots))
         self._owns_store = store is None
         self.state_dir = os.path.join(self.paths.task_dir, STATE_DIR)
         self.checkpoint_path = os.path.join(self.state_dir, "checkpoint")

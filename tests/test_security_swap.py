@@ -17,6 +17,7 @@ import pytest
 
 from runjournal.journal import FileStore, LockTimeout, check, read_records
 from runjournal.journal import events as ev
+from runjournal.journal import spill
 from runjournal.journal.lock import JournalLock
 
 RUN = make_run_id(1)
@@ -50,3 +51,24 @@ def test_a_task_directory_swapped_for_a_link_after_the_open_is_never_written_thr
     moved = str(runs / "moved" / "journal")
     assert [r.seq for r in read_records(moved)] == list(range(1, 9))
     assert check(moved).ok
+
+
+def test_a_link_planted_at_pending_is_an_error_and_nothing_is_merged_through_it(tmp_path: Path):
+    from runjournal.journal import JournalWriteFailed
+
+    runs, outside = tmp_path / "runs", tmp_path / "outside"
+    outside.mkdir()
+    forged = spill.write(str(outside.parent / "forge"), "01795726964628116759-17522-000001.rjp", spill.encode([(RUN, ev.Heartbeat(), 1)]))
+    (outside / "01795726964628116759-17522-000001.rjp").write_bytes((tmp_path / "forge" / forged).read_bytes())
+    store = FileStore(str(runs), durability="none")
+    store.append("default", RUN, ev.Heartbeat())
+    store.close()
+    (runs / "default" / "journal" / "pending").symlink_to(outside)
+    store = FileStore(str(runs), durability="none")
+    try:
+        with pytest.raises(JournalWriteFailed, match=r"pending is a symbolic link or not a directory; runjournal writes nothing through it"):
+            store.append("default", RUN, ev.Heartbeat())
+    finally:
+        store.close()
+    assert sorted(p.name for p in outside.iterdir()) == ["01795726964628116759-17522-000001.rjp"]
+    assert [r.seq for r in read_records(str(runs / "default" / "journal"))] == [1]
