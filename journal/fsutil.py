@@ -284,6 +284,22 @@ def create_temp(directory: Where, name: str, flags: int = os.O_WRONLY, mode: int
         return fd, tmp
 
 
+def write_temp(directory: Where, name: str, data: bytes) -> str:
+    """``data`` in a new temp file for ``name`` (``create_temp``), fsynced and closed; its name
+    (relative to ``directory`` when that is a descriptor), for the caller to rename into place.
+    On failure the temp file is removed: on a full disk it would hold on to space."""
+    fd, tmp = create_temp(directory, name)
+    try:
+        write_all(fd, data)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        os.unlink(tmp, dir_fd=directory if isinstance(directory, int) else None)
+        raise
+    os.close(fd)
+    return tmp
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o644, sync: bool = True, dir_fd: int | None = None) -> None:
     """Replace ``path`` with ``data``: temp file in the same directory, fsync, rename, dir fsync.
     With ``dir_fd`` (a ``Below`` directory), the file is its basename in that directory."""

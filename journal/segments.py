@@ -13,7 +13,7 @@ import os
 from . import format as fmt
 from .errors import CorruptRecord, JournalWriteFailed
 from .events import SCHEMA_VERSION, TailRepaired
-from .fsutil import Where, at, create_temp, exists_at, preallocate, subdir, sync_dir, write_all
+from .fsutil import Where, at, create_temp, exists_at, preallocate, subdir, sync_dir, write_all, write_temp
 from .head import SIZE as HEAD_SIZE
 
 TORN_DIR = "torn"
@@ -49,9 +49,13 @@ def open_for_append(directory: Where, name: str, base: int) -> int:
     fd, _ = fmt.open_segment(directory, name, os.O_RDWR | os.O_APPEND)
     head = os.pread(fd, fmt.HEADER_LEN, 0)
     if len(head) < fmt.HEADER_LEN and not any(head) and not exists_at(directory, fmt.segment_name(base + 1)):
-        os.ftruncate(fd, 0)
-        write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
-        os.fsync(fd)
+        try:
+            os.ftruncate(fd, 0)
+            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+            os.fsync(fd)
+        except OSError:
+            os.close(fd)
+            raise
         return fd
     try:
         header = fmt.decode_header(head, name)
@@ -81,12 +85,7 @@ def cut_tail(directory: Where, fd: int, segment: str, offset: int) -> TailRepair
     data = os.pread(fd, size - offset, offset)
     with subdir(directory, TORN_DIR, create=True) as torn:
         path, tfd = at(torn, name)
-        cfd, tmp = create_temp(torn, name)
-        try:
-            write_all(cfd, data)
-            os.fsync(cfd)
-        finally:
-            os.close(cfd)
+        tmp = write_temp(torn, name, data)
         os.replace(tmp, path, src_dir_fd=tfd, dst_dir_fd=tfd)  # a copy of an earlier cut at the same place is replaced, never written through
         sync_dir(torn)
     os.ftruncate(fd, offset)

@@ -17,7 +17,7 @@ from . import chain
 from . import format as fmt
 from .errors import CorruptRecord
 from .events import DECODE_ERRORS, AnyEvent, encoder, why_undecodable
-from .fsutil import Where, at, create_temp, shared, subdir, sync_dir, write_all
+from .fsutil import Where, at, shared, subdir, sync_dir, write_temp
 
 PENDING_DIR = "pending"
 PENDING_MAGIC = b"RJPENDG1"
@@ -56,12 +56,7 @@ def write(directory: Where, name: str, payloads: list[bytes]) -> str:
     its path below the journal directory (``pending/<name>``)."""
     with subdir(directory, PENDING_DIR, create=True) as pending:
         path, pfd = at(pending, name)
-        fd, tmp = create_temp(pending, name)
-        try:
-            write_all(fd, PENDING_MAGIC + fmt.encode_batch(payloads))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        tmp = write_temp(pending, name, PENDING_MAGIC + fmt.encode_batch(payloads))
         os.rename(tmp, path, src_dir_fd=pfd, dst_dir_fd=pfd)
         try:
             sync_dir(pending)

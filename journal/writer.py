@@ -103,13 +103,18 @@ class Journal:
             raise BadInput(f"cannot open journal {directory}: {e}") from None
         except OSError as e:
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror}") from None
+        lock = None
         try:
             if not exists_at(self._dfd, HEAD):
                 segments.create_head(self._dfd, HEAD)
-            self._lock = JournalLock(os.path.join(directory, LOCK), lock_timeout, dir_fd=self._dfd)
+            self._lock = lock = JournalLock(os.path.join(directory, LOCK), lock_timeout, dir_fd=self._dfd)
             self._head = Head(HEAD, dir_fd=self._dfd)
-        except OSError as e:
+        except (OSError, JournalWriteFailed) as e:
+            if lock is not None:
+                lock.close()
             os.close(self._dfd)
+            if isinstance(e, JournalWriteFailed):
+                raise
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
         self._fd: int | None = None
@@ -303,14 +308,16 @@ class Journal:
             if self._closed.is_set():
                 return
             self._closed.set()
-            if self._fd is not None:
-                if self._dirty and self.durability != "none":
-                    os.fdatasync(self._fd)
-                os.close(self._fd)
-                self._fd = None
-            self._head.close()
-            self._lock.close()
-            os.close(self._dfd)
+            try:
+                if self._fd is not None and self._dirty and self.durability != "none":
+                    os.fdatasync(self._fd)  # an error here is the caller's to see, after everything is closed
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                self._head.close()
+                self._lock.close()
+                os.close(self._dfd)
 
     def __enter__(self) -> Journal:
         return self

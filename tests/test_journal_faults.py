@@ -428,3 +428,24 @@ def test_file_size_limit_mid_append_gives_a_clear_error_and_loses_nothing(tmp_pa
         rec = journal.append("r", ev.Heartbeat())
     assert rec.seq == len(acked) + 1 and rec.run_seq == len(acked) + 1
     assert check(str(directory)).ok
+
+
+SPILL_OVER_LIMIT = """
+import os, resource, sys
+from runjournal.journal import spill, events as ev
+d = sys.argv[1]
+os.makedirs(d)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    spill.write(d, "01795726964628116759-17522-000001.rjp", spill.encode([("r", ev.OutputChunk(index=1, stream="stdout", data=b"y" * 10000), 1)]))
+except OSError as e:
+    print("refused", e.errno)
+print(" ".join(sorted(os.listdir(os.path.join(d, "pending")))) or "empty")
+"""
+
+
+def test_a_spill_that_cannot_be_written_leaves_no_temp_file(tmp_path):
+    import errno
+
+    done = subprocess.run([sys.executable, "-c", SPILL_OVER_LIMIT, str(tmp_path / "journal")], capture_output=True, text=True, env=clean_env(), timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"refused {errno.EFBIG}\nempty\n"), done.stderr
