@@ -49,6 +49,7 @@ def mkdir(path: str, dir_fd: int | None = None) -> None:
         finally:
             os.close(fd)
 
+
 #: a directory: its path, or a descriptor open on it. Below a descriptor, names are opened
 #: relative to it (``dir_fd``), so a directory renamed or swapped for a link after it was
 #: opened changes nothing about where they go: the journal writer works this way.
@@ -155,12 +156,7 @@ def open_own_dir(path: str, mode: int | None = None, dir_fd: int | None = None) 
             os.mkdir(path, mode, dir_fd=dir_fd)
         except FileExistsError:
             pass
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise OSError(e.errno, f"{path} is a symbolic link or not a directory; runjournal writes nothing through it") from None
-        raise
+    fd = open_dir(path, dir_fd, path)
     if mode is not None:
         try:
             st = os.fstat(fd)
@@ -182,34 +178,26 @@ def root_of(path: str, roots) -> str:
     return max(inside, key=len) if inside else path
 
 
+def open_dir(name: str, dir_fd: int | None, shown: str) -> int:
+    """A descriptor on the directory ``name`` (in ``dir_fd``), never through a symlink: a link
+    or anything but a directory there is an OSError naming ``shown``."""
+    try:
+        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(e.errno, f"{shown} is a symbolic link or not a directory; runjournal writes nothing through it") from None
+        raise
+
+
 def open_dir_below(root: str, directory: str) -> int:
-    """A descriptor on ``directory``, created with its missing parents (at DIR_MODE, durably).
-    ``root`` may be a symlink (the user named it); each directory below it is opened without
-    following one, and a link there is an OSError naming it."""
+    """A descriptor of its own on ``directory``, created with its missing parents (at DIR_MODE,
+    durably) as ``Below`` opens it: ``root`` may be a symlink (the user named it), nothing
+    below it is followed through one. ValueError if ``directory`` is not below ``root``."""
     root, directory = os.path.abspath(root), os.path.abspath(directory)
-    rel = os.path.relpath(directory, root)
-    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+    if root_of(directory, (root,)) != root:
         raise ValueError(f"{directory} is not below {root}")
-    makedirs_durable(root)
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    path = root
-    for part in [] if rel == os.curdir else rel.split(os.sep):
-        path = os.path.join(path, part)
-        try:
-            try:
-                mkdir(part, dir_fd=fd)
-                os.fsync(fd)
-            except FileExistsError:
-                pass
-            below = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
-        except OSError as e:
-            if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                raise OSError(e.errno, f"{path} is a symbolic link or not a directory; runjournal writes nothing through it") from None
-            raise OSError(e.errno, e.strerror, path) from None
-        finally:
-            os.close(fd)
-        fd = below
-    return fd
+    with Below(root, durable=True) as below:
+        return os.dup(below.dir(directory))
 
 
 def open_private(path: str, dir_fd: int | None = None) -> int:
@@ -334,8 +322,10 @@ class Below:
     choice), each component created at DIR_MODE or opened without following a symlink, so that
     nothing is written through a link planted below a root. Descriptors are kept until ``close``."""
 
-    def __init__(self, *roots: str):
+    def __init__(self, *roots: str, durable: bool = False):
+        """``durable``: every directory made is synced into its parent (for the journal)."""
         self.roots = [os.path.abspath(r) for r in roots]
+        self.durable = durable
         self._fds: dict[str, int] = {}
 
     def dir(self, directory: str, create: bool = True) -> int | None:
@@ -352,7 +342,7 @@ class Below:
         parent = os.path.dirname(directory)
         if root is None or directory == root:
             if create:
-                makedirs(directory)
+                (makedirs_durable if self.durable else makedirs)(directory)
             try:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
@@ -367,18 +357,16 @@ class Below:
             if create:
                 try:
                     mkdir(name, dir_fd=pfd)
+                    if self.durable:
+                        os.fsync(pfd)
                 except FileExistsError:
                     pass
             try:
-                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
+                fd = open_dir(name, pfd, directory)
             except FileNotFoundError:
                 if create:
                     raise
                 return None
-            except OSError as e:
-                if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise OSError(e.errno, f"{directory} is a symbolic link or not a directory; runjournal writes nothing through it") from None
-                raise
         self._fds[directory] = fd
         return fd
 

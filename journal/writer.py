@@ -109,12 +109,10 @@ class Journal:
                 segments.create_head(self._dfd, HEAD)
             self._lock = lock = JournalLock(os.path.join(directory, LOCK), lock_timeout, dir_fd=self._dfd)
             self._head = Head(HEAD, dir_fd=self._dfd)
-        except (OSError, JournalWriteFailed) as e:
+        except OSError as e:
             if lock is not None:
                 lock.close()
             os.close(self._dfd)
-            if isinstance(e, JournalWriteFailed):
-                raise
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
         self._fd: int | None = None
@@ -336,12 +334,16 @@ class Journal:
         if self._head.unchanged(self._published) and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
-        try:
-            if self._head.replaced():  # another writer grew the head's table into a new file
-                self._head.reopen()
-        except OSError as e:
-            raise JournalWriteFailed(f"cannot open the head of journal {self.directory}: {e.strerror or e}; nothing was written") from None
         h = self._head.read()
+        if h is None:
+            # another writer may have grown the table into a new file (the old one is marked, so
+            # it reads as not checking): looked for only then, not on every contended append
+            try:
+                if self._head.replaced():
+                    self._head.reopen()
+                    h = self._head.read()
+            except OSError as e:
+                raise JournalWriteFailed(f"cannot open the head of journal {self.directory}: {e.strerror or e}; nothing was written") from None
         self._alone = 0
         self._local.clear()  # someone else wrote, and folded what this writer left unpublished
         if h is None or (self._fd is None and not self._head.valid_for_this_boot()) or not self._adopt(*h[:3]):
