@@ -19,19 +19,25 @@ from .render import record_line
 @click.command()
 @task_option
 @click.option("--repair", "do_repair", is_flag=True, help="Cut a torn tail (a copy is kept) and merge pending spills.")
+@click.option(
+    "--quarantine",
+    is_flag=True,
+    help="Also set damaged regions aside (their records are lost; a copy is kept in journal/quarantine/), so that appends can go on. Implies --repair.",
+)
 @format_option
 @pass_settings
-def verify(settings, task, do_repair, fmt):
+def verify(settings, task, do_repair, quarantine, fmt):
     """Check every record of a task journal: framing, checksum, decode, sequences.
 
-    Exits 0 when the journal is clean, 1 otherwise.
+    Exits 0 when the journal is clean, 1 otherwise. Regions set aside earlier are listed
+    ("quarantined:"); they are not problems.
 
     Example: runjournal verify --task nightly --repair
     """
     task = settings.task(task)
     store = settings.store
     directory = store.where(task)
-    report = store.repair(task) if do_repair else store.check(task)
+    report = store.repair(task, quarantine=quarantine) if do_repair or quarantine else store.check(task)
     if fmt == "json":
         emit_json(report.to_dict())
     else:
@@ -42,6 +48,8 @@ def verify(settings, task, do_repair, fmt):
         )
         for line in report.repaired:
             echo(f"repaired: {line}")
+        for line in report.quarantined:
+            echo(f"quarantined: {line}")
         for p in report.problems:
             echo(f"problem: {p.kind} in {p.segment} at byte {p.offset}: {p.detail}")
     return 0 if report.ok else 1

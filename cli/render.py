@@ -46,6 +46,9 @@ def describe(event: ev.Event) -> str:
         return f"writer stats: {e.lock_retries} lock retries, {e.spills} spills, {e.heartbeats_failed} heartbeats failed"
     if isinstance(e, ev.RunStale):
         return f"run presumed dead: no heartbeat since {iso_utc(e.last_heartbeat_ts)} ({e.observer})"
+    if isinstance(e, ev.RegionQuarantined):
+        lost = e.next_seq - e.first_lost_seq
+        return f"damaged region set aside: {e.bytes_set_aside} bytes of {e.segment} at byte {e.offset}, {lost} record(s) lost ({e.detail})"
     if isinstance(e, ev.TailRepaired):
         return f"torn tail cut: {e.bytes_cut} bytes of {e.segment} at byte {e.offset}"
     return type(e).__name__

@@ -5,6 +5,7 @@ from .check import Problem, Report, check, repair
 from .errors import (
     BadInput,
     CorruptRecord,
+    JournalDamaged,
     HistoryViolation,
     InvalidId,
     JournalError,
@@ -25,6 +26,7 @@ from .writer import DURABILITY_MODES, Item, Journal
 __all__ = [
     "BadInput",
     "CorruptRecord",
+    "JournalDamaged",
     "HistoryViolation",
     "DURABILITY_MODES",
     "EventStore",

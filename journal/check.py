@@ -35,6 +35,8 @@ class Report:
     pending: int = 0
     problems: list[Problem] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    #: regions set aside by ``verify --quarantine``: not problems, but history that is gone
+    quarantined: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +55,7 @@ def check(directory: str) -> Report:
     report = Report()
     run_seqs: dict[str, int] = {}
     history = History()
+    unsure: set = set()  # runs that may have lost records in a region set aside (None: runs not seen yet)
     segments = chain.segments(directory)
     report.segments = len(segments)
     expected_seq = 1  # nothing deletes segments: the chain starts at 1
@@ -62,7 +65,7 @@ def check(directory: str) -> Report:
             report.problems.append(Problem(name, 0, "unreachable-segment", detail))
             expected_seq = base
         last = i == len(segments) - 1
-        expected_seq = _check_segment(directory, name, base, last, report, run_seqs, history)
+        expected_seq = _check_segment(directory, name, base, last, report, run_seqs, history, unsure)
     report.runs = len([r for r in run_seqs if r != JOURNAL_RUN])
     try:
         names = os.listdir(os.path.join(directory, PENDING_DIR))
@@ -85,7 +88,9 @@ def check(directory: str) -> Report:
     return report
 
 
-def _check_segment(directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History) -> int:
+def _check_segment(
+    directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History, unsure: set
+) -> int:
     """Check one segment; return the sequence the next segment must start at."""
     seq = base
     try:
@@ -105,6 +110,18 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
         scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
         try:
             for batch in scanner.batches():
+                if batch.__class__ is fmt.Hole:
+                    lost = batch.next - batch.first
+                    report.quarantined.append(
+                        f"{name} bytes {batch.offset} to {batch.offset + batch.size}: "
+                        + (f"sequences {batch.first} to {batch.next - 1} lost" if lost else "no sequence known lost")
+                    )
+                    seq = batch.next
+                    # a run that had records in the region may skip sequences, and its history
+                    # may miss steps: neither is reported for the runs known so far
+                    unsure.update(run_seqs)
+                    unsure.add(None)
+                    history.forget()
                 for off, payload in batch:
                     try:
                         rec = decode_record(payload, name, off)
@@ -119,7 +136,9 @@ def _check_segment(directory: str, name: str, base: int, last: bool, report: Rep
                         report.problems.append(Problem(name, off, "sequence-gap", f"sequence {rec.seq} where {seq} was expected"))
                     seq = rec.seq + 1
                     prev = run_seqs.get(rec.run_id, 0)
-                    if rec.run_seq != prev + 1:
+                    if rec.run_seq != prev + 1 and unsure and (rec.run_id in unsure or (prev == 0 and None in unsure)):
+                        unsure.discard(rec.run_id)
+                    elif rec.run_seq != prev + 1:
                         report.problems.append(
                             Problem(name, off, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}")
                         )
@@ -154,6 +173,9 @@ def _check_ids(rec, segment: str, offset: int, report: Report, seen: dict[str, i
         except InvalidId as e:
             report.problems.append(Problem(segment, offset, "invalid-id", f"{e}; projections skip it"))
 
+
+#: what ``repair(quarantine=True)`` sets aside
+QUARANTINABLE = ("corrupt", "sequence-gap", "unreachable-segment", "bad-header")
 
 #: how long ``check`` waits for a live writer to finish the batch it finds at the end
 TAIL_WAIT = 2.0
@@ -199,10 +221,21 @@ def _still_unfinished(fd: int, offset: int) -> bool:
     return scanner.end.state == "tail"
 
 
-def repair(directory: str, root: str | None = None) -> Report:
-    """Cut a torn tail (keeping a copy) and merge pending spills; report what remains.
+def repair(directory: str, root: str | None = None, quarantine: bool = False) -> Report:
+    """Cut a torn tail (keeping a copy) and merge pending spills; report what remains. With
+    ``quarantine``, damaged regions are set aside too (``journal.quarantine``).
     ``root``: as for ``Journal``, the directory below which no link is followed."""
     before = check(directory)
+    if quarantine and any(p.kind in QUARANTINABLE for p in before.problems):
+        with Journal(directory, root=root) as journal:
+            regions = journal.quarantine()
+            repairs = journal.repaired
+        after = check(directory)
+        after.repaired = [
+            f"set aside {r.bytes_set_aside} bytes of {r.segment} at byte {r.offset}: "
+            f"{r.next_seq - r.first_lost_seq} record(s) lost, a copy kept in {r.copy}" for r in regions
+        ] + [f"cut {r.bytes_cut} bytes from {r.segment} at byte {r.offset} (copy kept in {r.copy})" for r in repairs]
+        return after
     fixable = [p for p in before.problems if p.kind == "torn-tail"]
     if len(fixable) != len(before.problems):
         before.repaired = []

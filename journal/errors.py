@@ -32,6 +32,26 @@ class CorruptRecord(JournalError):
         )
 
 
+class JournalDamaged(CorruptRecord):
+    """A writer found damage before the end of the journal, and refuses to append after it."""
+
+    def __init__(self, segment: str, offset: int, detail: str):
+        self.segment, self.offset, self.detail = segment, offset, detail
+        JournalError.__init__(
+            self,
+            f"the journal is damaged in {segment} at byte {offset}: {detail}; nothing was written. "
+            "`runjournal verify` shows the damage; `runjournal verify --quarantine` sets the damaged "
+            "region aside (a copy is kept) so that appends can go on",
+        )
+
+
+class NotQuarantinable(JournalError):
+    """Damage of a kind ``verify --quarantine`` cannot set aside (journal.quarantine)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"cannot set this damage aside: {what}; nothing more was changed (see docs/guarantees.md, \"Corruption in the middle\")")
+
+
 class UnknownEventType(CorruptRecord):
     """A record holds an event type this version does not know (written by a newer runjournal)."""
 

@@ -216,6 +216,20 @@ class TailRepaired(Event, tag="tail_repaired"):
     boundary: ClassVar[bool] = True
 
 
+class RegionQuarantined(Event, tag="region_quarantined"):
+    """Journal-level: a damaged region was set aside by ``verify --quarantine`` (a copy was kept);
+    the sequences ``first_lost_seq`` to ``next_seq - 1`` were in it and are gone."""
+
+    segment: str
+    offset: int
+    bytes_set_aside: int
+    first_lost_seq: int
+    next_seq: int
+    copy: str
+    detail: str = ""
+    boundary: ClassVar[bool] = True
+
+
 AnyEvent = Union[
     RunStarted,
     StageStarted,
@@ -235,6 +249,7 @@ AnyEvent = Union[
     WriterStats,
     RunStale,
     TailRepaired,
+    RegionQuarantined,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -109,7 +109,10 @@ class FileStore(EventStore):
         base, name = found[-1]
         fd, _ = fmt.open_segment(directory, name)  # a FIFO named like a segment is an error, never a hang
         try:
-            return base - 1 + sum(len(batch) for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches())
+            last = base - 1
+            for batch in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN).batches():
+                last = batch.next - 1 if batch.__class__ is fmt.Hole else last + len(batch)
+            return last
         finally:
             os.close(fd)
 
@@ -140,7 +143,7 @@ class FileStore(EventStore):
         except FileNotFoundError:
             return ""
         try:
-            first = next(iter(fmt.SegmentScanner(fd, name, fmt.HEADER_LEN, chunk=LOOK_CHUNK).batches()), None)
+            first = next((b for b in fmt.SegmentScanner(fd, name, fmt.HEADER_LEN, chunk=LOOK_CHUNK).batches() if b), None)
         finally:
             os.close(fd)
         if not first:
@@ -183,8 +186,8 @@ class FileStore(EventStore):
     def check(self, task: str) -> Report:
         return check(self.journal_dir(task))
 
-    def repair(self, task: str) -> Report:
-        return repair(self.journal_dir(task), root=self.root)
+    def repair(self, task: str, quarantine: bool = False) -> Report:
+        return repair(self.journal_dir(task), root=self.root, quarantine=quarantine)
 
     def writer_stats(self, task: str) -> WriterStats:
         journal = self._writers.get(task)
@@ -243,6 +246,8 @@ def _position(directory: str, from_seq: int, hint: str | None) -> Position | Non
         if offset < fmt.HEADER_LEN or offset > size:
             return None
         first = next(iter(fmt.SegmentScanner(fd, segment, offset, chunk=LOOK_CHUNK).batches()), None)
+        if first.__class__ is fmt.Hole:
+            return None  # a region set aside: the reader starts before it
         if first:
             try:
                 if head_decoder.decode(first[0][1]).seq != from_seq:

@@ -14,6 +14,10 @@ that a crashed writer left unfinished.
 A batch is a run of frames with CONTINUES set, closed by one without it; a batch is
 committed only once its closing frame is complete. A SEAL frame (empty payload) ends a
 segment; the next segment is named by the sequence number that follows.
+
+A HOLE frame (SEAL and CONTINUES both set) is written only by ``verify --quarantine`` over a
+damaged region, which it fills exactly: its payload says which sequences were lost and
+whether the segment ends with it (``Hole``). Readers step over it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ WORD = struct.Struct("<I")
 LEN_MASK = (1 << 30) - 1
 SEAL = 1 << 30
 CONTINUES = 1 << 31
+HOLE = SEAL | CONTINUES
+HOLE_PAYLOAD = struct.Struct("<8sQQB")  # magic, first sequence lost, next sequence, ends the segment
+HOLE_MAGIC = b"RJHOLE01"
+HOLE_MIN = FRAME_LEN + HOLE_PAYLOAD.size  # the smallest region a hole can fill
 MAX_PAYLOAD = 64 << 20
 SEGMENT_RE = re.compile(r"^seg-(\d{20})\.rjl$")
 READ_CHUNK = 1 << 20
@@ -110,6 +118,24 @@ def frame_starts(fd: int, offset: int) -> bool:
 
 def seal_frame() -> bytes:
     return FRAME.pack(SEAL, _word_crc(SEAL), crc32(b""))
+
+
+class Hole(list):
+    """What a scanner yields for a quarantined region: no records (an empty batch), but the
+    sequences ``first`` to ``next - 1`` are gone, and the one after it is ``next``. With
+    ``seals``, the region ran to the end of a segment that another follows: the chain goes on
+    in the segment based at ``next``."""
+
+    def __init__(self, offset: int, size: int, first: int, next_seq: int, seals: bool):
+        super().__init__()
+        self.offset, self.size, self.first, self.next, self.seals = offset, size, first, next_seq, seals
+
+
+def encode_hole(size: int, first: int, next_seq: int, seals: bool) -> bytes:
+    """A hole frame of exactly ``size`` bytes (at least ``HOLE_MIN``): zeros pad its payload."""
+    payload = HOLE_PAYLOAD.pack(HOLE_MAGIC, first, next_seq, int(seals)).ljust(size - FRAME_LEN, b"\0")
+    word = HOLE | len(payload)
+    return FRAME.pack(word, crc32(WORD.pack(word)), crc32(payload)) + payload
 
 
 def encode_batch(payloads: list[bytes]) -> bytes:
@@ -227,24 +253,34 @@ class SegmentScanner:
                 # the checksums of common words are known: a dict lookup instead of a crc32
                 if known.get(word) != wcrc:
                     if crc32(view[pos : pos + 4]) != wcrc:
-                        self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False)
+                        self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False, batch=batch)
                         return
                     if len(known) < 65536:
                         known[word] = wcrc
                 length = word & LEN_MASK
                 end = pos + FRAME_LEN + length
                 if length > MAX_PAYLOAD:
-                    self._damaged(buf_start + pos, f"frame length {length} exceeds {MAX_PAYLOAD}", header_ok=False)
+                    self._damaged(buf_start + pos, f"frame length {length} exceeds {MAX_PAYLOAD}", header_ok=False, batch=batch)
                     return
                 if end > n:
                     break
                 payload = view[pos + FRAME_LEN : end]
                 if crc32(payload) != pcrc:
-                    self._damaged(buf_start + pos, "payload checksum mismatch", header_ok=True, frame_end=buf_start + end)
+                    self._damaged(buf_start + pos, "payload checksum mismatch", header_ok=True, frame_end=buf_start + end, batch=batch)
                     return
                 if word & SEAL:
                     if batch:
                         raise CorruptRecord(self.segment, buf_start + pos, "segment seal inside an unfinished batch")
+                    if word & CONTINUES:
+                        hole = self._hole(buf_start + pos, payload)
+                        pos = end
+                        self.offset = buf_start + pos
+                        if hole.seals:
+                            self.end = ScanEnd("sealed", buf_start + end)
+                        yield hole
+                        if hole.seals:
+                            return
+                        continue
                     self.offset = buf_start + end
                     self.end = ScanEnd("sealed", buf_start + end)
                     return
@@ -263,12 +299,22 @@ class SegmentScanner:
                     self.end = ScanEnd("open", buf_start + pos)
                 return
 
-    def _damaged(self, offset: int, detail: str, header_ok: bool, frame_end: int = 0) -> None:
+    def _hole(self, offset: int, payload: memoryview) -> Hole:
+        if len(payload) < HOLE_PAYLOAD.size:
+            raise CorruptRecord(self.segment, offset, "hole frame too short")
+        magic, first, next_seq, seals = HOLE_PAYLOAD.unpack_from(payload)
+        if magic != HOLE_MAGIC or next_seq < first or seals > 1:
+            raise CorruptRecord(self.segment, offset, "hole frame does not describe a hole")
+        return Hole(offset, FRAME_LEN + len(payload), first, next_seq, bool(seals))
+
+    def _damaged(self, offset: int, detail: str, header_ok: bool, frame_end: int = 0, batch: list | None = None) -> None:
         """Classify a bad frame: a torn tail if nothing but zeros (or, for an intact header,
-        nothing at all) follows it; corruption otherwise, which is raised."""
+        nothing at all) follows it; corruption otherwise, which is raised. A tail starts with
+        the unfinished batch the frame belongs to (``batch``: its frames read so far), so that
+        cutting it never leaves the batch's first frames for the next batch to be read with."""
         size = os.fstat(self.fd).st_size
         if header_ok and frame_end >= size or _all_zero(self.fd, offset, size):
-            self.end = ScanEnd("tail", offset, detail)
+            self.end = ScanEnd("tail", batch[0][0] if batch else offset, detail)
             return
         raise CorruptRecord(self.segment, offset, detail)
 

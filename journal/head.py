@@ -22,6 +22,10 @@ Layout (little-endian), every part a decision depends on under a check:
 - 64: u64 buckets (a power of two) | u64 complete (1: every run of the journal is in the
   table; 0: some may be missing, after a table that could not grow) | u64 check (CRC-32 of
   the two, tagged);
+- 96: u64 segment base | u64 end offset | u64 running CRC-32 of the segment's bytes from the
+  end of its header to that end | u64 check (CRC-32 of the three, tagged): what a writer
+  opening the journal compares the current segment with, so that damage to records already
+  written is found before anything is appended after it (published with the header, before it);
 - 128: ``buckets`` buckets of 256 bytes: ``WAYS`` slots of (u64 key, u64 run seq, u64 global
   seq of that write), then u64 check (CRC-32 of the slots, seeded with the bucket's number,
   tagged), then 8 zero bytes. An empty slot is all zeros; an empty bucket is all zeros.
@@ -51,6 +55,9 @@ BOOT_AT = 48
 TABLE_HEADER = struct.Struct("<QQQ")
 TABLE_HEADER_AT = 64
 TABLE_TAG = 0x524A_5442 << 32
+SEGMENT_CHECK = struct.Struct("<QQQQ")
+SEGMENT_CHECK_AT = 96
+SEGMENT_TAG = 0x524A_5343 << 32
 TABLE_AT = 128
 WAYS = 10
 SLOT = struct.Struct("<QQQ")
@@ -180,11 +187,22 @@ class Head:
             return None
         return base, end, last, owner
 
-    def write(self, base: int, end: int, last: int, owner: int) -> bytes:
-        """Store the header; returns the head's first bytes as they are now, for ``unchanged``."""
+    def write(self, base: int, end: int, last: int, owner: int, crc: int) -> bytes:
+        """Store the segment's check, then the header; returns the head's first bytes as they
+        are now, for ``unchanged``."""
+        check = SEGMENT_TAG | zlib.crc32(SEGMENT_CHECK.pack(base, end, crc, 0))
+        SEGMENT_CHECK.pack_into(self._mm, SEGMENT_CHECK_AT, base, end, crc, check)
         data = HEADER.pack(base, end, last, owner, header_check(base, end, last, owner))
         self._mm[HEADER_AT:HEADER_END] = data
         return MAGIC + data
+
+    def segment_crc(self, base: int, end: int) -> int | None:
+        """The running CRC-32 of segment ``base`` up to ``end``, if the head holds one for
+        exactly that end and it checks; None otherwise (the caller reads the segment)."""
+        b, e, crc, check = SEGMENT_CHECK.unpack_from(self._mm, SEGMENT_CHECK_AT)
+        if (b, e) != (base, end) or check != SEGMENT_TAG | zlib.crc32(SEGMENT_CHECK.pack(b, e, crc, 0)):
+            return None
+        return crc
 
     def invalidate(self) -> None:
         """Make the header fail its check: every writer rebuilds the head before trusting it."""
@@ -336,6 +354,7 @@ class Head:
             finally:
                 os.close(fd)
             mm[:TABLE_HEADER_AT] = old[:TABLE_HEADER_AT]
+            mm[SEGMENT_CHECK_AT:TABLE_AT] = old[SEGMENT_CHECK_AT:TABLE_AT]
             TABLE_HEADER.pack_into(mm, TABLE_HEADER_AT, buckets, complete, table_check(buckets, complete))
             mm[TABLE_AT:size] = grown
             os.replace(tmp, self._name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)

@@ -69,6 +69,9 @@ class JournalReader:
                 decode = record_decoder.decode
                 frame_len = fmt.FRAME_LEN
                 for batch in scanner.batches():
+                    if batch.__class__ is fmt.Hole:  # a region set aside: its sequences are gone
+                        next_seq = batch.next
+                        self._offset, self._next_seq = batch.offset + batch.size, next_seq
                     for off, payload in batch:
                         seq = next_seq
                         next_seq += 1

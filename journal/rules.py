@@ -47,6 +47,11 @@ class History:
         #: run id -> [stages in the plan (-1: unknown), attempt, ended (0 or 1)]
         self._runs: dict[str, list[int]] = {}
 
+    def forget(self) -> None:
+        """Judge no run known so far any more: records of theirs were lost (a region set aside)."""
+        for state in self._runs.values():
+            state[0] = -1
+
     def violation(self, rec: Record) -> str | None:
         if rec.run_id == JOURNAL_RUN:
             return None

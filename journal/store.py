@@ -167,8 +167,10 @@ class EventStore(abc.ABC):
         """Read every record and report what is wrong (a ``journal.check.Report``); writes nothing."""
 
     @abc.abstractmethod
-    def repair(self, task: str):
-        """Repair what can be repaired without losing a committed record, then ``check``."""
+    def repair(self, task: str, quarantine: bool = False):
+        """Repair what can be repaired without losing a committed record, then ``check``. With
+        ``quarantine``, damaged regions are also set aside (their records are lost; a copy is
+        kept), so that appends can go on after them."""
 
     @abc.abstractmethod
     def writer_stats(self, task: str) -> WriterStats:

@@ -21,18 +21,20 @@ from __future__ import annotations
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
 import msgspec
 
-from . import chain, segments, spill
+from . import chain, quarantine, segments, spill
 from . import format as fmt
 from .errors import (
     BadInput,
     CorruptRecord,
     HistoryViolation,
+    JournalDamaged,
     JournalError,
     JournalWriteFailed,
     LockTimeout,
@@ -44,6 +46,7 @@ from .events import (
     AnyEvent,
     Event,
     Record,
+    RegionQuarantined,
     RunStarted,
     TailRepaired,
     encoder,
@@ -62,7 +65,7 @@ from .spill import PENDING_DIR
 DURABILITY_MODES = ("always", "batch", "none")
 HEAD = "head2"  # the head cache, format RJHEAD02 (journal/head.py); "head" was RJHEAD01, left to older writers
 LOCK = "lock"
-DEFAULT_SEGMENT_BYTES = 64 << 20
+DEFAULT_SEGMENT_BYTES = 16 << 20  # also bounds what a writer reads to check the current segment at open
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
 ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
@@ -119,6 +122,7 @@ class Journal:
         self._segment = ""
         self._base = 0  # first sequence of the current segment
         self._end = 0
+        self._crc = 0  # running CRC-32 of the current segment's bytes from its header to _end
         self._last_seq = 0
         self._owner = int.from_bytes(os.urandom(8), "little") or 1  # this writer, in the head
         self._published: bytes | None = None  # the head's header as this writer last wrote it
@@ -274,6 +278,31 @@ class Journal:
             done, self.repaired = self.repaired, []
             return done
 
+    def quarantine(self) -> list[RegionQuarantined]:
+        """Set every damaged region aside (``journal.quarantine``), then open for append as
+        ``recover`` does and record each region; return them. NotQuarantinable, with nothing
+        changed past what was already set aside, for damage a hole cannot stand for."""
+        with self._mutex:
+            self._check_open()
+            self._lock.acquire()
+            try:
+                done: list[RegionQuarantined] = []
+                while (damage := quarantine.first_damage(self._dfd)) is not None:
+                    if len(done) >= quarantine.MAX_REGIONS or any((r.segment, r.offset) == damage[:2] for r in done):
+                        raise quarantine.NotQuarantinable(f"{damage.segment} at byte {damage.start}: {damage.detail}")
+                    done.append(quarantine.set_aside(self._dfd, damage))
+                if done:
+                    self._head.invalidate()  # the bytes under its running CRC changed: rebuilt below
+                    self._published = None
+                self._refresh()
+                self._merge_pending()
+                if done:
+                    self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in done], None)
+                    self._sync()
+                return done
+            finally:
+                self._lock.release()
+
     @contextmanager
     def _caught_up(self):
         """Hold the lock with the view caught up and pending spills merged."""
@@ -330,10 +359,23 @@ class Journal:
             raise JournalError(f"journal {self.directory} is closed")
 
     def _refresh(self) -> None:
-        """Catch the in-memory view up with what other writers did, from the head (O(1))."""
+        """Catch the in-memory view up with what other writers did, from the head (O(1)).
+        Damage met on the way is JournalDamaged, and nothing is written."""
         if self._head.unchanged(self._published) and os.lseek(self._fd, 0, os.SEEK_END) == self._end:
             self._alone += 1
             return  # this writer was the last one: the common case, about a microsecond
+        try:
+            self._catch_up()
+        except CorruptRecord as e:
+            if self._fd is not None:  # the next append checks again, as at open, until the damage is set aside
+                os.close(self._fd)
+                self._fd, self._segment, self._base = None, "", 0
+            self._published = None
+            if isinstance(e, JournalDamaged):
+                raise
+            raise JournalDamaged(e.segment, e.offset, e.detail) from None
+
+    def _catch_up(self) -> None:
         h = self._head.read()
         if h is None:
             # another writer may have grown the table into a new file (the old one is marked, so
@@ -361,7 +403,10 @@ class Journal:
     def _adopt(self, base: int, end: int, last: int) -> bool:
         """Take the head's view; scan forward if a writer died after writing but before publishing.
 
-        False if the head does not match the segments (then everything is rescanned)."""
+        False if the head does not match the segments (then everything is rescanned). A writer
+        opening the journal also checks the current segment's bytes against the head's running
+        CRC: damage to records already written is found before anything is appended after it."""
+        opening = self._fd is None
         if base != self._base or self._fd is None:
             try:
                 self._open_segment(fmt.segment_name(base), base)
@@ -371,7 +416,9 @@ class Journal:
         if size < end or end < fmt.HEADER_LEN or (size > end and not fmt.frame_starts(self._fd, end)):
             return False
         self._end, self._last_seq = end, last
-        if size > end:
+        crc = self._head.segment_crc(base, end)
+        self._crc = self._checked_crc(crc) if crc is None or opening else crc
+        if size > self._end:
             self._scan_current()
             self._publish()
         return True
@@ -410,7 +457,46 @@ class Journal:
             store(run_id, rs, self._last_seq)
         self._local.clear()
         self._unpublished = 0
-        self._published = self._head.write(self._base, self._end, self._last_seq, self._owner)
+        self._published = self._head.write(self._base, self._end, self._last_seq, self._owner, self._crc)
+
+    def _checked_crc(self, expected: int | None) -> int:
+        """The CRC-32 of the current segment up to ``_end``, read from the file. Where it is
+        not ``expected`` (the bytes changed since they were written, or the head had no CRC for
+        this end), the records themselves are read: CorruptRecord names the damage. (Damage a
+        reader takes for a torn tail, a last batch that does not check, is treated as one: the
+        view stops before it, and the scan that follows cuts it, as after a crash.)"""
+        crc = _crc_of(self._fd, HEADER_LEN, self._end, 0)
+        if crc != expected and self._check_records():
+            crc = _crc_of(self._fd, HEADER_LEN, self._end, 0)
+        return crc
+
+    def _check_records(self) -> bool:
+        """Read the current segment's records up to ``_end``, checking frames and sequences;
+        True if they stop at a tail before it (``_end`` and ``_last_seq`` are set back to it)."""
+        end = self._end
+        seq, reached = self._base - 1, HEADER_LEN
+        scanner = fmt.SegmentScanner(self._fd, self._segment, HEADER_LEN)
+        for batch in scanner.batches():
+            if batch.__class__ is fmt.Hole:
+                seq, reached = batch.next - 1, batch.offset + batch.size
+            for off, payload in batch:
+                seq += 1
+                try:
+                    head = head_decoder.decode(payload)
+                except DECODE_ERRORS as e:
+                    raise CorruptRecord(self._segment, off, f"record does not decode: {why_undecodable(payload, e)}") from None
+                if head.seq != seq:
+                    raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
+                reached = off + fmt.FRAME_LEN + len(payload)
+            if reached >= end:
+                break
+        else:
+            if scanner.end.state == "tail" and reached == scanner.end.offset and reached < end:
+                self._end, self._last_seq = reached, seq
+                return True
+        if reached != end or seq != self._last_seq:
+            raise CorruptRecord(self._segment, reached, "the committed records do not end where the journal's end was last written")
+        return False
 
     def _current(self, run_id: str) -> int:
         """A run's last sequence: from what this writer wrote since it last published, or from
@@ -448,7 +534,7 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, name, base
-        self._end = fmt.HEADER_LEN
+        self._end, self._crc = fmt.HEADER_LEN, 0
 
     def _scan_current(self) -> None:
         """Read batches past ``_end``, following seals into later segments; record run sequences."""
@@ -458,6 +544,8 @@ class Journal:
                 scanner = fmt.SegmentScanner(self._fd, self._segment, self._end)
                 seq = self._last_seq
                 for batch in scanner.batches():
+                    if batch.__class__ is fmt.Hole:
+                        seq = batch.next - 1
                     for off, payload in batch:
                         try:
                             head = head_decoder.decode(payload)
@@ -469,6 +557,8 @@ class Journal:
                         found[head.run_id] = (head.run_seq, seq)
                 self._last_seq = seq
                 end = scanner.end
+                if end.state != "sealed":  # the segment stays current: its CRC runs on
+                    self._crc = _crc_of(self._fd, self._end, scanner.offset, self._crc)
                 self._end = scanner.offset
                 if end.state == "tail":
                     following = chain.later(self._dfd, self._segment)
@@ -503,7 +593,7 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, fmt.segment_name(base), base
-        self._end = fmt.HEADER_LEN
+        self._end, self._crc = fmt.HEADER_LEN, 0
 
     def _roll(self) -> None:
         """Seal the current segment (durably) and start the next one."""
@@ -592,6 +682,7 @@ class Journal:
                 f"cannot append to {os.path.join(self.directory, self._segment)}: {e.strerror or e}; "
                 "nothing from this append was recorded"
             ) from None
+        self._crc = zlib.crc32(data, self._crc)
 
     def _made_durable(self, boundary: bool) -> None:
         """After a write, in ``always`` or ``batch`` mode: sync now, or leave it to the flusher."""
@@ -680,6 +771,17 @@ class Journal:
             return
         self._sync()
         spill.remove(self._dfd, name)
+
+
+def _crc_of(fd: int, start: int, stop: int, crc: int) -> int:
+    """``crc`` run on over the bytes of ``fd`` from ``start`` to ``stop``."""
+    while start < stop:
+        chunk = os.pread(fd, min(fmt.READ_CHUNK, stop - start), start)
+        if not chunk:
+            break
+        crc = zlib.crc32(chunk, crc)
+        start += len(chunk)
+    return crc
 
 
 def _out_of_range(items: Sequence[msgspec.Struct]) -> BadInput:

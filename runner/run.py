@@ -24,7 +24,7 @@ import msgspec
 
 from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
-from runjournal.journal.errors import BadInput, JournalWriteFailed, LockTimeout, SequenceConflict
+from runjournal.journal.errors import BadInput, JournalDamaged, JournalWriteFailed, LockTimeout, SequenceConflict
 from runjournal.journal.fsutil import open_dir_below, open_own_dir, write_all
 from runjournal.projections import Projector
 
@@ -140,10 +140,11 @@ class Appender:
         self._mutex = threading.Lock()
         self.spills = 0
         self.failures = 0
-        self.last_error: JournalWriteFailed | None = None
+        self.last_error: JournalError | None = None
 
     def append(self, run_id: str, *events: ev.Event, required: bool = False) -> bool:
-        """Append (with any backlog first); ``required``: raise JournalWriteFailed instead of keeping them."""
+        """Append (with any backlog first); ``required``: raise JournalWriteFailed (or
+        JournalDamaged) instead of keeping them."""
         with self._mutex:
             items = self._backlog + [(run_id, e) for e in events]
             try:
@@ -154,7 +155,7 @@ class Appender:
                     return False
                 self.spills += 1
                 self.warn(f"journal busy: {len(items)} event(s) kept in {e.spilled_to}")
-            except JournalWriteFailed as e:
+            except (JournalWriteFailed, JournalDamaged) as e:  # a damaged journal takes nothing until it is repaired
                 if required:
                     raise
                 self._backlog = items  # retried with the next append
@@ -273,7 +274,7 @@ class Runner:
                 runner_host=self.host,
                 runner_start=self.proc_start,
             ), required=True)
-        except JournalWriteFailed:
+        except JournalError:  # not recorded (a failed write, a damaged journal, a lock timeout...)
             os.unlink(self._token_path(run_id))  # no run to resume
             raise
         if parent_run_id is not None and parent_stage is not None:

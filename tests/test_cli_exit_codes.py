@@ -30,6 +30,8 @@ EXPECTED = {
     "AmbiguousRun": 2,  # a run id in several tasks and no --task
     "CorruptRecord": 1,  # the thing asked about failed: a journal that does not verify
     "UnknownEventType": 1,
+    "JournalDamaged": 1,  # a writer refusing to append after damage (nothing was written)
+    "NotQuarantinable": 1,  # damage `verify --quarantine` cannot set aside
     "JournalError": 1,
     "JournalWriteFailed": 1,
     "LockTimeout": 1,

@@ -27,6 +27,7 @@ TAGS = [
 BOUNDARY = {
     "run_started", "stage_started", "stage_finished", "stage_failed", "stage_skipped", "run_completed",
     "run_failed", "run_cancelled", "run_resumed", "child_run_linked", "approval", "run_stale", "tail_repaired",
+    "region_quarantined",
 }  # fmt: skip
 
 
