@@ -22,7 +22,7 @@ from .writer import PENDING_DIR, Journal
 class Problem:
     segment: str
     offset: int
-    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | damaged-spill | foreign-spill | refused-spill
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | duplicate-sequence | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | damaged-spill | foreign-spill | refused-spill
     detail: str
 
 
@@ -130,22 +130,7 @@ def _check_segment(
                         report.problems.append(Problem(name, off, kind, e.detail))
                         seq += 1
                         continue
-                    report.records += 1
-                    _check_ids(rec, name, off, report, run_seqs)
-                    if rec.seq != seq:
-                        report.problems.append(Problem(name, off, "sequence-gap", f"sequence {rec.seq} where {seq} was expected"))
-                    seq = rec.seq + 1
-                    prev = run_seqs.get(rec.run_id, 0)
-                    if rec.run_seq != prev + 1 and unsure and (rec.run_id in unsure or (prev == 0 and None in unsure)):
-                        unsure.discard(rec.run_id)
-                    elif rec.run_seq != prev + 1:
-                        report.problems.append(
-                            Problem(name, off, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}")
-                        )
-                    run_seqs[rec.run_id] = rec.run_seq
-                    why = history.violation(rec)
-                    if why:
-                        report.problems.append(Problem(name, off, "history", f"sequence {rec.seq}: {why}"))
+                    seq = check_record(rec, seq, name, off, report, run_seqs, history, unsure)
         except CorruptRecord as e:
             report.problems.append(Problem(name, e.offset, "corrupt", e.detail))
             return seq
@@ -160,6 +145,29 @@ def _check_segment(
     finally:
         os.close(fd)
     return seq
+
+
+def check_record(
+    rec, seq: int, segment: str, offset: int, report: Report, run_seqs: dict[str, int], history: History, unsure: set
+) -> int:
+    """Check one decoded record that should carry ``seq`` (ids, global and run sequences, the
+    rules of a run's history), adding what is wrong to ``report``; the sequence expected next.
+    Every store's ``check`` goes through here (``segment`` and ``offset`` say where it is)."""
+    report.records += 1
+    _check_ids(rec, segment, offset, report, run_seqs)
+    if rec.seq != seq:
+        kind = "sequence-gap" if rec.seq > seq else "duplicate-sequence"
+        report.problems.append(Problem(segment, offset, kind, f"sequence {rec.seq} where {seq} was expected"))
+    prev = run_seqs.get(rec.run_id, 0)
+    if rec.run_seq != prev + 1 and unsure and (rec.run_id in unsure or (prev == 0 and None in unsure)):
+        unsure.discard(rec.run_id)
+    elif rec.run_seq != prev + 1:
+        report.problems.append(Problem(segment, offset, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}"))
+    run_seqs[rec.run_id] = rec.run_seq
+    why = history.violation(rec)
+    if why:
+        report.problems.append(Problem(segment, offset, "history", f"sequence {rec.seq}: {why}"))
+    return rec.seq + 1
 
 
 def _check_ids(rec, segment: str, offset: int, report: Report, seen: dict[str, int]) -> None:

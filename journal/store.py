@@ -190,9 +190,11 @@ class EventStore(abc.ABC):
 def open_store(url: str, durability: str = "batch", lock_timeout: float | None = None, root: str | None = None) -> EventStore:
     """The store at ``url``: a directory path (or ``file://`` URL) is the file store of that
     runs directory (``root``: the directory the user named that holds it, see ``FileStore``);
-    ``postgresql://`` a database, once its backend is installed."""
+    ``postgresql://`` a database (``journal.postgres``; the ``postgres`` extra installs its driver)."""
     if url.startswith(("postgresql://", "postgres://")):
-        raise BadInput(f"store {url.split('@')[-1]}: the PostgreSQL store is not available in this version")
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, durability=durability, lock_timeout=lock_timeout)
     if "://" in url and not url.startswith("file://"):
         raise BadInput(f"store {url!r}: not a directory or a known URL (file://, postgresql://)")
     from .files import FileStore

@@ -15,8 +15,8 @@ def _declared_floors() -> dict[str, str]:
     """name -> floor of every requirement in pyproject.toml's dependency lists (the project's
     runtime and test dependencies; the build backend is pip's business)."""
     text = (ROOT / "pyproject.toml").read_text()
-    lists = re.findall(r"(?:dependencies|test) = \[([^\]]*)\]", text)
-    return dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)"', " ".join(lists)))
+    lists = re.findall(r"^(?:dependencies|test|postgres) = \[(.*?)\]$", text, re.M | re.S)
+    return dict(re.findall(r'"([A-Za-z0-9_.-]+)(?:\[[a-z,]+\])?>=([0-9][0-9.]*)"', " ".join(lists)))
 
 
 def _pinned() -> dict[str, str]:
@@ -32,7 +32,7 @@ def test_every_declared_floor_is_pinned_for_ci_and_nothing_else():
 
 def test_every_requirement_has_a_floor():
     text = (ROOT / "pyproject.toml").read_text()
-    lists = re.findall(r"(?:dependencies|test) = \[([^\]]*)\]", text)
+    lists = re.findall(r"^(?:dependencies|test|postgres) = \[(.*?)\]$", text, re.M | re.S)
     requirements = re.findall(r'"([^"]+)"', " ".join(lists))
     assert requirements and all(">=" in r for r in requirements), requirements
 

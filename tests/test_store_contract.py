@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, HELPERS, clean_env, wait_until
+from helpers import DEADLINE, HELPERS, clean_env, pg, wait_until
 from helpers.strategies import small_events
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -58,6 +58,9 @@ class StoreContract:
 
     def make_anew(self, store: EventStore, task: str) -> None:
         raise NotImplementedError
+
+    def cleanup(self, place: Path) -> None:
+        """Remove what ``make_store(place)`` left outside ``place`` (a database schema)."""
 
     @pytest.fixture
     def store(self, tmp_path: Path):
@@ -276,6 +279,28 @@ class TestFileStore(StoreContract):
         shutil.rmtree(store.journal_dir(task))
 
 
+class TestPostgresStore(StoreContract):
+    """The same contract on a PostgreSQL server (``helpers.pg``): each test in a schema of its own."""
+
+    @pytest.fixture(autouse=True)
+    def _schema(self, tmp_path: Path):
+        pg.server_url()  # skips (fails under CI) without a server
+        yield
+        self.cleanup(tmp_path)
+
+    def cleanup(self, place: Path) -> None:
+        pg.drop_schema(str(place))
+
+    def make_store(self, place: Path) -> EventStore:
+        return open_store(self.url(place), durability="none")
+
+    def url(self, place: Path) -> str:
+        return pg.store_url(str(place))
+
+    def make_anew(self, store: EventStore, task: str) -> None:
+        store.drop_task(task)
+
+
 # -- the stateful model, for every backend ---------------------------------------------------
 
 run_ids = st.sampled_from([RUN_A, RUN_B, "2025-12-01T09-37-11-576Z-0000000c"])
@@ -298,6 +323,7 @@ def store_machine(contract: StoreContract):
         def teardown(self):
             for s in self.stores:
                 s.close()
+            contract.cleanup(self.place)
             shutil.rmtree(self.place, ignore_errors=True)
 
         def _run_seq(self, run_id: str) -> int:
@@ -351,8 +377,10 @@ def store_machine(contract: StoreContract):
     return StoreMachine
 
 
-@pytest.mark.parametrize("contract", [TestFileStore()], ids=["file"])
+@pytest.mark.parametrize("contract", [TestFileStore(), TestPostgresStore()], ids=["file", "postgres"])
 def test_the_store_follows_the_model(contract: StoreContract):
+    if isinstance(contract, TestPostgresStore):
+        pg.server_url()
     machine = store_machine(contract)
     machine.TestCase.settings = settings(max_examples=settings().max_examples // 5 or 1, stateful_step_count=20, deadline=None)
     machine.TestCase().runTest()
