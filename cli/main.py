@@ -18,7 +18,7 @@ from runjournal.runner import TokenRefused
 from .context import resolve
 from .output import echo
 from .bench import bench
-from .journal_cmds import export, import_, tail, verify
+from .journal_cmds import copy_, export, import_, tail, verify
 from .projection_cmds import project, replay, runs, show, status, watch
 from .run_cmds import exec_, init, plan, resume, start
 
@@ -59,7 +59,7 @@ def cli(ctx, root, runs_dir, out_dir, store, debug):
     ctx.obj = resolve(root, runs_dir, out_dir, debug, store)
 
 
-for command in (init, plan, start, exec_, resume, status, runs, show, replay, tail, project, watch, verify, export, import_, bench):
+for command in (init, plan, start, exec_, resume, status, runs, show, replay, tail, project, watch, verify, export, import_, copy_, bench):
     cli.add_command(command)
 
 

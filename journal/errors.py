@@ -76,6 +76,17 @@ class SequenceConflict(JournalError):
         )
 
 
+class JournalMovedOn(JournalError):
+    """Records copied from another journal do not continue this one: it holds other records."""
+
+    def __init__(self, task: str, expected: int, actual: int):
+        self.task, self.expected, self.actual = task, expected, actual
+        super().__init__(
+            f"task {task} ends at sequence {actual} here, and the records copied to it begin after {expected}: "
+            "it holds other records; nothing more was written"
+        )
+
+
 class LockTimeout(JournalError):
     """The journal lock stayed busy past the timeout; the events were kept (see ``spilled_to``)."""
 
@@ -91,6 +102,10 @@ class HistoryViolation(BadInput):
 
 class JournalWriteFailed(JournalError):
     """The operating system refused a write (disk full, file size limit, permissions); nothing was acknowledged."""
+
+
+class StoreUnavailable(JournalError):
+    """A store's server cannot be reached, or refused what the store asked of it."""
 
 
 class JournalNotFound(BadInput):

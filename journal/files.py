@@ -73,6 +73,10 @@ class FileStore(EventStore):
         journal = self._writers.get(task) or self.writer(task)
         return journal.append_batch(items, expected)
 
+    def append_records(self, task: str, records) -> None:
+        journal = self._writers.get(task) or self.writer(task)
+        journal.append_records(records)
+
     def prepare(self, task: str) -> None:
         self.writer(task)
 

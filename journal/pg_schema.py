@@ -48,10 +48,11 @@ MIGRATIONS: list[str] = [
     -- One append, all or nothing: p_runs, p_ts, p_payloads, p_starts describe the items in
     -- order; p_exp_runs / p_exp_seqs the sequences the caller expects runs to be at.
     -- Errors: RJ001 a run is not at the expected sequence (detail: run, expected, actual);
-    -- RJ002 a run_started for a run that has events (detail: run, its sequence).
+    -- RJ002 a run_started for a run that has events (detail: run, its sequence); RJ003 the
+    -- task's last sequence is not p_exp_last (detail: expected, actual).
     CREATE FUNCTION {s}.append(
         p_task text, p_identity text, p_runs text[], p_ts bigint[], p_payloads bytea[], p_starts boolean[],
-        p_origin text, p_append_id bytea, p_exp_runs text[], p_exp_seqs bigint[], p_sync boolean
+        p_origin text, p_append_id bytea, p_exp_runs text[], p_exp_seqs bigint[], p_sync boolean, p_exp_last bigint
     ) RETURNS TABLE (seq bigint, run_seq bigint) LANGUAGE plpgsql AS $$
     DECLARE
         n int := cardinality(p_runs);
@@ -67,6 +68,9 @@ MIGRATIONS: list[str] = [
         IF NOT FOUND THEN
             INSERT INTO {s}.tasks AS t (task, last_seq, identity) VALUES (p_task, 0, p_identity) ON CONFLICT (task) DO NOTHING;
             UPDATE {s}.tasks t SET last_seq = t.last_seq + n WHERE t.task = p_task RETURNING t.last_seq INTO last;
+        END IF;
+        IF p_exp_last IS NOT NULL AND last - n <> p_exp_last THEN
+            RAISE EXCEPTION USING ERRCODE = 'RJ003', MESSAGE = 'journal moved on', DETAIL = p_exp_last || E'\\t' || (last - n);
         END IF;
         IF p_exp_runs IS NOT NULL THEN
             SELECT e.run_id, e.want, coalesce(r.run_seq, 0) AS have INTO bad

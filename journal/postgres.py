@@ -39,7 +39,17 @@ import msgspec
 
 from . import pg_schema
 from .check import Problem, Report, check_record
-from .errors import BadInput, HistoryViolation, JournalError, JournalNotFound, JournalWriteFailed, LockTimeout, SequenceConflict
+from .errors import (
+    BadInput,
+    HistoryViolation,
+    JournalError,
+    JournalMovedOn,
+    JournalNotFound,
+    JournalWriteFailed,
+    LockTimeout,
+    SequenceConflict,
+    StoreUnavailable,
+)
 from .events import DECODE_ERRORS, JOURNAL_RUN, AnyEvent, Event, Record, RunStarted, encoder, int_out_of_range
 from .format import MAX_PAYLOAD
 from .lock import DEFAULT_TIMEOUT
@@ -58,10 +68,6 @@ POLL = 1.0
 EXTRA = "pip install 'runjournal[postgres]'"
 
 event_decoder = msgspec.msgpack.Decoder(AnyEvent)
-
-
-class StoreUnavailable(JournalError):
-    """The database cannot be reached, or refused what the store asked of it."""
 
 
 def _psycopg():
@@ -137,16 +143,20 @@ class PostgresStore(EventStore):
         return self._conn
 
     def _query(self, statement, params=(), write: bool = False):
-        """Run a statement (rows, as a list); a read of a store without its schema is empty."""
+        """Run a statement (rows, as a list); a read of a store without its schema is empty.
+        A connection found broken is made again once (a server restart, a killed backend)."""
         with self._mutex:
-            if not self._ensure_schema(write):
-                return []
-            try:
-                cur = self._connection().execute(statement, params)
-                return cur.fetchall() if cur.description else []
-            except self._psycopg.OperationalError as e:
-                self._drop()
-                raise StoreUnavailable(f"lost the store {self.url}: {self._say(e)}") from None
+            for attempt in (1, 2):
+                try:
+                    if not self._ensure_schema(write):
+                        return []
+                    cur = self._connection().execute(statement, params)
+                    return cur.fetchall() if cur.description else []
+                except self._psycopg.OperationalError as e:
+                    self._drop()
+                    if attempt == 2:
+                        raise StoreUnavailable(f"lost the store {self.url}: {self._say(e)}") from None
+            return []
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -211,7 +221,27 @@ class PostgresStore(EventStore):
             return []
         return self._append(task, batch, expected, origin=None)
 
-    def _append(self, task: str, batch: list[Item], expected: dict[str, int] | None, origin: str | None) -> list[Record]:
+    def append_records(self, task: str, records) -> None:
+        from .store import copy_chunks
+
+        validate_task_id(task)
+        for rec in records:
+            if not isinstance(rec.event, Event):
+                raise TypeError(f"not an event: {rec.event!r}")
+            if rec.run_id != JOURNAL_RUN:
+                validate_run_id(rec.run_id)
+        for chunk in copy_chunks(records):
+            expected: dict[str, int] = {}
+            for rec in chunk:
+                expected.setdefault(rec.run_id, rec.run_seq - 1)
+            items = [Item(r.run_id, r.event, r.ts) for r in chunk]
+            written = self._append(task, items, expected, origin=chunk[0].origin, last=chunk[0].seq - 1)
+            if [(r.seq, r.run_seq) for r in written] != [(r.seq, r.run_seq) for r in chunk]:
+                raise JournalWriteFailed(f"records copied to task {task} in {self.url} took other sequences than they carry (a run's sequence skips)")
+
+    def _append(
+        self, task: str, batch: list[Item], expected: dict[str, int] | None, origin: str | None, last: int | None = None
+    ) -> list[Record]:
         try:
             payloads = [encoder.encode(it.event) for it in batch]
         except OverflowError:
@@ -230,9 +260,9 @@ class PostgresStore(EventStore):
             params = (
                 task, uuid.uuid4().hex, [it.run_id for it in batch], [it.ts for it in batch], payloads,
                 [type(it.event) is RunStarted for it in batch], origin, append_id,
-                list(expected) if expected else None, list(expected.values()) if expected else None, sync,
+                list(expected) if expected else None, list(expected.values()) if expected else None, sync, last,
             )  # fmt: skip
-            statement = self._sql.SQL("SELECT seq, run_seq FROM {}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(self._s)
+            statement = self._sql.SQL("SELECT seq, run_seq FROM {}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(self._s)
             rows = self._call_append(task, statement, params, append_id, batch)
             self._notify(task)
             return done + [Record(seq, it.run_id, rs, it.ts, it.event, origin if i == 0 else None) for i, ((seq, rs), it) in enumerate(zip(rows, batch))]
@@ -241,6 +271,12 @@ class PostgresStore(EventStore):
         psycopg = self._psycopg
         try:
             self._ensure_schema(write=True)
+        except StoreUnavailable as e:  # nothing was sent
+            raise StoreUnavailable(f"{e}; nothing was written") from None
+        except psycopg.OperationalError as e:
+            self._drop()
+            raise StoreUnavailable(f"lost the store {self.url}: {self._say(e)}; nothing was written") from None
+        try:
             return self._connection().execute(statement, params).fetchall()
         except psycopg.OperationalError as e:
             if e.sqlstate == "55P03":  # lock_not_available: the task's row stayed locked past lock_timeout
@@ -283,6 +319,9 @@ class PostgresStore(EventStore):
         if e.sqlstate == "RJ001":
             run_id, want, have = detail.split("\t")
             return SequenceConflict(run_id, int(want), int(have))
+        if e.sqlstate == "RJ003":
+            want, have = detail.split("\t")
+            return JournalMovedOn(task, int(want), int(have))
         if e.sqlstate == "RJ002":
             run_id, seq = detail.split("\t")
             return HistoryViolation(
@@ -373,7 +412,7 @@ class PostgresStore(EventStore):
         return found
 
     def where(self, task: str) -> str:
-        return f"{self.url} (schema {self.schema}, task {validate_task_id(task)})"
+        return f"{self.url} (task {validate_task_id(task)})"
 
     def _task_row(self, task: str):
         rows = self._query(self._sql.SQL("SELECT last_seq, identity FROM {}.tasks WHERE task = %s").format(self._s), (validate_task_id(task),))

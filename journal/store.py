@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .errors import BadInput
@@ -73,6 +73,14 @@ class EventStore(abc.ABC):
     def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
         """Append ``Item``s (run id, event, optional ts) atomically: all of them or none, in
         order, with no other writer's record between them. ``expected``: run id -> sequence."""
+
+    @abc.abstractmethod
+    def append_records(self, task: str, records: Sequence[Record]) -> None:
+        """Append records copied from another journal of the same history, verbatim: global
+        and run sequences, times, origins, journal-level records. The first must carry the
+        task's next sequence (``JournalMovedOn`` otherwise) and each its run's next
+        (``SequenceConflict``); nothing is written then. Atomic from each record that carries
+        an origin to the next (a copy interrupted between them goes on where it stopped)."""
 
     @abc.abstractmethod
     def prepare(self, task: str) -> None:
@@ -200,3 +208,25 @@ def open_store(url: str, durability: str = "batch", lock_timeout: float | None =
     from .files import FileStore
 
     return FileStore(url.removeprefix("file://"), durability=durability, lock_timeout=lock_timeout, root=root)
+
+
+def copy_chunks(records: Sequence[Record], size: int = 1000) -> Iterator[list[Record]]:
+    """Records cut where an origin starts a batch (only a batch's first record carries one),
+    and every ``size`` records: the atomic steps of ``append_records``. BadInput, before the
+    chunk that holds it is given out, where a global or run sequence skips (a journal with a
+    region set aside by ``verify --quarantine`` cannot be copied verbatim)."""
+    chunk: list[Record] = []
+    runs: dict[str, int] = {}
+    for rec in records:
+        if chunk and rec.seq != chunk[-1].seq + 1:
+            raise BadInput(f"the records to copy skip from sequence {chunk[-1].seq} to {rec.seq}: they cannot be copied as they are")
+        prev = runs.get(rec.run_id)
+        if prev is not None and rec.run_seq != prev + 1:
+            raise BadInput(f"run {rec.run_id or '(journal)'} skips from sequence {prev} to {rec.run_seq}: the records cannot be copied as they are")
+        runs[rec.run_id] = rec.run_seq
+        if chunk and (rec.origin is not None or len(chunk) >= size):
+            yield chunk
+            chunk = []
+        chunk.append(rec)
+    if chunk:
+        yield chunk

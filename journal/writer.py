@@ -36,6 +36,7 @@ from .errors import (
     HistoryViolation,
     JournalDamaged,
     JournalError,
+    JournalMovedOn,
     JournalWriteFailed,
     LockTimeout,
     SequenceConflict,
@@ -173,6 +174,35 @@ class Journal:
             if it.run_id not in self._valid_ids:
                 self._check_id(it.run_id)
         return self._append(batch, expected)
+
+    def append_records(self, records: Sequence[Record]) -> None:
+        """``EventStore.append_records``: records of another journal of the same history, verbatim."""
+        from .store import copy_chunks
+
+        for rec in records:
+            if not isinstance(rec.event, Event):
+                raise TypeError(f"not an event: {rec.event!r}")
+            if rec.run_id != JOURNAL_RUN and rec.run_id not in self._valid_ids:
+                self._check_id(rec.run_id)
+        if not records:
+            return
+        with self._mutex:
+            self._check_open()
+            self._lock.acquire()
+            try:
+                self._refresh()
+                self._merge_pending()
+                for chunk in copy_chunks(records):
+                    if chunk[0].seq != self._last_seq + 1:
+                        raise JournalMovedOn(os.path.basename(os.path.dirname(self.directory)), chunk[0].seq - 1, self._last_seq)
+                    expected: dict[str, int] = {}
+                    for rec in chunk:
+                        expected.setdefault(rec.run_id, rec.run_seq - 1)
+                    written = self._write([(r.run_id, r.event, r.ts) for r in chunk], expected, origin=chunk[0].origin)
+                    if [(r.seq, r.run_seq) for r in written] != [(r.seq, r.run_seq) for r in chunk]:
+                        raise JournalWriteFailed(f"records copied to {self.directory} took other sequences than they carry (a run's sequence skips)")
+            finally:
+                self._lock.release()
 
     def _check_id(self, run_id: str) -> None:
         """Run ids become paths of projection files: refuse what the CLI refuses (InvalidId)."""

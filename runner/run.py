@@ -24,7 +24,7 @@ import msgspec
 
 from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
-from runjournal.journal.errors import BadInput, JournalDamaged, JournalWriteFailed, LockTimeout, SequenceConflict
+from runjournal.journal.errors import BadInput, JournalDamaged, JournalWriteFailed, LockTimeout, SequenceConflict, StoreUnavailable
 from runjournal.journal.fsutil import open_dir_below, open_own_dir, write_all
 from runjournal.projections import Projector
 
@@ -155,7 +155,7 @@ class Appender:
                     return False
                 self.spills += 1
                 self.warn(f"journal busy: {len(items)} event(s) kept in {e.spilled_to}")
-            except (JournalWriteFailed, JournalDamaged) as e:  # a damaged journal takes nothing until it is repaired
+            except (JournalWriteFailed, JournalDamaged, StoreUnavailable) as e:  # a damaged journal, a server away: kept, retried
                 if required:
                     raise
                 self._backlog = items  # retried with the next append

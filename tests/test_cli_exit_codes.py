@@ -38,6 +38,8 @@ EXPECTED = {
     "ResumeRefused": 1,
     "RunNotFound": 1,
     "SequenceConflict": 1,
+    "JournalMovedOn": 1,  # copied records that do not continue the destination's journal
+    "StoreUnavailable": 1,  # a database that cannot be reached
     "RebuildFailed": 1,  # a rebuild that could not read the journal to its end (files left as they were)
     "SwapLost": 1,  # a committed rebuild whose staged files were removed by hand
 }
