@@ -135,7 +135,9 @@ class Cluster:
             self.bin / "pg_basebackup", "-h", "127.0.0.1", "-p", self.port, "-U", self.user or pwd.getpwuid(os.geteuid()).pw_name,
             "-D", other.data, "-R", "-X", "stream", "--no-sync",
         )  # fmt: skip
-        other.configure(port=str(other.port), unix_socket_directories=f"'{other.directory}'", primary_conninfo=f"'host=127.0.0.1 port={self.port} user={self.user or pwd.getpwuid(os.geteuid()).pw_name} application_name={name}'")
+        # its own settings: the primary's copy of synchronous_standby_names would make every
+        # commit on it wait, once promoted, for a standby it does not have
+        other.configure(synchronous_standby_names="''", port=str(other.port), unix_socket_directories=f"'{other.directory}'", primary_conninfo=f"'host=127.0.0.1 port={self.port} user={self.user or pwd.getpwuid(os.geteuid()).pw_name} application_name={name}'")
         return other.start()
 
     def promote(self) -> None:
