@@ -111,14 +111,19 @@ def _check_segment(
         try:
             for batch in scanner.batches():
                 if batch.__class__ is fmt.Hole:
+                    try:
+                        fmt.hole_fits(batch, seq, name)
+                    except CorruptRecord as e:
+                        report.problems.append(Problem(name, e.offset, "corrupt", e.detail))
                     lost = batch.next - batch.first
                     report.quarantined.append(
                         f"{name} bytes {batch.offset} to {batch.offset + batch.size}: "
                         + (f"sequences {batch.first} to {batch.next - 1} lost" if lost else "no sequence known lost")
                     )
                     seq = batch.next
-                    # a run that had records in the region may skip sequences, and its history
-                    # may miss steps: neither is reported for the runs known so far
+                    # a run that had records in the region may skip sequences forward at its
+                    # next record, and its history may miss steps: neither is reported
+                    unsure.clear()
                     unsure.update(run_seqs)
                     unsure.add(None)
                     history.forget()
@@ -159,9 +164,12 @@ def check_record(
         kind = "sequence-gap" if rec.seq > seq else "duplicate-sequence"
         report.problems.append(Problem(segment, offset, kind, f"sequence {rec.seq} where {seq} was expected"))
     prev = run_seqs.get(rec.run_id, 0)
-    if rec.run_seq != prev + 1 and unsure and (rec.run_id in unsure or (prev == 0 and None in unsure)):
+    excused = False
+    if unsure and (rec.run_id in unsure or (rec.run_id not in run_seqs and None in unsure)):
+        # its first record after a region set aside: a gap forward may be records lost there
         unsure.discard(rec.run_id)
-    elif rec.run_seq != prev + 1:
+        excused = rec.run_seq > prev + 1
+    if rec.run_seq != prev + 1 and not excused:
         report.problems.append(Problem(segment, offset, "run-sequence-gap", f"run {rec.run_id!r} sequence {rec.run_seq} follows {prev}"))
     run_seqs[rec.run_id] = rec.run_seq
     why = history.violation(rec)
@@ -234,14 +242,15 @@ def repair(directory: str, root: str | None = None, quarantine: bool = False) ->
     ``quarantine``, damaged regions are set aside too (``journal.quarantine``).
     ``root``: as for ``Journal``, the directory below which no link is followed."""
     before = check(directory)
-    if quarantine and any(p.kind in QUARANTINABLE for p in before.problems):
+    if quarantine and (any(p.kind in QUARANTINABLE for p in before.problems) or before.quarantined):
+        # (holes already there: one a quarantine cut short may lack its record, made now)
         with Journal(directory, root=root) as journal:
             regions = journal.quarantine()
             repairs = journal.repaired
         after = check(directory)
         after.repaired = [
             f"set aside {r.bytes_set_aside} bytes of {r.segment} at byte {r.offset}: "
-            f"{r.next_seq - r.first_lost_seq} record(s) lost, a copy kept in {r.copy}" for r in regions
+            f"{r.next_seq - r.first_lost_seq} record(s) lost" + (f", a copy kept in {r.copy}" if r.copy else "") for r in regions
         ] + [f"cut {r.bytes_cut} bytes from {r.segment} at byte {r.offset} (copy kept in {r.copy})" for r in repairs]
         return after
     fixable = [p for p in before.problems if p.kind == "torn-tail"]

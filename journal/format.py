@@ -35,6 +35,11 @@ from .fsutil import Where, at
 
 MAGIC = b"RJOURNAL"
 FORMAT_VERSION = 1
+#: the format of a segment that holds a hole frame: written by ``verify --quarantine`` over the
+#: header of the segment it sets a region of aside, so that a runjournal that does not know
+#: holes refuses the segment instead of reading the hole as a seal
+HOLE_FORMAT = 2
+FORMATS = (FORMAT_VERSION, HOLE_FORMAT)
 HEADER = struct.Struct("<8sHHIQI")  # magic, format, schema, header_len, base_seq, reserved
 HEADER_LEN = 32
 FRAME = struct.Struct("<III")  # word, crc32(word), crc32(payload)
@@ -58,8 +63,8 @@ def segment_name(base_seq: int) -> str:
     return f"seg-{base_seq:020d}.rjl"
 
 
-def encode_header(base_seq: int, schema: int) -> bytes:
-    head = HEADER.pack(MAGIC, FORMAT_VERSION, schema, HEADER_LEN, base_seq, 0)
+def encode_header(base_seq: int, schema: int, format_version: int = FORMAT_VERSION) -> bytes:
+    head = HEADER.pack(MAGIC, format_version, schema, HEADER_LEN, base_seq, 0)
     return head + struct.pack("<I", crc32(head))
 
 
@@ -80,8 +85,8 @@ def decode_header(data: bytes, segment: str) -> SegmentHeader:
     (crc,) = struct.unpack_from("<I", data, 28)
     if crc != crc32(data[:28]):
         raise CorruptRecord(segment, 0, "segment header checksum mismatch")
-    if fmt != FORMAT_VERSION or hlen != HEADER_LEN:
-        raise CorruptRecord(segment, 0, f"segment format {fmt} is not supported by this runjournal (knows {FORMAT_VERSION})")
+    if fmt not in FORMATS or hlen != HEADER_LEN:
+        raise CorruptRecord(segment, 0, f"segment format {fmt} is not supported by this runjournal (knows {', '.join(map(str, FORMATS))})")
     return SegmentHeader(base_seq, fmt, schema)
 
 
@@ -129,6 +134,14 @@ class Hole(list):
     def __init__(self, offset: int, size: int, first: int, next_seq: int, seals: bool):
         super().__init__()
         self.offset, self.size, self.first, self.next, self.seals = offset, size, first, next_seq, seals
+
+
+def hole_fits(hole: Hole, expected: int, segment: str) -> int:
+    """The sequence after ``hole``, read where ``expected`` is the next sequence: CorruptRecord
+    if the hole does not begin there (a hole says which sequences it stands for)."""
+    if hole.first != expected:
+        raise CorruptRecord(segment, hole.offset, f"hole frame for sequences from {hole.first} where {expected} was expected")
+    return hole.next
 
 
 def encode_hole(size: int, first: int, next_seq: int, seals: bool) -> bytes:

@@ -23,7 +23,7 @@ from typing import NamedTuple
 from . import chain
 from . import format as fmt
 from .errors import CorruptRecord, NotQuarantinable, UnknownEventType
-from .events import DECODE_ERRORS, RegionQuarantined, head_decoder
+from .events import DECODE_ERRORS, RegionQuarantined, head_decoder, record_decoder
 from .fsutil import Where, at, exists_at, subdir, sync_dir, write_all, write_temp
 from .reader import decode_record
 
@@ -63,7 +63,7 @@ def first_damage(directory: Where) -> Damage | None:
             try:
                 for batch in scanner.batches():
                     if batch.__class__ is fmt.Hole:
-                        seq = batch.next
+                        seq = fmt.hole_fits(batch, seq, name)
                         continue
                     first = seq
                     for off, payload in batch:
@@ -109,9 +109,12 @@ def _open(directory: Where, name: str, flags: int = os.O_RDONLY) -> tuple[int, i
         raise NotQuarantinable(f"{name}: {e.detail}") from None
 
 
-def set_aside(directory: Where, damage: Damage) -> RegionQuarantined:
+def set_aside(directory: Where, damage: Damage, known_last: int = 0) -> RegionQuarantined:
     """Copy the damaged region of ``damage.segment`` to ``quarantine/`` and overwrite it with a
-    hole frame (fsynced); the event that records it. Under the journal lock."""
+    hole frame (fsynced); the event that records it. Under the journal lock. ``known_last``:
+    the last sequence the head says was committed (0: unknown); a hole at the end of the
+    newest segment never gives back a sequence at or below it, nor below one that a frame in
+    the region still shows."""
     fd, size = _open(directory, damage.segment, os.O_RDWR)  # no O_APPEND: pwrite writes in place
     try:
         stop, next_seq = _resync(fd, damage.segment, damage.start, damage.expected, size)
@@ -119,10 +122,19 @@ def set_aside(directory: Where, damage: Damage) -> RegionQuarantined:
         if stop is None:  # nothing after the damage reads clean: the hole runs to the end
             following = chain.later(directory, damage.segment)
             seals = following is not None
-            next_seq = fmt.segment_base(following) if following else damage.expected
+            if following:
+                next_seq = fmt.segment_base(following)
+            else:
+                next_seq = max(damage.expected, known_last + 1, _highest_seq(fd, damage.start, size) + 1)
             stop = max(size, damage.start + fmt.HOLE_MIN)
+        if next_seq < damage.expected:
+            raise NotQuarantinable(
+                f"{damage.segment} at byte {damage.start}: what follows the damage begins at sequence {next_seq}, "
+                f"before {damage.expected}"
+            )
         data = os.pread(fd, min(stop, size) - damage.start, damage.start)
         copy = _keep_copy(directory, f"{damage.segment}.{damage.start}.damaged", data)
+        _mark_holed(fd, damage.segment)
         write_all_at(fd, fmt.encode_hole(stop - damage.start, damage.expected, next_seq, seals), damage.start)
         os.fsync(fd)
     finally:
@@ -136,6 +148,65 @@ def set_aside(directory: Where, damage: Damage) -> RegionQuarantined:
         copy=copy,
         detail=damage.detail,
     )
+
+
+def _mark_holed(fd: int, segment: str) -> None:
+    """Give the segment's header the format of a segment with a hole (``format.HOLE_FORMAT``),
+    fsynced before the hole is written: a runjournal that does not know holes then refuses the
+    segment instead of reading the hole as a seal."""
+    header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), segment)
+    if header.format != fmt.HOLE_FORMAT:
+        write_all_at(fd, fmt.encode_header(header.base_seq, header.schema, fmt.HOLE_FORMAT), 0)
+        os.fsync(fd)
+
+
+def _highest_seq(fd: int, start: int, size: int) -> int:
+    """The highest sequence of a frame between ``start`` and the end that still checks and
+    decodes (0 if none): records the damage hides were committed with sequences up to it."""
+    highest, offset = 0, start
+    while (offset := _next_frame_head(fd, offset, size)) is not None:
+        word = _frame_head(fd, offset)
+        length = word & fmt.LEN_MASK
+        if not word & fmt.SEAL and offset + fmt.FRAME_LEN + length <= size:
+            _, _, pcrc = fmt.FRAME.unpack(os.pread(fd, fmt.FRAME_LEN, offset))
+            payload = os.pread(fd, length, offset + fmt.FRAME_LEN)
+            if fmt.crc32(payload) == pcrc:
+                try:
+                    highest = max(highest, head_decoder.decode(payload).seq)
+                except DECODE_ERRORS:
+                    pass
+        offset += 1
+    return highest
+
+
+def unrecorded(directory: Where) -> list[RegionQuarantined]:
+    """The holes of the journal that no ``region_quarantined`` record tells of (a quarantine
+    stopped between writing a hole and recording it), as the records to append."""
+    holes: list[tuple[str, fmt.Hole]] = []
+    told: set[tuple[str, int]] = set()
+    for name, batch in chain.first_batches(directory):
+        if batch.__class__ is fmt.Hole:
+            holes.append((name, batch))
+            continue
+        for _, payload in batch:
+            try:
+                event = record_decoder.decode(payload).event
+            except DECODE_ERRORS:
+                continue
+            if isinstance(event, RegionQuarantined):
+                told.add((event.segment, event.offset))
+    found = []
+    for name, hole in holes:
+        if (name, hole.offset) in told:
+            continue
+        copy = f"{QUARANTINE_DIR}/{name}.{hole.offset}.damaged"
+        found.append(
+            RegionQuarantined(
+                segment=name, offset=hole.offset, bytes_set_aside=hole.size, first_lost_seq=hole.first,
+                next_seq=hole.next, copy=copy if exists_at(directory, copy) else "", detail="",
+            )
+        )  # fmt: skip
+    return found
 
 
 def write_all_at(fd: int, data: bytes, offset: int) -> None:

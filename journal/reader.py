@@ -70,7 +70,7 @@ class JournalReader:
                 frame_len = fmt.FRAME_LEN
                 for batch in scanner.batches():
                     if batch.__class__ is fmt.Hole:  # a region set aside: its sequences are gone
-                        next_seq = batch.next
+                        next_seq = fmt.hole_fits(batch, next_seq, segment)
                         self._offset, self._next_seq = batch.offset + batch.size, next_seq
                     for off, payload in batch:
                         seq = next_seq

@@ -143,6 +143,8 @@ def merged_before(directory: Where, origin: str) -> bool:
     """Whether a batch from the pending file ``origin`` is in the journal already (a merge that
     died before deleting it). Only asked after such a crash, so reading every batch is fine."""
     for _, batch in chain.first_batches(directory):
+        if not batch:  # a region set aside (a hole frame): no records
+            continue
         try:
             if _origin_decoder.decode(batch[0][1]).origin == origin:
                 return True

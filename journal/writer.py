@@ -37,6 +37,7 @@ from .errors import (
     JournalDamaged,
     JournalError,
     JournalMovedOn,
+    NotQuarantinable,
     JournalWriteFailed,
     LockTimeout,
     SequenceConflict,
@@ -317,19 +318,24 @@ class Journal:
             self._lock.acquire()
             try:
                 done: list[RegionQuarantined] = []
+                head = self._head.read()
+                known_last = head[2] if head is not None else 0
                 while (damage := quarantine.first_damage(self._dfd)) is not None:
                     if len(done) >= quarantine.MAX_REGIONS or any((r.segment, r.offset) == damage[:2] for r in done):
-                        raise quarantine.NotQuarantinable(f"{damage.segment} at byte {damage.start}: {damage.detail}")
-                    done.append(quarantine.set_aside(self._dfd, damage))
+                        raise NotQuarantinable(f"{damage.segment} at byte {damage.start}: {damage.detail}")
+                    done.append(quarantine.set_aside(self._dfd, damage, known_last))
                 if done:
                     self._head.invalidate()  # the bytes under its running CRC changed: rebuilt below
                     self._published = None
                 self._refresh()
                 self._merge_pending()
-                if done:
-                    self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in done], None)
+                # every hole gets its record: those made now, and any a quarantine cut short made
+                detail = {(r.segment, r.offset): r for r in done}
+                told = [detail.get((r.segment, r.offset), r) for r in quarantine.unrecorded(self._dfd)]
+                if told:
+                    self._write([Item(JOURNAL_RUN, r, time.time_ns()) for r in told], None)
                     self._sync()
-                return done
+                return told
             finally:
                 self._lock.release()
 
@@ -507,8 +513,10 @@ class Journal:
         seq, reached = self._base - 1, HEADER_LEN
         scanner = fmt.SegmentScanner(self._fd, self._segment, HEADER_LEN)
         for batch in scanner.batches():
+            if (batch.offset if batch.__class__ is fmt.Hole else batch[0][0]) >= end:
+                break  # past the end the head gave: read by the scan that follows
             if batch.__class__ is fmt.Hole:
-                seq, reached = batch.next - 1, batch.offset + batch.size
+                seq, reached = fmt.hole_fits(batch, seq + 1, self._segment) - 1, batch.offset + batch.size
             for off, payload in batch:
                 seq += 1
                 try:
@@ -518,8 +526,6 @@ class Journal:
                 if head.seq != seq:
                     raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
                 reached = off + fmt.FRAME_LEN + len(payload)
-            if reached >= end:
-                break
         else:
             if scanner.end.state == "tail" and reached == scanner.end.offset and reached < end:
                 self._end, self._last_seq = reached, seq
@@ -575,7 +581,7 @@ class Journal:
                 seq = self._last_seq
                 for batch in scanner.batches():
                     if batch.__class__ is fmt.Hole:
-                        seq = batch.next - 1
+                        seq = fmt.hole_fits(batch, seq + 1, self._segment) - 1
                     for off, payload in batch:
                         try:
                             head = head_decoder.decode(payload)

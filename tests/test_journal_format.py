@@ -60,7 +60,7 @@ def test_header_fields_and_checksum():
         (lambda h: h[:31], "segment header is 31 bytes, expected 32"),
         (lambda h: b"XJOURNAL" + h[8:], "bad magic"),
         (lambda h: h[:16] + b"\x02" + h[17:], "segment header checksum mismatch"),
-        (lambda h: _rechecksum(h[:8] + b"\x02\x00" + h[10:28]), "segment format 2 is not supported"),
+        (lambda h: _rechecksum(h[:8] + b"\x03\x00" + h[10:28]), "segment format 3 is not supported"),
     ],
 )
 def test_a_bad_header_is_corruption_at_offset_zero(damage, detail):

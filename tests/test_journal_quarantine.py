@@ -23,7 +23,7 @@ from helpers import clean_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runjournal.journal import Item, Journal, JournalDamaged, check, read_records, repair
+from runjournal.journal import CorruptRecord, Item, Journal, JournalDamaged, LockTimeout, check, read_records, repair
 from runjournal.journal import events as ev
 from runjournal.journal import format as fmt
 from runjournal.journal.events import JOURNAL_RUN, RegionQuarantined
@@ -239,7 +239,10 @@ def test_an_interrupted_quarantine_keeps_the_original_bytes_and_finishes_next_ti
     code = f"""
 import os, signal
 from runjournal.journal import quarantine, repair
+real = quarantine.write_all_at
 def half(fd, data, at):
+    if at == 0:  # the header's 32 bytes (one pwrite, within a sector): as they are
+        return real(fd, data, at)
     os.pwrite(fd, data[: len(data) // 2], at)
     os.fsync(fd)
     os.kill(os.getpid(), signal.SIGKILL)
@@ -332,3 +335,163 @@ def test_the_cli_refuses_to_run_on_a_damaged_journal_and_runs_again_after_the_qu
     assert code == 0, err
     code, out, err = run_cli("verify")
     assert code == 0 and "quarantined:" in out
+
+
+# -- what a review found (each failed on the first version of the quarantine) -----------------
+
+
+def small_journal(d: Path, n: int = 6) -> Path:
+    with Journal(str(d), durability="none") as j:
+        for _ in range(n):
+            j.append("r", ev.OutputChunk(index=1, stream="stdout", data=b"d" * 10))
+    return d / fmt.segment_name(1)
+
+
+def test_a_hole_at_the_end_of_the_newest_segment_never_gives_a_committed_sequence_again(tmp_path: Path):
+    d = tmp_path / "journal"
+    seg = small_journal(d)
+    flip(d, seg.name, frame_offsets(seg)[4] + 1)  # the head of record 5; record 6 is intact after it
+    repair(str(d), quarantine=True)
+    with Journal(str(d)) as j:
+        rec = j.append("r", ev.Heartbeat())
+    seqs = [r.seq for r in read_records(str(d))]
+    assert seqs[:4] == [1, 2, 3, 4] and min(seqs[4:]) >= 7, seqs  # 5 and 6 were committed: never again
+    assert rec.seq == seqs[-1]
+    assert check(str(d)).ok
+
+
+def test_a_writer_killed_between_the_two_stores_of_a_publish_leaves_no_false_damage(tmp_path: Path):
+    d = tmp_path / "journal"
+    d.mkdir()
+    child = f"""
+import os, runjournal.journal.head as hd
+from runjournal.journal import Journal, events as ev
+calls = []
+real = hd.Head.write
+def write(self, base, end, last, owner, crc):
+    calls.append(1)
+    if len(calls) == 2:  # the segment check stored, the header not yet
+        hd.SEGMENT_CHECK.pack_into(self._mm, hd.SEGMENT_CHECK_AT, base, end, crc, hd.SEGMENT_TAG | hd.zlib.crc32(hd.SEGMENT_CHECK.pack(base, end, crc, 0)))
+        os.kill(os.getpid(), 9)
+    return real(self, base, end, last, owner, crc)
+hd.Head.write = write
+Journal({str(d)!r}, durability="none").append("r", ev.Heartbeat())
+"""
+    proc = subprocess.run([sys.executable, "-c", child], env=clean_env(), capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    with Journal(str(d)) as j:
+        assert j.append("r", ev.Heartbeat()).seq == 2
+    assert check(str(d)).ok
+
+
+def test_what_follows_damage_with_an_earlier_sequence_is_refused_before_anything_is_written(tmp_path: Path):
+    d = tmp_path / "journal"
+    small_journal(d, 8)
+    (d / fmt.segment_name(5)).write_bytes(fmt.encode_header(5, 1))  # a stray segment based inside the history
+    before = snapshot(d)
+    from runjournal.journal.errors import NotQuarantinable
+
+    with pytest.raises(NotQuarantinable):
+        repair(str(d), quarantine=True)
+    assert snapshot(d) == before
+    assert [r.seq for r in read_records(str(d))] == list(range(1, 9))
+
+
+def test_a_quarantine_killed_after_its_hole_records_the_region_next_time(tmp_path: Path):
+    d = tmp_path / "journal"
+    seg = small_journal(d, 8)
+    flip(d, seg.name, frame_offsets(seg)[2] + 20)
+    code = f"""
+import os, signal
+import runjournal.journal.writer as w
+from runjournal.journal import repair
+real = w.quarantine.set_aside
+def then_die(*args):
+    real(*args)
+    os.kill(os.getpid(), signal.SIGKILL)
+w.quarantine.set_aside = then_die
+repair({str(d)!r}, quarantine=True)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not regions_of(d)
+    report = repair(str(d), quarantine=True)
+    assert report.ok and report.repaired
+    [region] = regions_of(d)
+    assert (region.segment, region.first_lost_seq, region.next_seq) == (seg.name, 3, 4)
+    assert repair(str(d), quarantine=True).repaired == []  # once
+
+
+def test_a_segment_with_a_hole_says_so_in_its_header(tmp_path: Path):
+    """A runjournal that does not know holes refuses the segment (format 2) instead of
+    reading the hole as a seal."""
+    d = tmp_path / "journal"
+    seg = small_journal(d)
+    flip(d, seg.name, frame_offsets(seg)[2] + 20)
+    repair(str(d), quarantine=True)
+    assert fmt.decode_header(seg.read_bytes()[: fmt.HEADER_LEN], seg.name).format == fmt.HOLE_FORMAT
+
+
+def test_a_hole_that_does_not_begin_at_the_next_sequence_is_corruption(tmp_path: Path):
+    from runjournal.journal.events import Record, encoder
+
+    d = tmp_path / "journal"
+    seg = small_journal(d, 4)
+    with open(seg, "ab") as f:
+        f.write(fmt.encode_hole(fmt.HOLE_MIN, 1, 2, False) + fmt.encode_frame(encoder.encode(Record(2, "r", 5, 1, ev.Heartbeat())), False))
+    (d / "head2").unlink()
+    report = check(str(d))
+    assert [p.kind for p in report.problems][:1] == ["corrupt"]
+    with pytest.raises(CorruptRecord):
+        list(read_records(str(d)))
+    with Journal(str(d)) as j, pytest.raises(JournalDamaged):
+        j.append("r", ev.Heartbeat())
+
+
+def test_a_spill_merge_cut_short_is_settled_across_a_hole(tmp_path: Path):
+    import fcntl
+
+    d = tmp_path / "journal"
+    seg = small_journal(d)
+    flip(d, seg.name, frame_offsets(seg)[2] + 20)
+    repair(str(d), quarantine=True)
+    lock = os.open(d / "lock", os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        with Journal(str(d), lock_timeout=0.01) as j, pytest.raises(LockTimeout):
+            j.append("r", ev.Heartbeat())
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    [name] = os.listdir(d / "pending")
+    os.rename(d / "pending" / name, d / "pending" / f"{name}.merging")  # a merger killed mid-merge
+    with Journal(str(d)) as j:
+        j.append("r", ev.OutputChunk(index=1, stream="stdout", data=b"after"))
+    assert check(str(d)).ok
+    kinds = [type(r.event).__name__ for r in read_records(str(d))]
+    assert kinds.count("Heartbeat") == 1
+
+
+def test_after_a_hole_only_a_runs_first_record_may_skip_and_only_forward(tmp_path: Path):
+    from runjournal.journal.events import Record, encoder
+
+    d = tmp_path / "journal"
+    with Journal(str(d), durability="none") as j:
+        for _ in range(4):
+            j.append("a", ev.Heartbeat())
+        j.append("c", ev.Heartbeat())
+        j.append("c", ev.Heartbeat())
+        j.append("a", ev.Heartbeat())
+    seg = d / fmt.segment_name(1)
+    flip(d, seg.name, frame_offsets(seg)[4] + 20)  # record 5, run c's first, set aside
+    repair(str(d), quarantine=True)
+    last = list(read_records(str(d)))[-1].seq
+    with open(seg, "ab") as f:  # by hand: run a goes back; then c skips a second time
+        for rec in (Record(last + 1, "a", 2, 1, ev.Heartbeat()), Record(last + 2, "c", 9, 1, ev.Heartbeat())):
+            f.write(fmt.encode_frame(encoder.encode(rec), False))
+    (d / "head2").unlink()
+    problems = [(p.kind, p.detail) for p in check(str(d)).problems]
+    assert problems == [
+        ("run-sequence-gap", "run 'a' sequence 2 follows 5"),
+        ("run-sequence-gap", "run 'c' sequence 9 follows 2"),
+    ]
