@@ -269,13 +269,22 @@ def bench(settings, events, writers, workdir, fmt):
     Example: runjournal bench --events 200000 --writers 16 --format json
     """
     say = (lambda m: echo(m, err=True))
+    server = settings.store_url if (settings.store_url or "").startswith(("postgresql://", "postgres://")) else None
     scratch = tempfile.mkdtemp(prefix="runjournal-bench-", dir=workdir)
     try:
-        result = run_bench(events, writers, scratch, say)
+        if server:
+            from .bench_pg import run_pg_bench
+
+            result = run_pg_bench(server, events, writers, scratch, say)
+        else:
+            result = run_bench(events, writers, scratch, say)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if fmt == "json":
         emit_json(result)
+        return 0
+    if server:
+        table(_server_rows(result), ["measure", "figure", "compared"])
         return 0
     a, c, live = result["append_per_s"], result["concurrent"], result["live_latency_ms"]
     rows = [
@@ -291,3 +300,21 @@ def bench(settings, events, writers, workdir, fmt):
     ]
     table(rows, ["measure", "figure", "compared"])
     return 0
+
+
+def _server_rows(result: dict) -> list[list[str]]:
+    a, c, live, follow = result["append_per_s"], result["concurrent"], result["live_latency_ms"], result["follow_latency_ms"]
+    raw, raw_sync = result["raw_append_per_s"], result["raw_fsync_per_s"]
+    return [
+        ["raw INSERT+COMMIT, synchronous_commit off", f"{raw:,}/s", ""],
+        ["journal append, none", f"{a['none']:,}/s", f"{a['none'] / raw:.2f} x raw"],
+        ["journal append, batch", f"{a['batch']:,}/s", f"{a['batch'] / raw:.2f} x raw"],
+        ["raw INSERT+COMMIT, synchronous_commit on", f"{raw_sync:,}/s", ""],
+        ["journal append, always", f"{a['always']:,}/s", f"{a['always'] / raw_sync:.2f} x raw on"],
+        ["journal append_batch of 1,000", f"{result['batch_append_per_s']:,}/s", ""],
+        [f"raw, {c['writers']} processes", f"{c['raw_events_per_s']:,}/s", ""],
+        [f"journal, {c['writers']} processes, a task each", f"{c['events_per_s']:,}/s", f"{c['events_per_s'] / c['raw_events_per_s']:.2f} x raw; lost {c['lost']}, corrupt {c['corrupt']}"],
+        ["commit -> follower wake-up", f"p50 {follow['p50']} ms", f"p90 {follow['p90']} ms, p99 {follow['p99']} ms, max {follow['max']} ms"],
+        [f"rebuild of {result['events']:,} events", f"{result['rebuild_events_per_s']:,}/s", f"peak RSS {result['rebuild_peak_rss_mb']} MB"],
+        ["append -> manifest via watch", f"p50 {live['p50']} ms", f"p90 {live['p90']} ms, p99 {live['p99']} ms, max {live['max']} ms"],
+    ]

@@ -43,63 +43,104 @@ MIGRATIONS: list[str] = [
         append_id bytea,
         PRIMARY KEY (task, seq)
     );
-    CREATE INDEX records_run ON {s}.records (task, run_id, run_seq);
+    -- no index by run: reads go by sequence, run sequences are in runs (an index more would
+    -- cost every append), and an append is looked up by its id only after a lost connection
 
-    -- One append, all or nothing: p_runs, p_ts, p_payloads, p_starts describe the items in
-    -- order; p_exp_runs / p_exp_seqs the sequences the caller expects runs to be at.
-    -- Errors: RJ001 a run is not at the expected sequence (detail: run, expected, actual);
+    -- One append of one event (the common case, kept to three statements): the task's row,
+    -- then the run's row, each locked by the statement that bumps it and held to commit.
+    -- Errors: RJ001 the run is not at the expected sequence (detail: run, expected, actual);
     -- RJ002 a run_started for a run that has events (detail: run, its sequence); RJ003 the
     -- task's last sequence is not p_exp_last (detail: expected, actual).
-    CREATE FUNCTION {s}.append(
-        p_task text, p_identity text, p_runs text[], p_ts bigint[], p_payloads bytea[], p_starts boolean[],
-        p_origin text, p_append_id bytea, p_exp_runs text[], p_exp_seqs bigint[], p_sync boolean, p_exp_last bigint
-    ) RETURNS TABLE (seq bigint, run_seq bigint) LANGUAGE plpgsql AS $$
-    DECLARE
-        n int := cardinality(p_runs);
-        last bigint;
-        bad record;
-        seqs bigint[];
-        twice bigint;
+    CREATE FUNCTION {s}.append1(
+        p_task text, p_run text, p_ts bigint, p_payload bytea, p_start boolean, p_origin text,
+        p_append_id bytea, p_exp bigint, p_sync boolean, p_exp_last bigint,
+        OUT last_seq bigint, OUT run_seq bigint
+    ) LANGUAGE plpgsql AS $$
     BEGIN
         IF p_sync THEN
             PERFORM set_config('synchronous_commit', 'on', true);
         END IF;
-        UPDATE {s}.tasks t SET last_seq = t.last_seq + n WHERE t.task = p_task RETURNING t.last_seq INTO last;
+        UPDATE {s}.tasks t SET last_seq = t.last_seq + 1 WHERE t.task = p_task RETURNING t.last_seq INTO last_seq;
         IF NOT FOUND THEN
-            INSERT INTO {s}.tasks AS t (task, last_seq, identity) VALUES (p_task, 0, p_identity) ON CONFLICT (task) DO NOTHING;
-            UPDATE {s}.tasks t SET last_seq = t.last_seq + n WHERE t.task = p_task RETURNING t.last_seq INTO last;
+            INSERT INTO {s}.tasks (task, last_seq, identity) VALUES (p_task, 0, md5(random()::text || clock_timestamp()::text))
+                ON CONFLICT (task) DO NOTHING;
+            UPDATE {s}.tasks t SET last_seq = t.last_seq + 1 WHERE t.task = p_task RETURNING t.last_seq INTO last_seq;
         END IF;
-        IF p_exp_last IS NOT NULL AND last - n <> p_exp_last THEN
-            RAISE EXCEPTION USING ERRCODE = 'RJ003', MESSAGE = 'journal moved on', DETAIL = p_exp_last || E'\\t' || (last - n);
+        IF p_exp_last IS NOT NULL AND last_seq - 1 <> p_exp_last THEN
+            RAISE EXCEPTION USING ERRCODE = 'RJ003', MESSAGE = 'journal moved on', DETAIL = p_exp_last || E'\\t' || (last_seq - 1);
         END IF;
-        IF p_exp_runs IS NOT NULL THEN
-            SELECT e.run_id, e.want, coalesce(r.run_seq, 0) AS have INTO bad
-              FROM unnest(p_exp_runs, p_exp_seqs) AS e(run_id, want)
-              LEFT JOIN {s}.runs r ON r.task = p_task AND r.run_id = e.run_id
-             WHERE coalesce(r.run_seq, 0) <> e.want LIMIT 1;
-            IF FOUND THEN
-                RAISE EXCEPTION USING ERRCODE = 'RJ001', MESSAGE = 'sequence conflict',
-                    DETAIL = bad.run_id || E'\\t' || bad.want || E'\\t' || bad.have;
-            END IF;
+        INSERT INTO {s}.runs AS r (task, run_id, run_seq) VALUES (p_task, p_run, 1)
+            ON CONFLICT (task, run_id) DO UPDATE SET run_seq = r.run_seq + 1 RETURNING r.run_seq INTO run_seq;
+        IF p_exp IS NOT NULL AND run_seq - 1 <> p_exp THEN
+            RAISE EXCEPTION USING ERRCODE = 'RJ001', MESSAGE = 'sequence conflict', DETAIL = p_run || E'\\t' || p_exp || E'\\t' || (run_seq - 1);
         END IF;
-        SELECT array_agg(x.run_seq ORDER BY x.ord), min(x.ord) FILTER (WHERE x.start AND x.run_seq <> 1)
-          INTO seqs, twice
-          FROM (SELECT i.ord, i.start,
-                       coalesce(r.run_seq, 0) + row_number() OVER (PARTITION BY i.run_id ORDER BY i.ord) AS run_seq
-                  FROM unnest(p_runs, p_starts) WITH ORDINALITY AS i(run_id, start, ord)
-                  LEFT JOIN {s}.runs r ON r.task = p_task AND r.run_id = i.run_id) x;
-        IF twice IS NOT NULL THEN
-            RAISE EXCEPTION USING ERRCODE = 'RJ002', MESSAGE = 'run started twice',
-                DETAIL = p_runs[twice::int] || E'\\t' || seqs[twice::int];
+        IF p_start AND run_seq <> 1 THEN
+            RAISE EXCEPTION USING ERRCODE = 'RJ002', MESSAGE = 'run started twice', DETAIL = p_run || E'\\t' || run_seq;
         END IF;
         INSERT INTO {s}.records (task, seq, run_id, run_seq, ts, payload, origin, append_id)
-        SELECT p_task, last - n + i.ord, i.run_id, i.run_seq, i.ts, i.payload,
+            VALUES (p_task, last_seq, p_run, run_seq, p_ts, p_payload, p_origin, p_append_id);
+    END
+    $$;
+
+    -- A batch, all or nothing: p_runs, p_ts, p_payloads, p_starts describe the items in order;
+    -- p_exp_runs / p_exp_seqs the sequences the caller expects runs to be at. The same errors.
+    -- Returns the last global sequence and each item's run sequence.
+    CREATE FUNCTION {s}.append_batch(
+        p_task text, p_runs text[], p_ts bigint[], p_payloads bytea[], p_starts boolean[],
+        p_origin text, p_append_id bytea, p_exp_runs text[], p_exp_seqs bigint[], p_sync boolean, p_exp_last bigint,
+        OUT last_seq bigint, OUT run_seqs bigint[]
+    ) LANGUAGE plpgsql AS $$
+    DECLARE
+        n int := cardinality(p_runs);
+        run text;
+        k int;
+        top bigint;
+        want bigint;
+        next jsonb := '{}';
+    BEGIN
+        IF p_sync THEN
+            PERFORM set_config('synchronous_commit', 'on', true);
+        END IF;
+        UPDATE {s}.tasks t SET last_seq = t.last_seq + n WHERE t.task = p_task RETURNING t.last_seq INTO last_seq;
+        IF NOT FOUND THEN
+            INSERT INTO {s}.tasks (task, last_seq, identity) VALUES (p_task, 0, md5(random()::text || clock_timestamp()::text))
+                ON CONFLICT (task) DO NOTHING;
+            UPDATE {s}.tasks t SET last_seq = t.last_seq + n WHERE t.task = p_task RETURNING t.last_seq INTO last_seq;
+        END IF;
+        IF p_exp_last IS NOT NULL AND last_seq - n <> p_exp_last THEN
+            RAISE EXCEPTION USING ERRCODE = 'RJ003', MESSAGE = 'journal moved on', DETAIL = p_exp_last || E'\\t' || (last_seq - n);
+        END IF;
+        IF p_exp_runs IS NOT NULL THEN  -- runs expected at a sequence that have no item here
+            SELECT e.run_id, e.want, coalesce(r.run_seq, 0) AS have INTO run, want, top
+              FROM unnest(p_exp_runs, p_exp_seqs) AS e(run_id, want)
+              LEFT JOIN {s}.runs r ON r.task = p_task AND r.run_id = e.run_id
+             WHERE e.run_id <> ALL (p_runs) AND coalesce(r.run_seq, 0) <> e.want LIMIT 1;
+            IF FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'RJ001', MESSAGE = 'sequence conflict', DETAIL = run || E'\\t' || want || E'\\t' || top;
+            END IF;
+        END IF;
+        -- each run's row bumped once by its number of items; its first sequence in the batch kept
+        FOR run, k IN SELECT u.run_id, count(*) FROM unnest(p_runs) WITH ORDINALITY AS u(run_id, ord) GROUP BY u.run_id ORDER BY min(u.ord) LOOP
+            INSERT INTO {s}.runs AS r (task, run_id, run_seq) VALUES (p_task, run, k)
+                ON CONFLICT (task, run_id) DO UPDATE SET run_seq = r.run_seq + k RETURNING r.run_seq INTO top;
+            want := p_exp_seqs[array_position(p_exp_runs, run)];
+            IF want IS NOT NULL AND top - k <> want THEN
+                RAISE EXCEPTION USING ERRCODE = 'RJ001', MESSAGE = 'sequence conflict', DETAIL = run || E'\\t' || want || E'\\t' || (top - k);
+            END IF;
+            next := next || jsonb_build_object(run, top - k + 1);
+        END LOOP;
+        run_seqs := array_fill(0::bigint, ARRAY[n]);
+        FOR i IN 1..n LOOP
+            run_seqs[i] := (next ->> p_runs[i])::bigint;
+            next := jsonb_set(next, ARRAY[p_runs[i]], to_jsonb(run_seqs[i] + 1));
+            IF p_starts[i] AND run_seqs[i] <> 1 THEN
+                RAISE EXCEPTION USING ERRCODE = 'RJ002', MESSAGE = 'run started twice', DETAIL = p_runs[i] || E'\\t' || run_seqs[i];
+            END IF;
+        END LOOP;
+        INSERT INTO {s}.records (task, seq, run_id, run_seq, ts, payload, origin, append_id)
+        SELECT p_task, last_seq - n + i.ord, i.run_id, i.run_seq, i.ts, i.payload,
                CASE WHEN i.ord = 1 THEN p_origin END, CASE WHEN i.ord = 1 THEN p_append_id END
-          FROM unnest(p_runs, seqs, p_ts, p_payloads) WITH ORDINALITY AS i(run_id, run_seq, ts, payload, ord);
-        INSERT INTO {s}.runs AS r (task, run_id, run_seq)
-        SELECT p_task, i.run_id, max(i.run_seq) FROM unnest(p_runs, seqs) AS i(run_id, run_seq) GROUP BY i.run_id
-            ON CONFLICT (task, run_id) DO UPDATE SET run_seq = excluded.run_seq;
-        RETURN QUERY SELECT last - n + i.ord, i.run_seq FROM unnest(seqs) WITH ORDINALITY AS i(run_seq, ord);
+          FROM unnest(p_runs, run_seqs, p_ts, p_payloads) WITH ORDINALITY AS i(run_id, run_seq, ts, payload, ord);
     END
     $$;
     """,

@@ -6,8 +6,9 @@ other parameter goes to libpq). The schema is made and migrated by the store bef
 write (``pg_schema``). An append is one call of the schema's ``append`` function, in its own
 transaction: the task's row in ``tasks`` is locked first and held to commit, so global
 sequences are gapless and in commit order. Followers are woken by a ``NOTIFY`` sent after the
-commit (never inside it: that would serialise every commit of the cluster), with polling
-behind it, since a notification is lost when a connection is.
+commit (never inside it: that would serialise every commit of the cluster) by a thread with
+its own connection, so the append itself is one round trip; polling stands behind it, since a
+notification is lost when a connection is.
 
 Durability maps to ``synchronous_commit``: ``always`` is ``on`` for every append (the commit
 waits for the WAL flush, and for synchronous standbys where the server has them); ``batch``
@@ -64,6 +65,8 @@ SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PAGE = 5000
 #: how often a waiter or subscriber looks even without a notification (one may be lost)
 POLL = 1.0
+#: the least time between two sends of a store's notifications (appends in between are merged)
+NOTIFY_EVERY = 0.005
 #: the extra to install for this store
 EXTRA = "pip install 'runjournal[postgres]'"
 
@@ -118,6 +121,11 @@ class PostgresStore(EventStore):
         self._stats: dict[str, WriterStats] = {}
         self._in_doubt: dict[str, tuple[bytes, list[tuple[str, AnyEvent]]]] = {}
         self._listener: _Listener | None = None
+        self._append_sql: tuple[str, str] | None = None
+        self._notifier: _Notifier | None = None
+        self._seen_last: dict[str, int] = {}  # task -> the last sequence an append of this store got
+        self._id_prefix = os.urandom(8)  # this store's, in every append id it makes
+        self._appends = 0
         self.channel = f"runjournal_{self.schema}"[:63]
 
     # -- connections --------------------------------------------------------------------
@@ -255,17 +263,45 @@ class PostgresStore(EventStore):
                 done, batch, payloads = self._resolve(task, doubt, batch, payloads)
                 if not batch:
                     return done
-            append_id = os.urandom(16)
+            self._appends += 1
+            append_id = self._id_prefix + self._appends.to_bytes(8, "little")  # unique; no syscall per append
             sync = self.durability == "batch" and any(it.event.boundary for it in batch)
-            params = (
-                task, uuid.uuid4().hex, [it.run_id for it in batch], [it.ts for it in batch], payloads,
-                [type(it.event) is RunStarted for it in batch], origin, append_id,
-                list(expected) if expected else None, list(expected.values()) if expected else None, sync, last,
-            )  # fmt: skip
-            statement = self._sql.SQL("SELECT seq, run_seq FROM {}.append(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)").format(self._s)
-            rows = self._call_append(task, statement, params, append_id, batch)
-            self._notify(task)
-            return done + [Record(seq, it.run_id, rs, it.ts, it.event, origin if i == 0 else None) for i, ((seq, rs), it) in enumerate(zip(rows, batch))]
+            if len(batch) == 1 and (not expected or set(expected) == {batch[0].run_id}):
+                it = batch[0]
+                exp = expected.get(it.run_id) if expected else None
+                params = (task, it.run_id, it.ts, payloads[0], type(it.event) is RunStarted, origin, append_id, exp, sync, last)
+                row = self._call_append(task, self._statements()[0], params, append_id, batch)
+                rows = [(row[0][0], row[0][1])]
+                self._seen_last[task] = rows[0][0]
+                self._notify(task)
+                return done + [Record(rows[0][0], it.run_id, rows[0][1], it.ts, it.event, origin)]
+            return self._batch(task, batch, payloads, expected, origin, append_id, sync, last, done)
+
+    def _batch(self, task, batch, payloads, expected, origin, append_id, sync, last, done) -> list[Record]:
+        params = (
+            task, [it.run_id for it in batch], [it.ts for it in batch], payloads,
+            [type(it.event) is RunStarted for it in batch], origin, append_id,
+            list(expected) if expected else None, list(expected.values()) if expected else None, sync, last,
+        )  # fmt: skip
+        row = self._call_append(task, self._statements()[1], params, append_id, batch)
+        last_seq, run_seqs = row[0]
+        self._seen_last[task] = last_seq
+        first = last_seq - len(batch) + 1
+        self._notify(task)
+        return done + [
+            Record(first + i, it.run_id, rs, it.ts, it.event, origin if i == 0 else None) for i, (rs, it) in enumerate(zip(run_seqs, batch))
+        ]
+
+    def _statements(self) -> tuple[str, str]:
+        """The append statements, composed once (the driver prepares them after a few uses)."""
+        if self._append_sql is None:
+            conn = self._connection()
+            s = self._s.as_string(conn)
+            self._append_sql = (
+                f"SELECT last_seq, run_seq FROM {s}.append1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"SELECT last_seq, run_seqs FROM {s}.append_batch(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            )
+        return self._append_sql
 
     def _call_append(self, task: str, statement, params, append_id: bytes, batch: list[Item]):
         psycopg = self._psycopg
@@ -295,8 +331,8 @@ class PostgresStore(EventStore):
             try:
                 self._connection()
                 rows = self._lookup(task, append_id, batch)
-                if rows is not None:
-                    return rows
+                if rows is not None:  # committed: in the shape the append's function answers in
+                    return rows if statement is self._statements()[0] else [(rows[-1][0], [r[1] for r in rows])]
                 return self._connection().execute(statement, params).fetchall()
             except (StoreUnavailable, psycopg.OperationalError) as e:
                 self._drop()
@@ -333,9 +369,9 @@ class PostgresStore(EventStore):
     def _lookup(self, task: str, append_id: bytes, batch: list[Item]):
         """The (seq, run_seq) rows of an append that committed, found by its id; None if it did not."""
         row = self._connection().execute(
-            self._sql.SQL("SELECT seq FROM {}.records WHERE task = %s AND run_id = %s AND append_id = %s").format(self._s),
-            (task, batch[0].run_id, append_id),
-        ).fetchone()
+            self._sql.SQL("SELECT seq FROM {}.records WHERE task = %s AND seq > %s AND append_id = %s").format(self._s),
+            (task, self._seen_last.get(task, 0), append_id),
+        ).fetchone()  # among the records after the last this store saw committed: a short range scan
         if row is None:
             return None
         first = row[0]
@@ -367,12 +403,17 @@ class PostgresStore(EventStore):
         return done, batch[n:], payloads[n:]
 
     def _notify(self, task: str) -> None:
-        """Wake followers, after the commit (see the module docstring); a failure here loses
-        nothing: followers poll."""
-        try:
-            self._conn.execute("SELECT pg_notify(%s, %s)", (self.channel, task))
-        except self._psycopg.Error:
-            self._drop()
+        """Wake followers, after the commit (see the module docstring), from a thread of its
+        own with a connection of its own, so that the append returns after one round trip;
+        notifications for a burst of appends are merged. A lost one loses nothing: followers poll."""
+        notifier = self._notifier
+        if notifier is None:
+            with self._mutex:
+                if self._notifier is None:
+                    self._notifier = _Notifier(self)
+                    self._notifier.start()
+                notifier = self._notifier
+        notifier.add(task)
 
     def prepare(self, task: str) -> None:
         validate_task_id(task)
@@ -524,6 +565,9 @@ class PostgresStore(EventStore):
         return self._stats.get(task) or WriterStats()
 
     def close(self) -> None:
+        notifier, self._notifier = self._notifier, None
+        if notifier is not None:
+            notifier.stop()  # what is pending is sent first
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.stop()
@@ -572,6 +616,50 @@ class _PgReading(Reading):
 
     def __next__(self) -> Record:
         return next(self._records)
+
+
+class _Notifier(threading.Thread):
+    """Sends the store's NOTIFYs on the store's own connection, between appends: every task
+    appended to since the last send, in one statement, at most once every NOTIFY_EVERY. The
+    append returns after its own round trip, a burst of appends costs a few sends, and a
+    process holds one connection, however much it appends."""
+
+    def __init__(self, store: PostgresStore):
+        super().__init__(name="runjournal-pg-notify", daemon=True)
+        self.store = store
+        self._cond = threading.Condition()
+        self._pending: set[str] = set()
+        self._halt = False
+
+    def add(self, task: str) -> None:
+        if task in self._pending:  # already to be sent (a racy look: at worst one more notify)
+            return
+        with self._cond:
+            self._pending.add(task)
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._halt = True
+            self._cond.notify()
+        self.join(5)
+
+    def run(self) -> None:
+        store = self.store
+        sent = 0.0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._halt)
+                self._cond.wait_for(lambda: self._halt, sent + NOTIFY_EVERY - time.monotonic())
+                tasks, self._pending = self._pending, set()
+                if not tasks:
+                    return  # halted, and nothing left to send
+            with store._mutex:
+                try:
+                    store._connection().execute("SELECT pg_notify(%s, t) FROM unnest(%s::text[]) AS t", (store.channel, sorted(tasks)))
+                except (JournalError, store._psycopg.Error):
+                    store._drop()  # followers poll; the next append makes the connection again
+            sent = time.monotonic()
 
 
 class _Listener(threading.Thread):
