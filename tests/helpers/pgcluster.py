@@ -49,6 +49,14 @@ def account() -> str | None:
     return ACCOUNT
 
 
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,10 +114,17 @@ class Cluster:
             self._run(self.bin / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop", check=False)
 
     def kill(self) -> None:
-        """SIGKILL the postmaster (its backends die with it): a crash, not a shutdown."""
+        """SIGKILL the postmaster and every process it started (backends, the WAL sender), as a
+        machine that dies takes them all at once: a crash, not a shutdown."""
         pid = self.pid()
         if pid:
+            children = [int(d) for d in os.listdir("/proc") if d.isdigit() and _parent(int(d)) == pid]
             os.kill(pid, signal.SIGKILL)
+            for child in children:
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
                 try:
