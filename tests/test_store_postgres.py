@@ -266,3 +266,21 @@ def test_a_server_that_refuses_connections_is_a_clear_error_and_the_runner_count
     assert_one_error_line(proc.stderr, "cannot reach the store")
     tokens = tmp_path / ".runs" / "default" / ".tokens"
     assert not tokens.exists() or not os.listdir(tokens)  # no run was left behind
+
+
+def test_a_task_locked_past_the_timeout_is_a_lock_timeout_with_nothing_written(url: str):
+    import psycopg
+
+    from runjournal.journal import LockTimeout
+
+    with open_store(url, lock_timeout=0.3) as store:
+        store.append("t", RUN, ev.Heartbeat())
+        schema = url.split("schema=")[1]
+        with psycopg.connect(pg.server_url()) as holder:  # a transaction holding the task's row
+            holder.execute(f"SELECT 1 FROM {schema}.tasks WHERE task = 't' FOR UPDATE")
+            with pytest.raises(LockTimeout, match="nothing was written"):
+                store.append("t", RUN, ev.Heartbeat())
+            holder.rollback()
+        assert [r.seq for r in store.records("t")] == [1]
+        assert store.writer_stats("t").lock_timeouts == 1
+        assert store.append("t", RUN, ev.Heartbeat()).seq == 2  # the lock let go: appends go on
