@@ -6,44 +6,90 @@ Exit codes: 0 success; 1 the thing asked about failed; 2 bad usage or bad input;
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
-from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from runjournal.journal import BadInput, JournalError
-from runjournal.runner import TokenRefused
+from runjournal import __version__
+from runjournal.journal.errors import BadInput, JournalError
 
-from .context import resolve
 from .output import echo
-from .bench import bench
-from .journal_cmds import copy_, export, import_, tail, verify
-from .projection_cmds import project, replay, runs, show, status, watch
-from .run_cmds import exec_, init, plan, resume, start
 
-try:
-    __version__ = version("runjournal")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+local"
+#: every command, by name: (its module in runjournal.cli, its function). A command's module is
+#: imported only when the command runs (or help lists it), so `--version` imports none, and
+#: `exec` not the daemon or the bench.
+COMMANDS = {
+    "init": ("run_cmds", "init"),
+    "plan": ("run_cmds", "plan"),
+    "start": ("run_cmds", "start"),
+    "exec": ("run_cmds", "exec_"),
+    "resume": ("run_cmds", "resume"),
+    "status": ("projection_cmds", "status"),
+    "runs": ("projection_cmds", "runs"),
+    "show": ("projection_cmds", "show"),
+    "replay": ("projection_cmds", "replay"),
+    "tail": ("journal_cmds", "tail"),
+    "project": ("projection_cmds", "project"),
+    "watch": ("projection_cmds", "watch"),
+    "verify": ("journal_cmds", "verify"),
+    "export": ("journal_cmds", "export"),
+    "import": ("journal_cmds", "import_"),
+    "copy": ("journal_cmds", "copy_"),
+    "bench": ("bench", "bench"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported when asked for (``COMMANDS``)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name: str):
+        where = COMMANDS.get(name)
+        if where is None:
+            return None
+        return getattr(importlib.import_module(f"runjournal.cli.{where[0]}"), where[1])
+
+    @property
+    def commands(self) -> dict:
+        """Every command, imported (for help and for tests that look at all of them)."""
+        return {name: self.get_command(None, name) for name in COMMANDS}
+
+    @commands.setter
+    def commands(self, value) -> None:
+        if value:
+            raise TypeError("commands are listed in COMMANDS")
+
 
 EXIT_CANCELLED = 130
 
 #: the exit code of each library error (contract section 5), first match wins: 2 for bad
 #: usage or bad input, 1 for everything else that failed (a corrupt journal, a refused
 #: resume, a lock that stayed busy)
-EXIT_CODES: list[tuple[type[JournalError], int]] = [
+EXIT_CODES: list[tuple[type[JournalError] | str, int]] = [
     (BadInput, 2),
-    (TokenRefused, 2),
+    ("runjournal.runner.run:TokenRefused", 2),  # named: the runner is imported only by commands that run
     (JournalError, 1),
 ]
 
 
 def exit_code_of(error: JournalError) -> int:
-    return next(code for cls, code in EXIT_CODES if isinstance(error, cls))
+    for cls, code in EXIT_CODES:
+        if isinstance(cls, str):
+            module, name = cls.split(":")
+            loaded = sys.modules.get(module)
+            if loaded is None:  # never imported: no error of it can exist
+                continue
+            cls = getattr(loaded, name)
+        if isinstance(error, cls):
+            return code
+    raise TypeError(f"not a runjournal error: {error!r}")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--root", type=click.Path(file_okay=False), help="Project root (default: $RUNJOURNAL_ROOT, $CODEX_ORCHESTRATOR_ROOT or the current directory).")
 @click.option("--runs-dir", type=click.Path(file_okay=False), help="Runs directory (default: $CODEX_ORCHESTRATOR_RUNS_DIR or <root>/.runs).")
 @click.option("--out-dir", type=click.Path(file_okay=False), help="Out directory (default: $CODEX_ORCHESTRATOR_OUT_DIR or <root>/out).")
@@ -56,11 +102,11 @@ def cli(ctx, root, runs_dir, out_dir, store, debug):
 
     Example: runjournal init && runjournal start
     """
+    from .context import resolve
+
     ctx.obj = resolve(root, runs_dir, out_dir, debug, store)
 
 
-for command in (init, plan, start, exec_, resume, status, runs, show, replay, tail, project, watch, verify, export, import_, copy_, bench):
-    cli.add_command(command)
 
 
 def _fail(message: str, code: int) -> None:

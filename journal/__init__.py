@@ -1,27 +1,51 @@
-"""The journal: a per-task, file-locked, append-only log of msgspec-encoded events."""
+"""The journal: a per-task, file-locked, append-only log of msgspec-encoded events.
 
-from . import events
-from .check import Problem, Report, check, repair
-from .errors import (
-    BadInput,
-    CorruptRecord,
-    JournalDamaged,
-    HistoryViolation,
-    InvalidId,
-    JournalError,
-    JournalNotFound,
-    JournalWriteFailed,
-    LockTimeout,
-    SequenceConflict,
-    UnknownEventType,
-)
-from .events import SCHEMA_VERSION, Record
-from .files import FileStore
-from .layout import Layout, command_file, slug
-from .naming import iso_utc, new_run_id, parse_iso, validate_run_id, validate_task_id
-from .reader import JournalReader, Position, follow, read_records
-from .store import EventStore, Reading, Subscription, WriterStats, open_store
-from .writer import DURABILITY_MODES, Item, Journal
+Every name below is imported on first use (``runjournal.lazy``).
+"""
+
+from runjournal.lazy import exports
+
+_EXPORTS = {
+    "events": "",
+    "Problem": "verify",
+    "Report": "verify",
+    "check": "verify",
+    "repair": "verify",
+    "BadInput": "errors",
+    "CorruptRecord": "errors",
+    "JournalDamaged": "errors",
+    "HistoryViolation": "errors",
+    "InvalidId": "errors",
+    "JournalError": "errors",
+    "JournalNotFound": "errors",
+    "JournalWriteFailed": "errors",
+    "LockTimeout": "errors",
+    "SequenceConflict": "errors",
+    "UnknownEventType": "errors",
+    "SCHEMA_VERSION": "events",
+    "Record": "events",
+    "FileStore": "files",
+    "Layout": "layout",
+    "command_file": "layout",
+    "slug": "layout",
+    "iso_utc": "naming",
+    "new_run_id": "naming",
+    "parse_iso": "naming",
+    "validate_run_id": "naming",
+    "validate_task_id": "naming",
+    "JournalReader": "reader",
+    "Position": "reader",
+    "follow": "reader",
+    "read_records": "reader",
+    "EventStore": "store",
+    "Reading": "store",
+    "Subscription": "store",
+    "WriterStats": "store",
+    "open_store": "store",
+    "DURABILITY_MODES": "writer",
+    "Item": "writer",
+    "Journal": "writer",
+}
 
 __all__ = [
     "BadInput",
@@ -64,3 +88,5 @@ __all__ = [
     "validate_run_id",
     "validate_task_id",
 ]
+
+__getattr__ = exports(__name__, _EXPORTS)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 
 from . import chain
 from . import format as fmt
-from .check import Report, check, repair
+from .verify import Report, check, repair
 from .errors import BadInput, CorruptRecord
 from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT

@@ -22,7 +22,6 @@ import socket
 import threading
 import time
 
-import portalocker
 
 from .fsutil import open_private
 from .errors import JournalWriteFailed, LockTimeout
@@ -188,6 +187,8 @@ class JournalLock:
             self._helper.start()
 
     def _wait_in_kernel(self) -> None:
+        import portalocker  # only a writer that has to wait imports it (20 ms at start-up otherwise)
+
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: self._want or self._closed)

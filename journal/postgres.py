@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 
 from . import pg_schema
-from .check import Problem, Report, check_record
+from .verify import Problem, Report, check_record
 from .errors import (
     BadInput,
     HistoryViolation,

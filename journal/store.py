@@ -172,7 +172,7 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def check(self, task: str):
-        """Read every record and report what is wrong (a ``journal.check.Report``); writes nothing."""
+        """Read every record and report what is wrong (a ``journal.verify.Report``); writes nothing."""
 
     @abc.abstractmethod
     def repair(self, task: str, quarantine: bool = False):

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from . import chain, quarantine, segments, spill
+from . import chain, segments, spill
 from . import format as fmt
 from .errors import (
     BadInput,
@@ -313,6 +313,7 @@ class Journal:
         """Set every damaged region aside (``journal.quarantine``), then open for append as
         ``recover`` does and record each region; return them. NotQuarantinable, with nothing
         changed past what was already set aside, for damage a hole cannot stand for."""
+        from . import quarantine  # a repair's: not imported by every writer
         with self._mutex:
             self._check_open()
             self._lock.acquire()

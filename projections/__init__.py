@@ -1,10 +1,29 @@
 """Projections: the files people and tools read, rebuilt from the journal."""
 
-from .observe import Liveness, Sightings, is_stale, liveness
-from .projector import CatchUp, Projector, RebuildFailed, write_files
-from .render import Paths
-from .replay import AmbiguousRun, RunNotFound, Step, paced, state_at, timeline
-from .state import PROJECTION_VERSION, Run, TaskState
+from runjournal.lazy import exports
+
+_EXPORTS = {
+    "Liveness": "observe",
+    "Sightings": "observe",
+    "is_stale": "observe",
+    "liveness": "observe",
+    "CatchUp": "projector",
+    "Projector": "projector",
+    "RebuildFailed": "projector",
+    "write_files": "projector",
+    "Paths": "render",
+    "AmbiguousRun": "replay",
+    "RunNotFound": "replay",
+    "Step": "replay",
+    "paced": "replay",
+    "state_at": "replay",
+    "timeline": "replay",
+    "PROJECTION_VERSION": "state",
+    "Run": "state",
+    "TaskState": "state",
+    "Watcher": "live",
+    "watch": "live",
+}
 
 __all__ = [
     "AmbiguousRun",
@@ -29,12 +48,4 @@ __all__ = [
     "write_files",
 ]
 
-
-def __getattr__(name: str):
-    # the daemon needs watchdog (40 ms to import): load it only when asked, so the runner and
-    # every other command stay light
-    if name in ("Watcher", "watch"):
-        from . import live
-
-        return getattr(live, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = exports(__name__, _EXPORTS)

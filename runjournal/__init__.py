@@ -6,3 +6,6 @@ the store), ``runjournal.projections`` (what people read, rebuilt from the journ
 tree they sit at the top level beside this directory; ``pyproject.toml`` maps them here, so
 installed the project claims this one import name.
 """
+
+#: the version (pyproject.toml reads it from here); no importlib.metadata at start-up
+__version__ = "0.1.0"

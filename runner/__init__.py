@@ -1,9 +1,31 @@
 """The runner: pipelines in Codex Orchestrator's format, run as journaled processes."""
 
-from .capture import Cancel, StreamCapture, run_command
-from .config import CONFIG_NAME, Config, ConfigError, Limits, Pipeline, Stage, load, starter_text
-from .orphans import StageGroup, unfinished_groups
-from .run import EXIT_CODES, ResumeRefused, Runner, RunResult, TokenRefused, default_actor, fingerprint, run_exit_code, runner_alive
+from runjournal.lazy import exports
+
+_EXPORTS = {
+    "Cancel": "capture",
+    "StreamCapture": "capture",
+    "run_command": "capture",
+    "CONFIG_NAME": "config",
+    "Config": "config",
+    "ConfigError": "config",
+    "Limits": "config",
+    "Pipeline": "config",
+    "Stage": "config",
+    "load": "config",
+    "starter_text": "config",
+    "StageGroup": "orphans",
+    "unfinished_groups": "orphans",
+    "EXIT_CODES": "run",
+    "ResumeRefused": "run",
+    "Runner": "run",
+    "RunResult": "run",
+    "TokenRefused": "run",
+    "default_actor": "run",
+    "fingerprint": "run",
+    "run_exit_code": "run",
+    "runner_alive": "run",
+}
 
 __all__ = [
     "CONFIG_NAME",
@@ -29,3 +51,5 @@ __all__ = [
     "TokenRefused",
     "unfinished_groups",
 ]
+
+__getattr__ = exports(__name__, _EXPORTS)

@@ -403,13 +403,13 @@ def test_a_quarantine_killed_after_its_hole_records_the_region_next_time(tmp_pat
     flip(d, seg.name, frame_offsets(seg)[2] + 20)
     code = f"""
 import os, signal
-import runjournal.journal.writer as w
+import runjournal.journal.quarantine as q
 from runjournal.journal import repair
-real = w.quarantine.set_aside
+real = q.set_aside
 def then_die(*args):
     real(*args)
     os.kill(os.getpid(), signal.SIGKILL)
-w.quarantine.set_aside = then_die
+q.set_aside = then_die
 repair({str(d)!r}, quarantine=True)
 """
     proc = subprocess.run([sys.executable, "-c", code], env=clean_env(), capture_output=True, timeout=60)
