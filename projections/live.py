@@ -43,7 +43,7 @@ class Watcher:
         task: str | None = None,
         poll: float | None = None,
         tick: float = 1.0,
-        sync: bool = True,
+        sync: bool = False,
         on_catch_up: Callable[[str, CatchUp], None] | None = None,
         warn: Callable[[str], None] | None = None,
         store: EventStore | None = None,

@@ -23,6 +23,7 @@ import msgspec
 from runjournal.journal import BadInput, CorruptRecord, EventStore, Item, JournalError, LockTimeout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import DECODE_ERRORS, Record
+from runjournal.journal.head import BOOT_ID
 from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, root_of, write_all
 
 from . import render, swap
@@ -50,9 +51,16 @@ class Checkpoint(msgspec.Struct):
     #: log was written and left memory; the stages whose error file was written
     logs_written: dict[str, int] = {}
     error_files: list[str] = []
+    #: the boot the checkpoint was written in, and whether the files it covers were fsynced:
+    #: files written as a cache (not fsynced) may be behind the checkpoint after a power loss,
+    #: so such a checkpoint of another boot is not trusted (everything is rendered again)
+    boot: str = ""
+    durable: bool = True
 
 
 _ckpt_decoder = msgspec.msgpack.Decoder(Checkpoint)
+#: this boot, as the checkpoint records it
+BOOT = BOOT_ID.hex()
 _ckpt_encoder = msgspec.msgpack.Encoder()
 
 
@@ -78,14 +86,16 @@ class Projector:
         runs_dir: str,
         out_dir: str,
         task: str,
-        sync: bool = True,
+        sync: bool = False,
         store: EventStore | None = None,
         roots: tuple[str, ...] = (),
     ):
         """Project ``task`` of ``store`` (by default the file store of ``runs_dir``) into files
         under ``runs_dir`` and ``out_dir``: projection files live on the machine that writes them.
         ``roots``: the directories the user named, which may be links (default: the runs and out
-        dirs); nothing below them is written through a link."""
+        dirs); nothing below them is written through a link. ``sync``: fsync every file (by
+        default they are a cache: replaced atomically, not fsynced, and rendered again after a
+        reboot, since the journal is the durable truth)."""
         self._roots = roots or (runs_dir, out_dir)
         self.paths = _Paths(runs_dir, out_dir, task)
         self.task = task
@@ -368,6 +378,8 @@ class Projector:
                 ckpt = None  # unreadable checkpoint: rebuild from the journal
             # a checkpoint of another task (its directory copied, `cp -r .runs/a .runs/b`) describes
             # files rendered for that task: like one of another version, it is not used
+            if ckpt is not None and not ckpt.durable and ckpt.boot != BOOT:
+                ckpt = None  # files not fsynced, before a reboot: they may be behind it; render anew
             if ckpt is not None and ckpt.version == PROJECTION_VERSION and ckpt.state.task_id == self.task:
                 found = self._journal_identity()
                 if ckpt.journal and found is not None and ckpt.journal != found:
@@ -442,7 +454,7 @@ class Projector:
         data = _ckpt_encoder.encode(
             Checkpoint(
                 PROJECTION_VERSION, self._next_seq, self._state, self._journal_identity() or "", self._hint or "",
-                self._logs_written, sorted(self._error_files),
+                self._logs_written, sorted(self._error_files), BOOT, self.sync,
             )
         )  # fmt: skip
         path = os.path.join(self._place.staging, "checkpoint") if self._staging else self.checkpoint_path
