@@ -72,7 +72,9 @@ class StageStarted(Event, tag="stage_started"):
     pgid: int = 0
     #: when that process group's leader started (clock ticks since boot): tells pid reuse apart
     pgid_start: int = 0
-    boundary: ClassVar[bool] = True
+    #: not a sync point of its own in ``batch``: it rides with the stage's end (or the flusher,
+    #: within a second). Only a power loss can lose it, and that ends the stage's processes too
+    boundary: ClassVar[bool] = False
 
 
 class StageFinished(Event, tag="stage_finished"):

@@ -340,33 +340,32 @@ class Below:
         if root == directory and directory not in self.roots:
             root = None
         parent = os.path.dirname(directory)
+        # opened first, made only if missing: most directories asked for are there already
         if root is None or directory == root:
-            if create:
-                (makedirs_durable if self.durable else makedirs)(directory)
             try:
                 fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except FileNotFoundError:
-                if create:
-                    raise
-                return None
+                if not create:
+                    return None
+                (makedirs_durable if self.durable else makedirs)(directory)
+                fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         else:
             pfd = self.dir(parent, create)
             if pfd is None:
                 return None
             name = os.path.basename(directory)
-            if create:
+            try:
+                fd = open_dir(name, pfd, directory)
+            except FileNotFoundError:
+                if not create:
+                    return None
                 try:
                     mkdir(name, dir_fd=pfd)
                     if self.durable:
                         os.fsync(pfd)
                 except FileExistsError:
                     pass
-            try:
                 fd = open_dir(name, pfd, directory)
-            except FileNotFoundError:
-                if create:
-                    raise
-                return None
         self._fds[directory] = fd
         return fd
 

@@ -108,6 +108,9 @@ class Projector:
         # what the files on disk hold that the state does not: the writer's, not the fold's
         self._logs_written: dict[str, int] = {}
         self._error_files: set[str] = set()
+        #: path -> (hash of the bytes this projector last wrote there, the file's inode, size and
+        #: modification time just after): what ``_changed`` compares with
+        self._written: dict[str, tuple[int, tuple[int, int, int]]] = {}
         self._next_seq = 1
         self._hint: str | None = None
         self._ckpt_stat: tuple | None = None
@@ -465,6 +468,36 @@ class Projector:
         self._last_saved = time.monotonic()
         self._unsaved = False
 
+    def _changed(self, out: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The files of ``out`` whose bytes are not those this projector last wrote there, or
+        whose file was replaced since (a stat): an unchanged file is not written again."""
+        known = self._written
+        if not known:
+            return out
+        keep = []
+        for path, data in out:
+            seen = known.get(path)
+            if seen is not None and seen[0] == hash(data):
+                try:
+                    st = os.stat(path, follow_symlinks=False)
+                except OSError:
+                    st = None
+                if st is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == seen[1]:
+                    continue
+            keep.append((path, data))
+        return keep
+
+    def _wrote(self, out: list[tuple[str, bytes]]) -> None:
+        known = self._written
+        if len(known) + len(out) > PATH_CACHE:
+            known.clear()  # memory stays flat; the next flush writes what it cannot tell
+        for path, data in out:
+            try:
+                st = os.stat(path, follow_symlinks=False)
+            except OSError:
+                continue
+            known[path] = (hash(data), (st.st_ino, st.st_size, st.st_mtime_ns))
+
     def _flush(self, state: TaskState, task_files: bool = True) -> int:
         """Write every file the applied records changed; return how many.
 
@@ -510,8 +543,12 @@ class Projector:
         if self._staging:
             out = [(self._where(path), data) for path, data in out]
             gone = [self._where(path) for path in gone]
+        else:
+            out = self._changed(out)
         with self._below() as below:
             write_files(out, self.sync, below)
+            if not self._staging:
+                self._wrote(out)
             for path in gone:
                 dfd = below.dir(os.path.dirname(path), create=False)
                 if dfd is None:

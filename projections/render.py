@@ -41,6 +41,9 @@ class Paths:
         self.task = task
         self.task_dir = os.path.join(runs_dir, validate_task_id(task))  # InvalidId before any path is built
         self._base = os.path.dirname(os.path.abspath(runs_dir))
+        #: (run id, stage index) -> (what the stage's entry was rendered from, the entry): a
+        #: manifest is rendered at every stage boundary, and most of its stages have not changed
+        self.commands: dict[tuple[str, int], tuple[tuple, dict]] = {}
 
     def rel(self, path: str) -> str:
         return os.path.relpath(path, self._base)
@@ -119,6 +122,39 @@ def command_summary(cmd: Command) -> str | None:
     return "; ".join(parts) or None
 
 
+def _command_entry(paths: Paths, rid: str, c: Command) -> dict:
+    """A stage's entry in the manifest, rendered again only when what it shows changed."""
+    key = (c.id, c.title, c.command, c.pipeline, c.kind, c.status, c.started_ts, c.completed_ts, c.exit_code,
+           c.summary, tuple(c.truncated.items()), c.has_log, c.error is not None, c.sub_run_id)  # fmt: skip
+    cache = paths.commands
+    known = cache.get((rid, c.index))
+    if known is not None and known[0] == key:
+        return known[1]
+    entry = {
+        "index": c.index,
+        "id": c.id,
+        "title": c.title,
+        "command": c.command if c.kind == "command" else c.pipeline,
+        "kind": c.kind,
+        "status": c.status,
+        "started_at": iso_or_none(c.started_ts),
+        "completed_at": iso_or_none(c.completed_ts),
+        "exit_code": c.exit_code,
+        "summary": command_summary(c),
+        "log_path": paths.rel(paths.log(rid, c)) if c.has_log else None,
+        "error_file": paths.rel(paths.error(rid, c)) if c.error is not None else None,
+        "sub_run_id": c.sub_run_id,
+    }
+    if len(cache) >= COMMAND_CACHE:
+        cache.clear()  # a long-lived daemon's memory stays flat
+    cache[(rid, c.index)] = (key, entry)
+    return entry
+
+
+#: stage entries remembered per Paths (then forgotten at once)
+COMMAND_CACHE = 20_000
+
+
 def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
     rid = run.run_id
     children = []
@@ -128,24 +164,7 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
             children.append(
                 {"run_id": child_id, "pipeline_id": child.pipeline_id, "status": child.status, "manifest": paths.rel(paths.manifest(child_id))}
             )
-    commands = [
-        {
-            "index": c.index,
-            "id": c.id,
-            "title": c.title,
-            "command": c.command if c.kind == "command" else c.pipeline,
-            "kind": c.kind,
-            "status": c.status,
-            "started_at": iso_or_none(c.started_ts),
-            "completed_at": iso_or_none(c.completed_ts),
-            "exit_code": c.exit_code,
-            "summary": command_summary(c),
-            "log_path": paths.rel(paths.log(rid, c)) if c.has_log else None,
-            "error_file": paths.rel(paths.error(rid, c)) if c.error is not None else None,
-            "sub_run_id": c.sub_run_id,
-        }
-        for c in run.commands
-    ]
+    commands = [_command_entry(paths, rid, c) for c in run.commands]
     doc = {
         "version": 1,
         # the task the run lives in (whose journal this is), which a copy or an import may

@@ -124,6 +124,11 @@ def runner_alive(pid: int, host: str, start: int) -> bool | None:
     return True
 
 
+#: a catch-up that does not save (at a stage's start, after a heartbeat) still saves the
+#: checkpoint if the last save is older than this: a long stage's catch-ups are not all replayed
+HEARTBEAT_SAVE_EVERY = 30.0
+
+
 class Appender:
     """Journal appends for a run that never fail the run midway; counts what went wrong.
 
@@ -426,7 +431,7 @@ class Runner:
             def started(pgid: int = 0, pgid_start: int = 0, index: int = index, stage: ev.StagePlan = stage) -> None:
                 # a command stage's group is journaled before its command runs (capture's gate)
                 self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id, pgid=pgid, pgid_start=pgid_start))
-                self._project(wait=None)
+                self._project(wait=None, save=False)  # the stage's end saves the checkpoint
                 self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
 
             if stage.kind == "subpipeline":
@@ -514,24 +519,26 @@ class Runner:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _project(self, wait: float | None) -> None:
-        """Catch the projection files up (``wait`` None: skip if another process is projecting)."""
+    def _project(self, wait: float | None, save: bool = True) -> None:
+        """Catch the projection files up (``wait`` None: skip if another process is projecting;
+        ``save`` false: leave the checkpoint to the next catch-up that saves, which replays
+        from the older one to the same files if this process dies first)."""
         with self._projecting:
-            self._catch_up(wait)
+            self._catch_up(wait, save)
 
     def _project_if_idle(self) -> None:
         """For the heartbeat thread: catch up unless the run's own thread is catching up now."""
         if self._projecting.acquire(blocking=False):
             try:
-                self._catch_up(None)
+                self._catch_up(None, save=False)
             finally:
                 self._projecting.release()
 
-    def _catch_up(self, wait: float | None) -> None:
+    def _catch_up(self, wait: float | None, save: bool = True) -> None:
         # the journal is the record: projection files that cannot be written (a full disk)
         # are a warning, and `runjournal project` or `watch` brings them up to date later
         try:
-            self.projector.catch_up(wait=wait)
+            self.projector.catch_up(wait=wait, save_every=0.0 if save else HEARTBEAT_SAVE_EVERY)
         except OSError as e:
             where = f": {e.filename}" if e.filename else ""
             message = f"projection files not updated ({e.strerror or e}{where}); the journal has the run, `runjournal project` catches them up"

@@ -25,7 +25,7 @@ TAGS = [
 ]  # fmt: skip
 # docs/events.md, "Boundary events"
 BOUNDARY = {
-    "run_started", "stage_started", "stage_finished", "stage_failed", "stage_skipped", "run_completed",
+    "run_started", "stage_finished", "stage_failed", "stage_skipped", "run_completed",
     "run_failed", "run_cancelled", "run_resumed", "child_run_linked", "approval", "run_stale", "tail_repaired",
     "region_quarantined",
 }  # fmt: skip
