@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import click
@@ -75,15 +76,15 @@ def journal_append(runs_dir: str, mode: str, n: int) -> float:
         return n / (time.perf_counter() - t0)
 
 
-def _journal_worker(runs_dir: str, run_id: str, n: int, barrier) -> None:
-    with FileStore(runs_dir) as store:
+def _journal_worker(runs_dir: str, run_id: str, n: int, durability: str = "batch", *, barrier) -> None:
+    with FileStore(runs_dir, durability=durability) as store:
         store.run_seq("bench", run_id)  # open (and catch up) before the clock starts
         barrier.wait()
         for i in range(n):
             store.append("bench", run_id, ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i))
 
 
-def _raw_worker(path: str, run_id: str, n: int, barrier) -> None:
+def _raw_worker(path: str, run_id: str, n: int, sync: bool = False, *, barrier) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     lock = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     barrier.wait()
@@ -91,6 +92,8 @@ def _raw_worker(path: str, run_id: str, n: int, barrier) -> None:
         data = encoder.encode(Record(i, run_id, i, time.time_ns(), ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i)))
         fcntl.flock(lock, fcntl.LOCK_EX)
         os.write(fd, data)
+        if sync:
+            os.fdatasync(fd)  # the raw ceiling of `always`: write and fdatasync under the lock
         fcntl.flock(lock, fcntl.LOCK_UN)
 
 
@@ -98,10 +101,16 @@ def _together(target, args_for, writers: int) -> float:
     """Start ``writers`` processes, release them at once, time from the barrier to the last exit."""
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(writers + 1)
-    procs = [ctx.Process(target=target, args=(*args_for(w), barrier)) for w in range(writers)]
+    procs = [ctx.Process(target=target, args=args_for(w), kwargs={"barrier": barrier}) for w in range(writers)]
     for p in procs:
         p.start()
-    barrier.wait()
+    try:
+        barrier.wait(timeout=120)  # a writer that died before the barrier breaks it, never hangs the bench
+    except threading.BrokenBarrierError:
+        for p in procs:
+            p.kill()
+            p.join()
+        raise RuntimeError(f"benchmark writers did not all start (exit codes {[p.exitcode for p in procs if p.exitcode][:5]})") from None
     t0 = time.perf_counter()
     for p in procs:
         p.join()
@@ -136,6 +145,58 @@ def concurrent(workdir: str, writers: int, total: int) -> dict:
         "lost": lost,
         "corrupt": len(report.problems),
     }
+
+
+def concurrent_always(workdir: str, writers: int, total: int) -> dict:
+    """W processes appending in ``always`` to one journal, against the same processes doing
+    write + fdatasync under flock (the raw ceiling); read back and checked as ``concurrent``."""
+    per = max(1, total // writers)
+    runs = os.path.join(workdir, "always-runs")
+    raw = os.path.join(workdir, "always-raw.bin")
+    dt_journal = _together(_journal_worker, lambda w: (runs, f"writer-{w}", per, "always"), writers)
+    dt_raw = _together(_raw_worker, lambda w: (raw, f"writer-{w}", per, True), writers)
+    seen: dict[str, int] = {}
+    lost = 0
+    store = FileStore(runs)
+    for rec in store.records("bench"):
+        expect = seen.get(rec.run_id, 0)
+        if rec.run_seq != expect + 1:
+            lost += 1
+        seen[rec.run_id] = rec.run_seq
+    lost += sum(per - seen.get(f"writer-{w}", 0) for w in range(writers))
+    return {
+        "writers": writers,
+        "events_per_s": round(per * writers / dt_journal),
+        "raw_events_per_s": round(per * writers / dt_raw),
+        "lost": lost,
+        "corrupt": len(store.check("bench").problems),
+    }
+
+
+def runner_stages(workdir: str, stages: int = 100, reps: int = 3) -> dict:
+    """A pipeline of ``stages`` stages of `true` run by `runjournal start` (a fresh root each
+    time), against the spawn floor: Python starting `/bin/sh -c true` as many times."""
+    import json
+
+    floor_code = f"import subprocess\nfor _ in range({stages}): subprocess.run(['/bin/sh', '-c', 'true'])"
+    config = {"pipelines": [{"id": "bench", "title": "bench", "stages": [
+        {"kind": "command", "id": f"s{i}", "title": f"s{i}", "command": "true"} for i in range(1, stages + 1)]}]}  # fmt: skip
+    runs, floors = [], []
+    for rep in range(reps):
+        root = os.path.join(workdir, f"stages-{rep}")
+        os.makedirs(root)
+        with open(os.path.join(root, "codex.orchestrator.json"), "w") as f:
+            json.dump(config, f)
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", floor_code], check=True)
+        floors.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "runjournal", "--root", root, "start"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        runs.append(time.perf_counter() - t0)
+        if done.returncode != 0:
+            raise RuntimeError(f"the {stages}-stage pipeline failed: {done.stderr.decode(errors='replace').strip()}")
+    run, floor = statistics.median(runs), statistics.median(floors)
+    return {"stages": stages, "seconds": round(run, 3), "spawn_floor_seconds": round(floor, 3), "ratio": round(run / floor, 2)}
 
 
 def build_rebuild_journal(runs_dir: str, task: str, events: int) -> int:
@@ -240,6 +301,10 @@ def run_bench(events: int, writers: int, workdir: str, say) -> dict:
     med = {k: round(statistics.median(v)) for k, v in results.items()}
     say(f"{writers} concurrent writers")
     conc = concurrent(workdir, writers, min(events, 200_000))
+    say(f"{writers} concurrent writers in always")
+    conc_always = concurrent_always(workdir, writers, min(events, 20_000))
+    say("a pipeline of 100 stages against the spawn floor")
+    stages = runner_stages(workdir)
     say(f"rebuild of {events} events")
     rate, rss = rebuild(workdir, events)
     say("live latency through watch")
@@ -251,6 +316,8 @@ def run_bench(events: int, writers: int, workdir: str, say) -> dict:
         "raw_fsync_per_s": med["raw_fsync"],
         "append_per_s": {"none": med["none"], "batch": med["batch"], "always": med["always"]},
         "concurrent": conc,
+        "concurrent_always": conc_always,
+        "runner_stages": stages,
         "rebuild_events_per_s": round(rate),
         "rebuild_peak_rss_mb": round(rss, 1),
         "live_latency_ms": live,
@@ -287,6 +354,7 @@ def bench(settings, events, writers, workdir, fmt):
         table(_server_rows(result), ["measure", "figure", "compared"])
         return 0
     a, c, live = result["append_per_s"], result["concurrent"], result["live_latency_ms"]
+    ca, st = result["concurrent_always"], result["runner_stages"]
     rows = [
         ["raw flock+write, 1 process", f"{result['raw_append_per_s']:,}/s", ""],
         ["journal append, none", f"{a['none']:,}/s", f"{a['none'] / result['raw_append_per_s']:.2f} x raw"],
@@ -295,6 +363,9 @@ def bench(settings, events, writers, workdir, fmt):
         ["journal append, always", f"{a['always']:,}/s", f"{a['always'] / result['raw_fsync_per_s']:.2f} x raw fsync"],
         [f"raw, {c['writers']} processes", f"{c['raw_events_per_s']:,}/s", ""],
         [f"journal, {c['writers']} processes", f"{c['events_per_s']:,}/s", f"{c['events_per_s'] / c['raw_events_per_s']:.2f} x raw; lost {c['lost']}, corrupt {c['corrupt']}"],
+        [f"raw write+fdatasync under flock, {ca['writers']} processes", f"{ca['raw_events_per_s']:,}/s", ""],
+        [f"journal always, {ca['writers']} processes", f"{ca['events_per_s']:,}/s", f"{ca['events_per_s'] / ca['raw_events_per_s']:.2f} x raw; lost {ca['lost']}, corrupt {ca['corrupt']}"],
+        [f"{st['stages']} `true` stages (runjournal start)", f"{st['seconds']} s", f"{st['ratio']} x the spawn floor ({st['spawn_floor_seconds']} s)"],
         [f"rebuild of {result['events']:,} events", f"{result['rebuild_events_per_s']:,}/s", f"peak RSS {result['rebuild_peak_rss_mb']} MB"],
         ["append -> manifest via watch", f"p50 {live['p50']} ms", f"p90 {live['p90']} ms, p99 {live['p99']} ms, max {live['max']} ms"],
     ]

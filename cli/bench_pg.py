@@ -80,7 +80,7 @@ def batch_append(url: str, n: int) -> float:
         return max(1, n // BATCH) * BATCH / (time.perf_counter() - t0)
 
 
-def _journal_worker(url: str, task: str, n: int, barrier) -> None:
+def _journal_worker(url: str, task: str, n: int, *, barrier) -> None:
     with open_store(url) as store:
         store.prepare(task)
         barrier.wait()
@@ -88,7 +88,7 @@ def _journal_worker(url: str, task: str, n: int, barrier) -> None:
             store.append(task, "writer", ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD[:100] + b"%019d" % i))
 
 
-def _raw_worker(url: str, key: str, n: int, barrier) -> None:
+def _raw_worker(url: str, key: str, n: int, *, barrier) -> None:
     conn, schema = _raw_conn(url, sync=False)
     statement = f"INSERT INTO {schema}.raw (k, n, payload) VALUES (%s, %s, %s)"
     barrier.wait()
