@@ -163,7 +163,8 @@ def copy_(settings, destination, tasks):
 
 def _copy_task(source, target, task: str) -> tuple[int, int]:
     """Copy what ``target`` lacks of ``task``; (its last sequence before, after)."""
-    before = target.last_seq(task) if target.exists(task) else 0
+    target.prepare(task)  # a task with no record yet is copied as one (and verified as one)
+    before = target.last_seq(task)
     if before:
         _same(source, target, task, before)
     chunk: list = []

@@ -81,14 +81,27 @@ def _psycopg():
     return psycopg
 
 
+SECRET_PARAMETERS = ("password", "sslpassword")
+
+
 def redact(url: str) -> str:
-    """The URL without its password (for messages, logs and the journal)."""
+    """The URL without its passwords (in ``user:password@`` or as a parameter), for messages,
+    logs and the journal."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+    if any(k in SECRET_PARAMETERS for k, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        query = [(k, "***" if k in SECRET_PARAMETERS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        parts = parts._replace(query=urlencode(query, safe="*"))
+    return urlunsplit(parts)
+
+
+def secrets_of(url: str) -> list[str]:
+    """Every password the URL holds, to be masked wherever a driver's message repeats one."""
+    parts = urlsplit(url)
+    found = [parts.password] if parts.password else []
+    return found + [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if k in SECRET_PARAMETERS and v]
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -110,7 +123,7 @@ class PostgresStore(EventStore):
         self._psycopg = _psycopg()
         self.url = redact(url)
         self._conninfo, self.schema = parse_url(url)
-        self._secret = urlsplit(url).password
+        self._secrets = secrets_of(url)
         self.durability = durability
         self.lock_timeout = DEFAULT_TIMEOUT if lock_timeout is None else lock_timeout
         self._sql = self._psycopg.sql
@@ -133,7 +146,9 @@ class PostgresStore(EventStore):
     def _say(self, error: BaseException) -> str:
         """A driver's error as one line, never holding the password."""
         text = " ".join(str(error).split()) or type(error).__name__
-        return text.replace(self._secret, "***") if self._secret else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _connect(self):
         try:
@@ -263,6 +278,18 @@ class PostgresStore(EventStore):
                 done, batch, payloads = self._resolve(task, doubt, batch, payloads)
                 if not batch:
                     return done
+                if done:  # what the caller expects of the rest: after the part already recorded
+                    expected, last = _after(done, expected, last)
+                    try:
+                        return done + self._append_now(task, batch, payloads, expected, origin, last)
+                    except JournalError:
+                        self._in_doubt[task] = doubt  # the caller retries the whole batch: settled again then
+                        raise
+            return self._append_now(task, batch, payloads, expected, origin, last)
+
+    def _append_now(self, task, batch, payloads, expected, origin, last) -> list[Record]:
+        with self._mutex:
+            done: list[Record] = []
             self._appends += 1
             append_id = self._id_prefix + self._appends.to_bytes(8, "little")  # unique; no syscall per append
             sync = self.durability == "batch" and any(it.event.boundary for it in batch)
@@ -394,10 +421,15 @@ class PostgresStore(EventStore):
             raise JournalWriteFailed(f"cannot reach the store {self.url} to settle an earlier append to task {task}; nothing was written") from None
         if rows is None or head != events:
             return [], batch, payloads
-        got = self._connection().execute(
-            self._sql.SQL("SELECT ts FROM {}.records WHERE task = %s AND seq >= %s ORDER BY seq LIMIT %s").format(self._s),
-            (task, rows[0][0], len(events)),
-        ).fetchall()
+        try:
+            got = self._connection().execute(
+                self._sql.SQL("SELECT ts FROM {}.records WHERE task = %s AND seq >= %s ORDER BY seq LIMIT %s").format(self._s),
+                (task, rows[0][0], len(events)),
+            ).fetchall()
+        except self._psycopg.OperationalError:
+            self._drop()
+            self._in_doubt[task] = doubt
+            raise JournalWriteFailed(f"cannot reach the store {self.url} to settle an earlier append to task {task}; nothing was written") from None
         done = [Record(seq, it.run_id, rs, ts, it.event) for (seq, rs), (ts,), it in zip(rows, got, batch)]
         n = len(events)
         return done, batch[n:], payloads[n:]
@@ -432,13 +464,28 @@ class PostgresStore(EventStore):
 
     def flush(self, task: str) -> None:
         """A commit with ``synchronous_commit = on`` is flushed with every commit before it."""
-        with self._mutex:
-            if not self._ensure_schema(write=False):
-                return
-            conn = self._connection()
+
+        def synced(conn) -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 conn.execute("SELECT pg_current_xact_id()")
+
+        self._in_transaction(synced)
+
+    def _in_transaction(self, work) -> None:
+        """``work(connection)``, a transaction of several statements; a connection found
+        broken is made again once (as ``_query`` does)."""
+        with self._mutex:
+            for attempt in (1, 2):
+                try:
+                    if not self._ensure_schema(write=False):
+                        return
+                    work(self._connection())
+                    return
+                except self._psycopg.OperationalError as e:
+                    self._drop()
+                    if attempt == 2:
+                        raise StoreUnavailable(f"lost the store {self.url}: {self._say(e)}") from None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -578,11 +625,29 @@ class PostgresStore(EventStore):
 
     def drop_task(self, task: str) -> None:
         """Delete a task's journal (its records, runs and counter), in one transaction."""
-        with self._mutex:
-            conn = self._connection()
+
+        def dropped(conn) -> None:
             with conn.transaction():
                 for table in ("records", "runs", "tasks"):
                     conn.execute(self._sql.SQL("DELETE FROM {}.{} WHERE task = %s").format(self._s, self._sql.Identifier(table)), (task,))
+
+        self._in_transaction(dropped)
+        self._seen_last.pop(task, None)
+
+
+def _after(done: list[Record], expected: dict[str, int] | None, last: int | None):
+    """A caller's expectations for the rest of a batch whose first records (``done``) were
+    already recorded by an append whose outcome was unknown: a run expected where it stood
+    before them is now expected after them (one expected after them already is left alone)."""
+    if expected:
+        expected = dict(expected)
+        for run_id in {r.run_id for r in done}:
+            mine = [r.run_seq for r in done if r.run_id == run_id]
+            if expected.get(run_id) == mine[0] - 1:
+                expected[run_id] = mine[-1]
+    if last is not None and last == done[0].seq - 1:
+        last = done[-1].seq
+    return expected, last
 
 
 class _PgReading(Reading):
@@ -657,8 +722,8 @@ class _Notifier(threading.Thread):
             with store._mutex:
                 try:
                     store._connection().execute("SELECT pg_notify(%s, t) FROM unnest(%s::text[]) AS t", (store.channel, sorted(tasks)))
-                except (JournalError, store._psycopg.Error):
-                    store._drop()  # followers poll; the next append makes the connection again
+                except Exception:  # noqa: BLE001 - whatever it is, followers poll: this thread must live on
+                    store._drop()  # the next append makes the connection again
             sent = time.monotonic()
 
 

@@ -284,3 +284,81 @@ def test_a_task_locked_past_the_timeout_is_a_lock_timeout_with_nothing_written(u
         assert [r.seq for r in store.records("t")] == [1]
         assert store.writer_stats("t").lock_timeouts == 1
         assert store.append("t", RUN, ev.Heartbeat()).seq == 2  # the lock let go: appends go on
+
+
+# -- what a review found ---------------------------------------------------------------------
+
+
+def test_an_append_left_in_doubt_and_sent_again_with_expected_sequences_is_recorded_once(url: str):
+    """The commit's answer is lost and the server stays away past the lock timeout: the append
+    fails in doubt. Sent again (expecting the run where it stood before), its first event is
+    found recorded, and the rest is appended after it; nothing twice."""
+    with open_store(url, lock_timeout=0.3) as store:
+        for _ in range(3):
+            store.append("t", RUN, ev.Heartbeat())
+        real = store._connection
+        state = {"lost": False}
+
+        class AnswerLost:
+            def __init__(self, conn):
+                self.conn = conn
+
+            def execute(self, statement, params=()):
+                cur = self.conn.execute(statement, params)
+                if "append" in str(statement) and not state["lost"]:
+                    state["lost"] = True
+                    self.conn.close()  # committed; then the server is away
+                    raise store._psycopg.OperationalError("the connection was lost")
+                return cur
+
+            def __getattr__(self, name):
+                return getattr(self.conn, name)
+
+        def away():
+            if state["lost"]:
+                raise StoreUnavailable(f"cannot reach the store {store.url}: away")
+            return AnswerLost(real())
+
+        store._connection = away
+        first = ev.OutputChunk(index=1, stream="stdout", data=b"first")
+        with pytest.raises(JournalWriteFailed, match="may or may not be recorded"):
+            store.append("t", RUN, first, expected_seq=3)
+        del store._connection  # the server is back
+        again = store.append_batch("t", [Item(RUN, first), Item(RUN, ev.Heartbeat())], {RUN: 3})
+        assert [(r.seq, r.run_seq) for r in again] == [(4, 4), (5, 5)]
+        assert [r.event for r in store.records("t")].count(first) == 1
+        assert store.check("t").ok
+
+
+def test_flush_after_a_killed_connection_makes_it_again(url: str):
+    import psycopg
+
+    with open_store(url) as store:
+        store.append("t", RUN, ev.Heartbeat())
+        with psycopg.connect(pg.server_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (store._conn.info.backend_pid,))
+        store.flush("t")
+        assert store.last_seq("t") == 1
+
+
+def test_copy_takes_a_task_without_records_and_goes_on_with_the_others(url: str, tmp_path: Path):
+    runs = tmp_path / "runs"
+    with open_store(str(runs)) as files:
+        files.prepare("empty")
+        files.append("full", RUN, ev.Heartbeat())
+    result = cli(tmp_path, "--runs-dir", str(runs), "copy", "--to", url)
+    assert result.returncode == 0, result.stderr
+    with open_store(url) as server:
+        assert server.tasks() == ["empty", "full"]
+        assert server.last_seq("empty") == 0 and server.last_seq("full") == 1
+
+
+def test_a_password_given_as_a_parameter_is_never_shown(tmp_path: Path):
+    url = "postgresql://nobody@127.0.0.1:1/none?password=hunter2&connect_timeout=1"
+    with open_store(url, lock_timeout=0.5) as store:
+        assert "hunter2" not in store.url
+        with pytest.raises(StoreUnavailable) as caught:
+            store.tasks()
+        assert "hunter2" not in str(caught.value)
+    proc = cli(tmp_path, "runs", store=url)
+    assert proc.returncode == 1 and "hunter2" not in proc.stderr + proc.stdout
