@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
 from runjournal import journal, projections, runner
@@ -11,7 +14,16 @@ from runjournal.runner import EXIT_CODES as RUN_EXIT_CODES
 from runjournal.runner import run_exit_code
 
 
+def _every_module() -> None:
+    """Import every module of every layer: the packages import their names on first use, so
+    an error class is known only once its module is."""
+    for package in (journal, projections, runner):
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
 def _error_classes() -> list[type[JournalError]]:
+    _every_module()
     found, todo = set(), [JournalError]
     while todo:
         cls = todo.pop()
