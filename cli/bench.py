@@ -21,7 +21,7 @@ import time
 
 import click
 
-from runjournal.journal import FileStore, Layout
+from runjournal.journal import FileStore, Layout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import Record, encoder
 from runjournal.projections.render import percentile
@@ -248,16 +248,18 @@ def rebuild(workdir: str, events: int) -> tuple[float, float]:
     return n / dt, usage.ru_maxrss / 1024
 
 
-def live_latency(workdir: str, samples: int) -> dict:
-    """Append -> manifest replaced on disk, with `watch` running as a separate process."""
+def live_latency(workdir: str, samples: int, url: str | None = None) -> dict:
+    """Append -> manifest replaced on disk, with `watch` running as a separate process (on the
+    file store of a scratch runs directory, or on the store at ``url``)."""
     runs = os.path.join(workdir, "live-runs")
     layout = Layout(runs, os.path.join(workdir, "live-out"))
     rid = "2025-01-01T00-00-00-000Z-0000live"
     stages = tuple(ev.StagePlan(id=f"s{i}", title=f"s{i}", command="true") for i in range(1, samples + 1))
-    store = FileStore(runs)
+    store = open_store(url) if url else FileStore(runs)
     store.append("live", rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
     manifest = layout.manifest_path("live", rid)
-    cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
+    where = ["--store", url] if url else []
+    cmd = [sys.executable, "-m", "runjournal", *where, "--runs-dir", runs, "--out-dir", layout.out_dir, "watch", "--task", "live"]
     watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lat = []
     try:
@@ -272,8 +274,13 @@ def live_latency(workdir: str, samples: int) -> dict:
         watcher.terminate()
         watcher.wait(30)
         store.close()
-    lat.sort()
-    return {"p50": round(percentile(lat, 50), 2), "p90": round(percentile(lat, 90), 2), "p99": round(percentile(lat, 99), 2), "max": round(lat[-1], 2)}
+    return spread(lat)
+
+
+def spread(ms: list[float]) -> dict:
+    """p50, p90, p99 and max of latencies in ms."""
+    ms = sorted(ms)
+    return {"p50": round(percentile(ms, 50), 2), "p90": round(percentile(ms, 90), 2), "p99": round(percentile(ms, 99), 2), "max": round(ms[-1], 2)}
 
 
 def _wait_for(cond, timeout: float, pause: float = 0.01) -> None:

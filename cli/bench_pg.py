@@ -23,9 +23,8 @@ from runjournal.journal import Item, Layout, open_store
 from runjournal.journal import events as ev
 from runjournal.journal.events import encoder
 from runjournal.journal.postgres import parse_url, redact
-from runjournal.projections.render import percentile
 
-from .bench import EVENT, PAYLOAD, REPS, build_rebuild_journal, _together, _wait_for
+from .bench import EVENT, PAYLOAD, REPS, _together, build_rebuild_journal, live_latency, spread
 
 BATCH = 1000
 
@@ -144,8 +143,7 @@ def follow_latency(url: str, samples: int) -> dict:
             state["t"] = time.perf_counter()
             woke.wait(10)
         thread.join(10)
-    lat.sort()
-    return {"p50": round(percentile(lat, 50), 2), "p90": round(percentile(lat, 90), 2), "p99": round(percentile(lat, 99), 2), "max": round(lat[-1], 2)}
+    return spread(lat)
 
 
 def rebuild(url: str, workdir: str, events: int) -> tuple[float, float]:
@@ -173,32 +171,6 @@ def rebuild(url: str, workdir: str, events: int) -> tuple[float, float]:
         raise RuntimeError(f"rebuild failed: {proc.stderr.read().decode(errors='replace').strip()}")
     proc.stderr.close()
     return n / dt, usage.ru_maxrss / 1024
-
-
-def live_latency(url: str, workdir: str, samples: int) -> dict:
-    """Append (from this process) -> manifest replaced on disk by a `watch --store` process."""
-    layout = Layout(os.path.join(workdir, "live-runs"), os.path.join(workdir, "live-out"))
-    rid = "2025-01-01T00-00-00-000Z-0000live"
-    stages = tuple(ev.StagePlan(id=f"s{i}", title=f"s{i}", command="true") for i in range(1, samples + 1))
-    lat = []
-    with open_store(url) as store:
-        store.append("live", rid, ev.RunStarted(task_id="live", pipeline_id="live", stages=stages))
-        manifest = layout.manifest_path("live", rid)
-        cmd = [sys.executable, "-m", "runjournal", "--store", url, "--runs-dir", layout.runs_dir, "--out-dir", layout.out_dir, "watch", "--task", "live"]
-        watcher = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            _wait_for(lambda: os.path.exists(manifest), 30.0)
-            for i in range(1, samples + 1):
-                before = os.stat(manifest).st_ino
-                store.append("live", rid, ev.StageStarted(index=i, stage_id=f"s{i}"))
-                t0 = time.perf_counter()
-                _wait_for(lambda: os.stat(manifest).st_ino != before, 10.0, pause=0.0002)
-                lat.append((time.perf_counter() - t0) * 1000)
-        finally:
-            watcher.terminate()
-            watcher.wait(30)
-    lat.sort()
-    return {"p50": round(percentile(lat, 50), 2), "p90": round(percentile(lat, 90), 2), "p99": round(percentile(lat, 99), 2), "max": round(lat[-1], 2)}
 
 
 def run_pg_bench(url: str, events: int, writers: int, workdir: str, say) -> dict:
@@ -230,7 +202,7 @@ def run_pg_bench(url: str, events: int, writers: int, workdir: str, say) -> dict
         say(f"rebuild of {events} events")
         rate, rss = rebuild(scratch, workdir, events)
         say("live latency through watch")
-        live = live_latency(scratch, workdir, 200)
+        live = live_latency(workdir, 200, url=scratch)
     finally:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
