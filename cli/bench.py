@@ -237,15 +237,19 @@ def rebuild(workdir: str, events: int) -> tuple[float, float]:
     runs = os.path.join(workdir, "rebuild-runs")
     layout = Layout(runs, os.path.join(workdir, "rebuild-out"))
     n = build_rebuild_journal(runs, "bench", events)
-    cmd = [sys.executable, "-m", "runjournal", "--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"]
+    return timed_rebuild(["--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"], n)
+
+
+def timed_rebuild(args: list[str], events: int) -> tuple[float, float]:
+    """``runjournal ARGS`` (a rebuild) in a child process: events/s and its peak RSS in MB."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "runjournal", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     dt = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"rebuild failed: {proc.stderr.read().decode(errors='replace').strip()}")
     proc.stderr.close()
-    return n / dt, usage.ru_maxrss / 1024
+    return events / dt, usage.ru_maxrss / 1024
 
 
 def live_latency(workdir: str, samples: int, url: str | None = None) -> dict:

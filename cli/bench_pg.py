@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -24,7 +22,7 @@ from runjournal.journal import events as ev
 from runjournal.journal.events import encoder
 from runjournal.journal.postgres import parse_url, redact
 
-from .bench import EVENT, PAYLOAD, REPS, _together, build_rebuild_journal, live_latency, spread
+from .bench import EVENT, PAYLOAD, REPS, _together, build_rebuild_journal, live_latency, spread, timed_rebuild
 
 BATCH = 1000
 
@@ -162,15 +160,7 @@ def rebuild(url: str, workdir: str, events: int) -> tuple[float, float]:
             server.append_records("rebuild", chunk)
     shutil.rmtree(runs)
     layout = Layout(os.path.join(workdir, "rebuild-runs"), os.path.join(workdir, "rebuild-out"))
-    cmd = [sys.executable, "-m", "runjournal", "--store", url, "--runs-dir", layout.runs_dir, "--out-dir", layout.out_dir, "project", "--task", "rebuild", "--rebuild"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    dt = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"rebuild failed: {proc.stderr.read().decode(errors='replace').strip()}")
-    proc.stderr.close()
-    return n / dt, usage.ru_maxrss / 1024
+    return timed_rebuild(["--store", url, "--runs-dir", layout.runs_dir, "--out-dir", layout.out_dir, "project", "--task", "rebuild", "--rebuild"], n)
 
 
 def run_pg_bench(url: str, events: int, writers: int, workdir: str, say) -> dict:

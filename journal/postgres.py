@@ -42,6 +42,7 @@ from . import pg_schema
 from .verify import Problem, Report, check_record
 from .errors import (
     BadInput,
+    CorruptRecord,
     HistoryViolation,
     JournalError,
     JournalMovedOn,
@@ -245,7 +246,7 @@ class PostgresStore(EventStore):
         return self._append(task, batch, expected, origin=None)
 
     def append_records(self, task: str, records) -> None:
-        from .store import copy_chunks
+        from .store import copy_chunks, runs_before
 
         validate_task_id(task)
         for rec in records:
@@ -254,11 +255,8 @@ class PostgresStore(EventStore):
             if rec.run_id != JOURNAL_RUN:
                 validate_run_id(rec.run_id)
         for chunk in copy_chunks(records):
-            expected: dict[str, int] = {}
-            for rec in chunk:
-                expected.setdefault(rec.run_id, rec.run_seq - 1)
             items = [Item(r.run_id, r.event, r.ts) for r in chunk]
-            written = self._append(task, items, expected, origin=chunk[0].origin, last=chunk[0].seq - 1)
+            written = self._append(task, items, runs_before(chunk), origin=chunk[0].origin, last=chunk[0].seq - 1)
             if [(r.seq, r.run_seq) for r in written] != [(r.seq, r.run_seq) for r in chunk]:
                 raise JournalWriteFailed(f"records copied to task {task} in {self.url} took other sequences than they carry (a run's sequence skips)")
 
@@ -289,7 +287,6 @@ class PostgresStore(EventStore):
 
     def _append_now(self, task, batch, payloads, expected, origin, last) -> list[Record]:
         with self._mutex:
-            done: list[Record] = []
             self._appends += 1
             append_id = self._id_prefix + self._appends.to_bytes(8, "little")  # unique; no syscall per append
             sync = self.durability == "batch" and any(it.event.boundary for it in batch)
@@ -301,10 +298,10 @@ class PostgresStore(EventStore):
                 rows = [(row[0][0], row[0][1])]
                 self._seen_last[task] = rows[0][0]
                 self._notify(task)
-                return done + [Record(rows[0][0], it.run_id, rows[0][1], it.ts, it.event, origin)]
-            return self._batch(task, batch, payloads, expected, origin, append_id, sync, last, done)
+                return [Record(rows[0][0], it.run_id, rows[0][1], it.ts, it.event, origin)]
+            return self._batch(task, batch, payloads, expected, origin, append_id, sync, last)
 
-    def _batch(self, task, batch, payloads, expected, origin, append_id, sync, last, done) -> list[Record]:
+    def _batch(self, task, batch, payloads, expected, origin, append_id, sync, last) -> list[Record]:
         params = (
             task, [it.run_id for it in batch], [it.ts for it in batch], payloads,
             [type(it.event) is RunStarted for it in batch], origin, append_id,
@@ -315,9 +312,7 @@ class PostgresStore(EventStore):
         self._seen_last[task] = last_seq
         first = last_seq - len(batch) + 1
         self._notify(task)
-        return done + [
-            Record(first + i, it.run_id, rs, it.ts, it.event, origin if i == 0 else None) for i, (rs, it) in enumerate(zip(run_seqs, batch))
-        ]
+        return [Record(first + i, it.run_id, rs, it.ts, it.event, origin if i == 0 else None) for i, (rs, it) in enumerate(zip(run_seqs, batch))]
 
     def _statements(self) -> tuple[str, str]:
         """The append statements, composed once (the driver prepares them after a few uses)."""
@@ -668,8 +663,6 @@ class _PgReading(Reading):
                 try:
                     event = decode(payload)
                 except DECODE_ERRORS as e:
-                    from .errors import CorruptRecord
-
                     raise CorruptRecord(f"{store.schema}.records", seq, f"the event of sequence {seq} does not decode ({e})") from None
                 yield Record(seq, run_id, run_seq, ts, event, origin)
             if len(page) < PAGE:

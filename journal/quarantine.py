@@ -24,7 +24,7 @@ from . import chain
 from . import format as fmt
 from .errors import CorruptRecord, NotQuarantinable, UnknownEventType
 from .events import DECODE_ERRORS, RegionQuarantined, head_decoder, record_decoder
-from .fsutil import Where, at, exists_at, subdir, sync_dir, write_all, write_temp
+from .fsutil import Where, at, exists_at, subdir, sync_dir, write_temp
 from .reader import decode_record
 
 QUARANTINE_DIR = "quarantine"

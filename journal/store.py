@@ -230,3 +230,12 @@ def copy_chunks(records: Sequence[Record], size: int = 1000) -> Iterator[list[Re
         chunk.append(rec)
     if chunk:
         yield chunk
+
+
+def runs_before(chunk: list[Record]) -> dict[str, int]:
+    """Each run of a chunk of copied records at the sequence it must be at before them: the
+    expected sequences of their append."""
+    expected: dict[str, int] = {}
+    for rec in chunk:
+        expected.setdefault(rec.run_id, rec.run_seq - 1)
+    return expected

@@ -178,7 +178,7 @@ class Journal:
 
     def append_records(self, records: Sequence[Record]) -> None:
         """``EventStore.append_records``: records of another journal of the same history, verbatim."""
-        from .store import copy_chunks
+        from .store import copy_chunks, runs_before
 
         for rec in records:
             if not isinstance(rec.event, Event):
@@ -187,23 +187,13 @@ class Journal:
                 self._check_id(rec.run_id)
         if not records:
             return
-        with self._mutex:
-            self._check_open()
-            self._lock.acquire()
-            try:
-                self._refresh()
-                self._merge_pending()
-                for chunk in copy_chunks(records):
-                    if chunk[0].seq != self._last_seq + 1:
-                        raise JournalMovedOn(os.path.basename(os.path.dirname(self.directory)), chunk[0].seq - 1, self._last_seq)
-                    expected: dict[str, int] = {}
-                    for rec in chunk:
-                        expected.setdefault(rec.run_id, rec.run_seq - 1)
-                    written = self._write([(r.run_id, r.event, r.ts) for r in chunk], expected, origin=chunk[0].origin)
-                    if [(r.seq, r.run_seq) for r in written] != [(r.seq, r.run_seq) for r in chunk]:
-                        raise JournalWriteFailed(f"records copied to {self.directory} took other sequences than they carry (a run's sequence skips)")
-            finally:
-                self._lock.release()
+        with self._caught_up():
+            for chunk in copy_chunks(records):
+                if chunk[0].seq != self._last_seq + 1:
+                    raise JournalMovedOn(os.path.basename(os.path.dirname(self.directory)), chunk[0].seq - 1, self._last_seq)
+                written = self._write([(r.run_id, r.event, r.ts) for r in chunk], runs_before(chunk), origin=chunk[0].origin)
+                if [(r.seq, r.run_seq) for r in written] != [(r.seq, r.run_seq) for r in chunk]:
+                    raise JournalWriteFailed(f"records copied to {self.directory} took other sequences than they carry (a run's sequence skips)")
 
     def _check_id(self, run_id: str) -> None:
         """Run ids become paths of projection files: refuse what the CLI refuses (InvalidId)."""

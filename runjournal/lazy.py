@@ -4,6 +4,7 @@ runs: ``runjournal --version`` needs none of the layers, ``exec`` not the daemon
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 
 
@@ -17,13 +18,7 @@ def exports(package: str, table: dict[str, str]) -> Callable[[str], object]:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         module = importlib.import_module(f"{package}.{where or name}")
         value = module if not where else getattr(module, name)
-        globals_of(package)[name] = value
+        vars(sys.modules[package])[name] = value  # looked up once: the next use is a plain attribute
         return value
 
     return __getattr__
-
-
-def globals_of(package: str) -> dict:
-    import sys
-
-    return vars(sys.modules[package])

@@ -236,7 +236,7 @@ def test_an_append_whose_commit_was_not_heard_is_settled_by_looking_it_up(url: s
 
             def execute(self, statement, params=()):
                 cur = self.conn.execute(statement, params)
-                if "append" in str(statement.as_string(self.conn) if hasattr(statement, "as_string") else statement) and calls["n"] == 0:
+                if "append" in str(statement) and calls["n"] == 0:  # the append statements are plain strings
                     calls["n"] += 1
                     self.conn.close()  # committed; the answer is lost with the connection
                     raise store._psycopg.OperationalError("the connection was lost")
