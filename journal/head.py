@@ -22,6 +22,10 @@ Layout (little-endian), every part a decision depends on under a check:
 - 64: u64 buckets (a power of two) | u64 complete (1: every run of the journal is in the
   table; 0: some may be missing, after a table that could not grow) | u64 check (CRC-32 of
   the two, tagged);
+- 88: u64 synced mark: the last global sequence known to be on disk (``fdatasync``ed), in the
+  high 48 bits, and the low 16 bits of a CRC-32 of it (see ``synced``): how writers in
+  ``always`` share fdatasyncs (``journal.commit``). Zero (nothing known) in a new head, after
+  a rebuild, a reboot or a cut tail;
 - 96: u64 segment base | u64 end offset | u64 running CRC-32 of the segment's bytes from the
   end of its header to that end | u64 check (CRC-32 of the three, tagged): what a writer
   opening the journal compares the current segment with, so that damage to records already
@@ -55,6 +59,8 @@ BOOT_AT = 48
 TABLE_HEADER = struct.Struct("<QQQ")
 TABLE_HEADER_AT = 64
 TABLE_TAG = 0x524A_5442 << 32
+SYNCED_AT = 88
+SYNCED_LIMIT = 1 << 48  # sequences at or past it are never marked (each writer syncs its own)
 SEGMENT_CHECK = struct.Struct("<QQQQ")
 SEGMENT_CHECK_AT = 96
 SEGMENT_TAG = 0x524A_5343 << 32
@@ -106,6 +112,10 @@ def header_check(base: int, end: int, last: int, owner: int) -> int:
 
 def table_check(buckets: int, complete: int) -> int:
     return TABLE_TAG | zlib.crc32(HEADER_VALUES.pack(buckets, complete, 0, 0))
+
+
+def _synced_check(seq: int) -> int:
+    return zlib.crc32(seq.to_bytes(8, "little")) & 0xFFFF
 
 
 def size_for(buckets: int) -> int:
@@ -203,6 +213,33 @@ class Head:
         if (b, e) != (base, end) or check != SEGMENT_TAG | zlib.crc32(SEGMENT_CHECK.pack(b, e, crc, 0)):
             return None
         return crc
+
+    def synced(self) -> int:
+        """The last global sequence a writer of this journal made durable, as far as the head
+        knows (0: nothing known). Read without the lock: the mark is one aligned 8-byte word,
+        and a value that does not check (a damaged head) counts as nothing."""
+        v = int.from_bytes(self._mm[SYNCED_AT : SYNCED_AT + 8], "little")
+        seq = v >> 16
+        return seq if v & 0xFFFF == _synced_check(seq) else 0
+
+    def mark_synced(self, seq: int) -> None:
+        """Say that every record up to ``seq`` is on disk. Without the lock: two writers racing
+        may move the mark back, which only costs a later writer a sync of its own."""
+        if 0 < seq < SYNCED_LIMIT and seq > self.synced():
+            self._mm[SYNCED_AT : SYNCED_AT + 8] = ((seq << 16) | _synced_check(seq)).to_bytes(8, "little")
+
+    def forget_synced(self) -> None:
+        """Forget the mark: sequences past the journal's end are to be written again (a cut tail)."""
+        self._mm[SYNCED_AT : SYNCED_AT + 8] = bytes(8)
+
+    def written_through(self, base: int, at_least: int) -> int:
+        """The last sequence published in segment ``base`` (or ``at_least`` if the head is now in
+        another segment or does not check), read without the lock: everything up to it was
+        written to that segment before this read, so an fdatasync of it begun after the read covers it."""
+        b, end, last, owner, check = HEADER.unpack_from(self._mm, HEADER_AT)
+        if b != base or check != header_check(b, end, last, owner):
+            return at_least
+        return max(last, at_least)
 
     def invalidate(self) -> None:
         """Make the header fail its check: every writer rebuilds the head before trusting it."""

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import msgspec
 
 from . import chain, segments, spill
+from .commit import GroupCommit
 from . import format as fmt
 from .errors import (
     BadInput,
@@ -71,6 +72,7 @@ DEFAULT_SEGMENT_BYTES = 16 << 20  # also bounds what a writer reads to check the
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
 ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
+MAX_FRAME = MAX_PAYLOAD + fmt.FRAME_LEN
 VALID_IDS_KEPT = 4096  # run ids remembered as checked, then forgotten at once (memory stays flat)
 
 
@@ -120,6 +122,9 @@ class Journal:
             os.close(self._dfd)
             raise JournalWriteFailed(f"cannot open journal {directory} for writing: {e.strerror or e}") from None
         self._mutex = threading.Lock()
+        self._commit = GroupCommit(directory, self._dfd)
+        self._owe = 0  # the last sequence written but not yet made durable (0: none)
+        self._owe_boundary = False  # ... and whether a boundary event is among what is owed
         self._fd: int | None = None
         self._segment = ""
         self._base = 0  # first sequence of the current segment
@@ -156,12 +161,53 @@ class Journal:
         if run_id not in self._valid_ids:
             self._check_id(run_id)
         ts = time.time_ns()
-        if expected_seq is None:
-            rec = self._append_alone(run_id, event, ts)
-            if rec is not None:
-                return rec
-            return self._append(((run_id, event, ts),), None)[0]
-        return self._append(((run_id, event, ts),), {run_id: expected_seq})[0]
+        if expected_seq is not None:
+            return self._append(((run_id, event, ts),), {run_id: expected_seq})[0]
+        # The common case, in as few steps as it can be: a writer appending where it left the
+        # journal. The lock is free at once, the head is as this writer last published it and
+        # the segment ends where it wrote last (nobody else wrote since), the run's sequence is
+        # in hand, no spill is due to be merged, and the event fits the segment. Anything else
+        # goes to ``_append``, with nothing written here.
+        with self._mutex:
+            rs = self._local.get(run_id)
+            lock = self._lock
+            if rs is not None and not self._spilled_here and lock.try_acquire():
+                rec = None
+                try:
+                    start = self._end
+                    if (
+                        self._head.unchanged(self._published)
+                        and os.lseek(self._fd, 0, os.SEEK_END) == start
+                        and time.monotonic() - self._last_merge_check <= 1.0
+                        and type(event) is not RunStarted  # ``_write`` applies its rule
+                    ):
+                        seq = self._last_seq + 1
+                        rec = Record(seq, run_id, rs + 1, ts, event)
+                        try:
+                            data = encode_frame(encoder.encode(rec), False)
+                        except OverflowError:
+                            rec = None  # ``_append`` says what is wrong
+                        else:
+                            if start + len(data) > self.segment_bytes or len(data) > MAX_FRAME:
+                                rec = None
+                            else:
+                                self._put(data, start, len(data))
+                                self._end = start + len(data)
+                                self._last_seq = seq
+                                self._local[run_id] = rs + 1
+                                self._alone += 1
+                                self._unpublished += 1
+                                if self._unpublished >= PUBLISH_EVERY or self._alone < ALONE_AFTER or event.boundary:
+                                    self._publish()
+                                if self.durability != "none":
+                                    self._owe, self._owe_boundary = seq, self._owe_boundary or event.boundary
+                finally:
+                    lock.release()
+                if rec is not None:
+                    if self._owe:
+                        self._settle()
+                    return rec
+        return self._append(((run_id, event, ts),), None)[0]
 
     def append_batch(self, items: Iterable[Item | tuple], expected: dict[str, int] | None = None) -> list[Record]:
         """Append events atomically (one lock, one write, one sync); return their records."""
@@ -230,54 +276,12 @@ class Journal:
                 self._refresh()
                 if self._spilled_here or expected or time.monotonic() - self._last_merge_check > 1.0:
                     self._merge_pending()
-                return self._write(batch, expected)
+                records = self._write(batch, expected)
             finally:
                 self._lock.release()
-
-    def _append_alone(self, run_id: str, event: AnyEvent, ts: int) -> Record | None:
-        """One event, when there is nothing to look at: the common case of a writer appending on
-        its own, in about half the steps of ``_append``. The lock is free at once, this writer was
-        the last to write (the head is as it left it), the run's sequence is in hand, no spill is
-        due to be merged, the event is no boundary and fits the segment. Otherwise returns None
-        having written nothing, and ``_append`` does everything."""
-        if event.boundary or self.durability == "always":
-            return None
-        with self._mutex:
-            rs = self._local.get(run_id)  # under the mutex: another thread may be appending to the run
-            lock = self._lock
-            if rs is None or self._spilled_here or self._closed.is_set() or not lock.try_acquire():
-                return None
-            try:
-                start = self._end
-                if (
-                    not self._head.unchanged(self._published)
-                    or os.lseek(self._fd, 0, os.SEEK_END) != start
-                    or time.monotonic() - self._last_merge_check > 1.0
-                ):
-                    return None
-                seq = self._last_seq + 1
-                rec = Record(seq, run_id, rs + 1, ts, event)
-                try:
-                    payload = encoder.encode(rec)
-                except OverflowError:
-                    return None  # ``_append`` says what is wrong
-                data = encode_frame(payload, False)
-                size = len(data)
-                if start + size > self.segment_bytes or len(payload) > MAX_PAYLOAD:
-                    return None
-                self._put(data, start, size)
-                self._end = start + size
-                self._last_seq = seq
-                self._local[run_id] = rs + 1
-                self._alone += 1
-                self._unpublished += 1
-                if self._unpublished >= PUBLISH_EVERY or self._alone < ALONE_AFTER:
-                    self._publish()
-                if self.durability == "batch":
-                    self._made_durable(False)
-                return rec
-            finally:
-                lock.release()
+            if self._owe:
+                self._settle()
+            return records
 
     def run_seq(self, run_id: str) -> int:
         """The run's current (last committed) sequence, 0 if the run has no events."""
@@ -291,7 +295,7 @@ class Journal:
     def flush(self) -> None:
         """Merge pending spills, if the lock is free, and make everything durable."""
         with self._caught_up():
-            self._sync()
+            self._owe, self._owe_boundary = self._last_seq, True
 
     def recover(self) -> list[TailRepaired]:
         """Open for append once (cutting any torn tail, merging spills); return the repairs made."""
@@ -342,6 +346,8 @@ class Journal:
                 yield
             finally:
                 self._lock.release()
+            if self._owe:
+                self._settle()
 
     @property
     def lock_retries(self) -> int:
@@ -371,6 +377,7 @@ class Journal:
                     self._fd = None
                 self._head.close()
                 self._lock.close()
+                self._commit.close()
                 os.close(self._dfd)
 
     def __enter__(self) -> Journal:
@@ -611,6 +618,7 @@ class Journal:
         """Cut a crashed writer's unfinished batch off the segment, keeping a copy."""
         self._cut.append(segments.cut_tail(self._dfd, self._fd, self._segment, offset))
         self._end = offset
+        self._head.forget_synced()  # the sequences cut off are to be written again
 
     def _create_segment(self, base: int) -> None:
         try:
@@ -690,8 +698,8 @@ class Journal:
         self._unpublished += 1
         if self._unpublished >= PUBLISH_EVERY or boundary or self._alone < ALONE_AFTER:
             self._publish()
-        if self.durability != "none":
-            self._made_durable(boundary)
+        if self.durability != "none":  # made durable once the lock is let go (``_settle``)
+            self._owe, self._owe_boundary = seq, self._owe_boundary or boundary
         return records
 
     def _put(self, data: bytes, start: int, size: int) -> None:
@@ -711,10 +719,16 @@ class Journal:
             ) from None
         self._crc = zlib.crc32(data, self._crc)
 
-    def _made_durable(self, boundary: bool) -> None:
-        """After a write, in ``always`` or ``batch`` mode: sync now, or leave it to the flusher."""
+    def _settle(self) -> None:
+        """After the lock is let go, with the mutex held: make what this writer wrote durable
+        now (``always``, a boundary event, a sync a second old, ``flush``), sharing the
+        fdatasync with other writers (``journal.commit``), or leave it to the flusher."""
+        seq, boundary = self._owe, self._owe_boundary
+        self._owe, self._owe_boundary = 0, False
         if self.durability == "always" or boundary or time.monotonic() - self._last_sync >= BATCH_SYNC_INTERVAL:
-            self._sync()
+            self._commit.durable(self._head, self._fd, seq, self._base)
+            self._dirty = False
+            self._last_sync = time.monotonic()
         else:
             self._dirty = True
             if self._flusher is None:
@@ -722,9 +736,12 @@ class Journal:
                 self._flusher.start()
 
     def _sync(self) -> None:
+        """Under the lock, where an order on disk matters (a spill merged, a hole recorded)."""
         if self._fd is not None:
             os.fdatasync(self._fd)
+            self._head.mark_synced(self._last_seq)
         self._dirty = False
+        self._owe, self._owe_boundary = 0, False
         self._last_sync = time.monotonic()
 
     def _flush_loop(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -18,54 +17,13 @@ from pathlib import Path
 import portalocker
 import pytest
 from helpers import DEADLINE, HELPERS, clean_env, wait_until
+from helpers.procs import finish, go, read_line, spawned
 from helpers.records import records_by_run
 
 from runjournal.journal import Item, Journal, LockTimeout, check, read_records, repair
 from runjournal.journal import events as ev
 from runjournal.journal.lock import JournalLock
 from runjournal.journal.writer import PENDING_DIR
-
-
-@contextlib.contextmanager
-def spawned(script: str, *args):
-    """A helper script in its own process, talking over pipes; killed if still running at the end."""
-    proc = subprocess.Popen(
-        [sys.executable, str(HELPERS / script), *map(str, args)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        proc.stdin.close()
-        proc.stdout.close()
-
-
-def go(procs) -> None:
-    """Wait for every process to say it is ready, then send them all the start signal."""
-    for p in procs:
-        assert read_line(p) == "ready", p.args
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-
-
-def finish(proc: subprocess.Popen) -> str:
-    """Wait for a process to exit by itself; its remaining output."""
-    out = proc.stdout.read()
-    assert proc.wait(DEADLINE) == 0, (proc.args, out)
-    return out
-
-
-def read_line(proc: subprocess.Popen, timeout: float = DEADLINE) -> str:
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert ready, f"pid {proc.pid} printed nothing within {timeout:.0f} s"
-    return proc.stdout.readline().strip()
 
 
 def acks(path: Path) -> list[tuple[int, str, int, int]]:
@@ -100,10 +58,13 @@ def check_after_crash(directory: Path) -> None:
 
 WRITERS = 8
 STEP = 20  # acknowledged events each writer makes before the kill, and after it
-MODES = ["none", "batch", "always", "none", "batch", "none", "batch", "none"]
+MODES = ["none", "batch", "always", "none", "batch", "none", "batch", "always"]
 
 
-def test_concurrent_writers_lose_nothing_when_one_is_killed(tmp_path: Path):
+@pytest.mark.parametrize("victim_mode", ["none", "batch", "always"])
+def test_concurrent_writers_lose_nothing_when_one_is_killed(tmp_path: Path, victim_mode: str):
+    # the survivors use every mode; the one killed, each mode in turn (in `always` it dies
+    # anywhere in a group commit: before, in or after a sync shared with the others)
     d = tmp_path / "journal"
     names = [f"w{i}" for i in range(WRITERS)]
     ack_files = {n: tmp_path / f"{n}.acks" for n in names}
@@ -112,7 +73,8 @@ def test_concurrent_writers_lose_nothing_when_one_is_killed(tmp_path: Path):
         return all(len(acks(ack_files[n])) >= count for n in writers)
 
     with contextlib.ExitStack() as stack:
-        procs = {n: stack.enter_context(spawned("appender.py", d, n, 0, ack_files[n], "--durability", mode)) for n, mode in zip(names, MODES)}
+        modes = [victim_mode, *MODES[1:]]
+        procs = {n: stack.enter_context(spawned("appender.py", d, n, 0, ack_files[n], "--durability", mode)) for n, mode in zip(names, modes)}
         go(procs.values())
         wait_until(lambda: at_least(STEP, names), f"{STEP} acknowledged events from every writer")
         victim = procs.pop("w0")
@@ -174,14 +136,15 @@ LOCK_TIMEOUT = 1.5
 SLACK = 15.0
 
 
-def test_a_stopped_lock_holder_delays_but_loses_nothing(tmp_path: Path):
+@pytest.mark.parametrize("durability", ["none", "batch", "always"])
+def test_a_stopped_lock_holder_delays_but_loses_nothing(tmp_path: Path, durability: str):
     d = tmp_path / "journal"
     run = "2025-12-01T09-37-11-576Z-0000beef"
 
     def out(counter: int) -> ev.OutputChunk:
         return ev.OutputChunk(index=counter, stream="stdout", data=b"%d" % counter)
 
-    with Journal(str(d), lock_timeout=LOCK_TIMEOUT) as writer:
+    with Journal(str(d), lock_timeout=LOCK_TIMEOUT, durability=durability) as writer:
         writer.append(run, out(1))
         with spawned("lock_holder.py", d) as holder:
             assert read_line(holder) == f"locked {holder.pid}"
@@ -421,6 +384,35 @@ def test_a_lock_file_moved_away_is_never_locked_beside_the_named_one(tmp_path: P
     assert first.rebinds == 1
     second.release()
     assert first.try_acquire()
+    first.release()
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize("change", ["delete", "rename", "link then unlink", "replace"])
+def test_a_lock_file_changed_after_its_holder_checked_it_is_never_locked_beside_the_named_one(tmp_path: Path, change: str):
+    # the holder checks the name once, then trusts an fstat of its file (links, ctime) until
+    # that changes: every way of taking the name away from the file must change one of them
+    d = tmp_path / "journal"
+    d.mkdir()
+    first = JournalLock(str(d / "lock"), timeout=0.3)
+    assert first.try_acquire()
+    first.release()
+    if change == "delete":
+        (d / "lock").unlink()
+    elif change == "rename":
+        (d / "lock").rename(d / "lock.old")
+    elif change == "link then unlink":
+        os.link(d / "lock", d / "lock.keep")
+        (d / "lock").unlink()
+    else:
+        (d / "other").write_bytes(b"")
+        (d / "other").rename(d / "lock")
+    second = JournalLock(str(d / "lock"), timeout=0.3)
+    assert second.try_acquire()
+    assert not first.try_acquire(), f"after a {change}, the old file was locked beside the named one"
+    second.release()
+    assert first.try_acquire() and first.rebinds == 1
     first.release()
     first.close()
     second.close()

@@ -15,6 +15,7 @@ from runjournal.journal import Item, Journal, check, read_records, repair
 from runjournal.journal import events as ev
 from runjournal.journal import format as fmt
 from runjournal.journal.events import JOURNAL_RUN, TailRepaired
+from runjournal.journal.writer import DURABILITY_MODES
 
 SEG1 = fmt.segment_name(1)
 
@@ -74,9 +75,10 @@ def test_the_next_writer_cuts_a_torn_tail_by_itself(tmp_path: Path):
     assert check(str(d)).ok
 
 
-def test_a_writer_that_stays_open_cuts_what_a_crashed_peer_left(journal_dir: Path):
+@pytest.mark.parametrize("durability", DURABILITY_MODES)
+def test_a_writer_that_stays_open_cuts_what_a_crashed_peer_left(journal_dir: Path, durability: str):
     """The survivor learned the journal's end before the crash; it must not trust that view."""
-    with Journal(str(journal_dir), durability="none") as survivor:
+    with Journal(str(journal_dir), durability=durability) as survivor:
         survivor.append("a", ev.Heartbeat())
         with open(journal_dir / SEG1, "ab") as f:  # the peer's write() stopped half-way
             f.write(fmt.encode_frame(b"\x93" * 30, continues=True)[:25])
@@ -128,8 +130,9 @@ def test_a_writer_killed_while_sealing_a_segment(tmp_path: Path, seal_bytes: int
     assert check(str(d)).ok
 
 
-def test_a_writer_that_stays_open_continues_after_a_peer_died_sealing(journal_dir: Path):
-    with Journal(str(journal_dir), durability="none") as survivor:
+@pytest.mark.parametrize("durability", DURABILITY_MODES)
+def test_a_writer_that_stays_open_continues_after_a_peer_died_sealing(journal_dir: Path, durability: str):
+    with Journal(str(journal_dir), durability=durability) as survivor:
         survivor.append("a", ev.Heartbeat())
         with open(journal_dir / SEG1, "ab") as f:
             f.write(fmt.seal_frame())  # sealed, then killed before creating the next segment
