@@ -31,6 +31,10 @@ from .lock import JournalLock
 SYNC_LOCK = "sync"
 WAIT = 0.5
 ALONE_FOR = 5.0
+LOOKS = 4
+NAPS = 1
+FIRST_NAP = 0.0002
+MAX_NAP = 0.005
 
 
 class GroupCommit:
@@ -41,21 +45,30 @@ class GroupCommit:
         self._dir_fd = dir_fd
         self._lock: JournalLock | None = None  # opened at the first sync: most writers never need it
         self._alone_until = 0.0
+        self._sync_time = FIRST_NAP  # how long an fdatasync takes here (a moving average)
         self.syncs = 0  # fdatasyncs this writer issued
         self.covered = 0  # durable appends another writer's fdatasync covered
 
     def durable(self, head: Head, fd: int, seq: int, base: int) -> None:
         """Return once record ``seq``, written to ``fd`` (segment ``base``), is on disk.
         JournalWriteFailed if the fdatasync fails: the record may not be durable."""
-        if head.synced() >= seq:
-            self.covered += 1
-            return
-        locked = self._take()
+        for _ in range(LOOKS):
+            if head.synced() >= seq:
+                self.covered += 1
+                return
+            if self._lock_free():
+                locked = True
+                break
+            # another writer is syncing: wait about as long as a sync takes, then look again
+            time.sleep(self._sync_time / NAPS)
+        else:
+            locked = self._take()
         try:
             if locked and head.synced() >= seq:
                 self.covered += 1
                 return
             through = head.written_through(base, seq)
+            started = time.monotonic()
             try:
                 os.fdatasync(fd)
             except OSError as e:
@@ -65,9 +78,19 @@ class GroupCommit:
                 ) from None
             self.syncs += 1
             head.mark_synced(through)
+            took = time.monotonic() - started
+            self._sync_time += (min(took, MAX_NAP) - self._sync_time) / 8
         finally:
             if locked:
                 self._lock.release()
+
+    def _lock_free(self) -> bool:
+        try:
+            if self._lock is None:
+                self._lock = JournalLock(os.path.join(self._directory, SYNC_LOCK), WAIT, dir_fd=self._dir_fd)
+            return self._lock.try_acquire()
+        except (JournalError, OSError):
+            return False
 
     def _take(self) -> bool:
         """Hold the sync lock (True), or go without it (False) when it stays busy or cannot be had."""

@@ -429,9 +429,13 @@ class Runner:
             began = time.monotonic_ns()
 
             def started(pgid: int = 0, pgid_start: int = 0, index: int = index, stage: ev.StagePlan = stage) -> None:
-                # a command stage's group is journaled before its command runs (capture's gate)
+                # a command stage's group is journaled before its command runs (capture's gate).
+                # One catch-up per stage boundary: this one shows the previous stage's end and
+                # this stage's start together; the run's end shows the last stage's end. The
+                # checkpoint is saved at most every HEARTBEAT_SAVE_EVERY seconds here, and at
+                # the run's end (a projector that finds it older replays to the same files).
                 self.appender.append(run_id, ev.StageStarted(index=index, stage_id=stage.id, pgid=pgid, pgid_start=pgid_start))
-                self._project(wait=None, save=False)  # the stage's end saves the checkpoint
+                self._project(wait=None, save=False)
                 self.say(f"[{index}/{total}] {stage.id}: {stage.title}")
 
             if stage.kind == "subpipeline":
@@ -439,7 +443,6 @@ class Runner:
                 result = self._subpipeline(run_id, index, stage, began)
             else:
                 result = self._command(run_id, index, stage, began, started)
-            self._project(wait=None)
             if result is not None:
                 return result
         return "succeeded", None
