@@ -5,11 +5,15 @@ writes under the append lock, lets go of it, and only then makes its record dura
 
 1. If the head's synced mark (``Head.synced``) already covers its sequence, another writer's
    fdatasync, begun after the record was written, has put it on disk: it returns at once.
-2. Otherwise it takes the *sync lock* (``<journal>/sync``, a flock of its own), looks at the
-   mark again (the writer it waited for may have covered it), and if not, reads how far the
-   segment is written now (``Head.written_through``), calls ``fdatasync``, and moves the mark
-   there. Every writer that appended while that sync ran finds itself covered by the next one:
-   one fdatasync per group of writers instead of one per append.
+2. Otherwise it takes the *sync lock* (``<journal>/sync``, a flock of its own) if it is free,
+   reads how far the segment is written now (``Head.written_through``), calls ``fdatasync``,
+   and moves the mark there. Every writer that appended while that sync ran finds itself
+   covered by the next one: one fdatasync per group of writers instead of one per append.
+3. If the sync lock is busy, another writer is syncing: it sleeps about as long as a sync
+   takes here (a moving average, 0.2 ms at first) and looks at the mark again, up to
+   ``LOOKS`` times, before it queues for the lock in the kernel. (Queueing at once measured
+   worse: flock wakes every waiter when the holder lets go, and each then takes the lock in
+   turn only to find itself covered; see docs/benchmarks.md.)
 
 The sync lock only saves work: a writer that cannot have it within ``WAIT`` seconds (a holder
 stopped with SIGSTOP, a slow disk) syncs on its own, and for ``ALONE_FOR`` seconds after that
