@@ -3,8 +3,8 @@
 One projector per task writes at a time (a flock on ``.projection/lock``); a second one
 waits or skips. Files are replaced atomically and written before the checkpoint that
 covers them, so a projector killed at any point leaves old-or-new files and the next
-catch-up, replaying from the older checkpoint, converges to the same bytes. A rebuild is
-written beside the live files and swapped in only once it is whole (``swap``).
+catch-up, replaying from the older checkpoint, converges to the same bytes. A rebuild folds
+the whole journal before it writes anything, then renders over the live files (``rebuild``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import gc
 import os
 import shutil
 import socket
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import msgspec
@@ -26,16 +28,21 @@ from runjournal.journal.events import DECODE_ERRORS, Record
 from runjournal.journal.head import BOOT_ID
 from runjournal.journal.fsutil import Below, atomic_write, create_temp, makedirs_durable, open_private, root_of, write_all
 
-from . import render, swap
+from . import render
 from .observe import Liveness, Sightings
+from .rebuild import MARKER, OLD_MARKER, Spool, mark, sweep, unmark
 from .state import PROJECTION_VERSION, TaskState
 
 STATE_DIR = ".projection"
 BULK_FILES = 16  # above this many files in one flush, sync once for all instead of per file
-#: in a long catch-up (a rebuild), write the runs' files every so many records: the logs of
+#: in a long catch-up (a rebuild), render the runs' files every so many records: the logs of
 #: finished stages then leave memory, which stays flat however long the journal
 FLUSH_EVERY = 100_000
 PATH_CACHE = 50_000
+#: files compared and written under one set of open directories (each a descriptor)
+WRITE_CHUNK = 512
+#: how a live file is opened to be compared: never through a link, never waiting (a FIFO)
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class Checkpoint(msgspec.Struct):
@@ -65,7 +72,7 @@ _ckpt_encoder = msgspec.msgpack.Encoder()
 
 
 class RebuildFailed(JournalError):
-    """A rebuild stopped before the journal's end (a corrupt record, a full disk); the projection files were left as they were."""
+    """A rebuild stopped: before the journal's end (a corrupt record), the projection files left as they were; or while writing them (a full disk), finished by the next projector."""
 
 
 @dataclass
@@ -117,8 +124,8 @@ class Projector:
         self._journal: str | None = None  # identity of the journal the state describes, once known
         self._last_saved = 0.0
         self._unsaved = False  # applied records the checkpoint on disk does not cover yet (``save_every``)
-        self._place = swap.Place(self.paths.task_dir, self.state_dir, os.path.dirname(self.paths.state()))
-        self._staging = False  # a rebuild in progress: files go to the staging area (``_where``)
+        #: a rebuild's fold in progress: rendered files go to its spool, not the live files
+        self._spool: Spool | None = None
         #: when this projector first saw each unfinished run's newest heartbeat (``observe``)
         self.sightings = Sightings()
 
@@ -139,82 +146,104 @@ class Projector:
         if lock is None:
             return None
         try:
-            self._settle()
-            result = self._catch_up(progress, save_every)
+            redone = self._settle()
+            caught = self._catch_up(progress, save_every)
+            if redone is not None:
+                caught = CatchUp(redone.applied + caught.applied, redone.files + caught.files, caught.next_seq)
             if mark_stale:
                 marked = self._mark_stale(time.time_ns() if now_ns is None else now_ns)
                 if marked:
                     again = self._catch_up(None, 0.0)
-                    result = CatchUp(result.applied + again.applied, result.files + again.files, again.next_seq, marked)
-            return result
+                    caught = CatchUp(caught.applied + again.applied, caught.files + again.files, again.next_seq, marked)
+            return caught
         finally:
             os.close(lock)
 
     def rebuild(self, progress: Callable[[int], None] | None = None) -> CatchUp:
-        """Project every file and the checkpoint anew from the first record, beside the live
-        ones, and swap them in once the whole journal is projected (``swap``). RebuildFailed
-        (the live files left as they were) if the journal cannot be read to its end."""
+        """Project every file and the checkpoint anew from the first record, over the live ones:
+        the whole journal is folded first, then only files whose bytes differ are replaced and
+        files the journal no longer gives are removed (``rebuild``). RebuildFailed if the
+        journal cannot be read to its end (the live files left as they were) or the files cannot
+        be written (the next projector of the task rebuilds again)."""
         lock = self._lock(60.0)
         if lock is None:
             raise LockTimeout("another projector held the projection lock for 60 s; try again when it is done")
         try:
-            self._settle(rebuilding=True)
-            with self._below() as below:
-                below.dir(self._place.staging)
-            self._fresh()
-            self._staging = True
+            return self._rebuild(progress)
+        finally:
+            os.close(lock)
+
+    def _rebuild(self, progress: Callable[[int], None] | None) -> CatchUp:
+        """The rebuild, under the projector lock: fold, then write (see ``rebuild``)."""
+        self._fresh()
+        with self._below() as below:
+            spool = Spool(below.dir(self.state_dir))
+        with spool:
+            self._spool = spool
             try:
-                result = self._catch_up(progress, 0.0, load=False)
+                result = self._catch_up(progress, 0.0, load=False, save=False)
             except BaseException as e:
-                self._staging = False
                 self._forget()
-                try:
-                    with self._below() as below:
-                        swap.discard(self._place, below)
-                except OSError:
-                    pass  # the next catch-up removes what is left
                 if isinstance(e, (JournalError, OSError)) and not isinstance(e, BadInput):
                     raise RebuildFailed(self._failure(e)) from e
                 raise
-            self._staging = False
-            with self._below() as below:
-                swap.commit(self._place, below, self.sync)
-            self._ckpt_stat = self._checkpoint_key()
-            return result
-        finally:
-            self._staging = False
-            os.close(lock)
+            finally:
+                self._spool = None
+            try:
+                with _gc_paused():
+                    files = self._write_spooled(spool)
+            except BaseException as e:
+                self._forget()
+                if isinstance(e, OSError):
+                    raise RebuildFailed(self._failure(e, writing=True)) from e
+                raise
+        return CatchUp(result.applied, files, result.next_seq)
 
-    def _failure(self, e: BaseException) -> str:
+    def _write_spooled(self, spool: Spool) -> int:
+        """Bring the live files in line with a rebuild's whole fold: the marker, the sweep, the
+        files that differ, the checkpoint, and the marker's removal; how many files changed."""
+        with self._below() as below:
+            mark(below.dir(self.state_dir), self.sync)
+            removed = sweep(below, self.paths.task_dir, os.path.dirname(self.paths.state()), self.state_dir, spool.paths)
+        # by path: each run's files together, so that a chunk opens few directories
+        spooled = sorted(path for path, where in spool.paths.items() if where is not None)
+        for start in range(0, len(spooled), WRITE_CHUNK):
+            out = [(path, spool.read(spool.paths[path])) for path in spooled[start : start + WRITE_CHUNK]]
+            with self._below() as below:
+                # not synced one by one: until the marker goes, a power loss is repaired by a
+                # rebuild; not remembered (``_wrote``): a rebuild writes each file at most once
+                write_files(out, False, below)
+        if self.sync:
+            os.sync()  # every file and removal durable before the checkpoint that covers them
+        self._save()
+        with self._below() as below:
+            unmark(below.dir(self.state_dir), self.sync)
+        return len(spooled) + removed
+
+    def _failure(self, e: BaseException, writing: bool = False) -> str:
         if isinstance(e, CorruptRecord):
             what = f"a corrupt record in {e.segment} at byte {e.offset} ({e.detail})"
         elif isinstance(e, OSError):
             what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
         else:
             what = str(e)
+        if writing:
+            return (
+                f"task {self.task}: rebuild stopped while writing the projection files ({what}); some are new, some old, and "
+                f"the next `runjournal project --task {self.task}` (or any projector of the task) rebuilds them before it trusts one"
+            )
         return (
             f"task {self.task}: rebuild stopped at {what}; the projection files were left as they were "
             f"(`runjournal verify --task {self.task}` reports every problem of the journal)"
         )
 
-    def _settle(self, rebuilding: bool = False) -> None:
-        """Finish the swap of a rebuild that committed but was killed before its end, or remove
-        what a rebuild that never finished staged (under the projector lock)."""
-        pending = self._place.pending()
-        if pending is None:
-            return
-        with self._below() as below:
-            if pending == "staging":
-                swap.discard(self._place, below)
-                return
-            try:
-                swap.finish(self._place, below, self.sync)
-            except swap.SwapLost:
-                if not rebuilding:
-                    raise
-                os.unlink(swap.MARKER, dir_fd=below.dir(self.state_dir))  # a new rebuild replaces it all
-                swap.discard(self._place, below)
-        self._forget()
+    def _settle(self) -> CatchUp | None:
+        """Rebuild again if a rebuild was killed while writing (its marker is there): the files
+        may be part old, part new, and no checkpoint describes them (under the projector lock).
+        Two ``lstat`` calls when there is none: cheap enough for every catch-up."""
+        if not any(os.path.lexists(os.path.join(self.state_dir, name)) for name in (MARKER, OLD_MARKER)):
+            return None
+        return self._rebuild(None)
 
     def _fresh(self) -> None:
         """An empty state, from the first record (the files on disk are not this state's)."""
@@ -224,16 +253,6 @@ class Projector:
     def _forget(self) -> None:
         """Drop the state in memory: the next use loads the checkpoint from disk."""
         self._state, self._ckpt_stat, self._unsaved = None, None, False
-
-    def _where(self, path: str) -> str:
-        """Where a projection file is written: its own path, or during a rebuild its staged one."""
-        if not self._staging:
-            return path
-        if path == self.paths.state():
-            return self._place.staged_state
-        prefix = self.paths.task_dir + os.sep
-        assert path.startswith(prefix), path
-        return os.path.join(self._place.staging, path[len(prefix) :])
 
     def _clear(self) -> None:
         """Remove every projection file and the checkpoint (under the projector lock)."""
@@ -292,9 +311,7 @@ class Projector:
         runner). Call again to see what was appended since."""
         if not self.store.exists(self.task):
             return TaskState(task_id=self.task)
-        collecting = gc.isenabled()
-        gc.disable()  # as in _catch_up: a long fold makes no reference cycles
-        try:
+        with _gc_paused():
             self._load(read_only=True)
             state = self._state
             reading = self.store.records(self.task, self._next_seq, self._hint)
@@ -304,9 +321,6 @@ class Projector:
                 if n % FLUSH_EVERY == 0:
                     _forget_finished_logs(state)
             self._hint = reading.hint or self._hint
-        finally:
-            if collecting:
-                gc.enable()
         _forget_finished_logs(state)
         now = time.time_ns() if now_ns is None else now_ns
         # the view's stale marks stay the view's: copies of the runs they change, sets of its own
@@ -412,18 +426,11 @@ class Projector:
         found = self.store.identity(self.task)
         return found is not None and found != self._journal
 
-    def _catch_up(self, progress, save_every: float, load: bool = True) -> CatchUp:
-        # the fold allocates millions of short-lived objects and no reference cycles: the
-        # cyclic collector would only rescan the growing state (about 30 % of the fold)
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            return self._fold(progress, save_every, load)
-        finally:
-            if collecting:
-                gc.enable()
+    def _catch_up(self, progress, save_every: float, load: bool = True, save: bool = True) -> CatchUp:
+        with _gc_paused():
+            return self._fold(progress, save_every, load, save)
 
-    def _fold(self, progress, save_every: float, load: bool = True) -> CatchUp:
+    def _fold(self, progress, save_every: float, load: bool = True, save: bool = True) -> CatchUp:
         if load:
             self._load()
             if self._made_anew():  # deleted and made anew while this projector kept its state
@@ -447,10 +454,11 @@ class Projector:
             self._next_seq = rec.seq + 1
         self._hint = reading.hint or self._hint
         files += self._flush(state)
-        if applied and (save_every <= 0 or time.monotonic() - self._last_saved >= save_every):
-            self._save()
-        elif applied:
-            self._unsaved = True
+        if applied and save:
+            if save_every <= 0 or time.monotonic() - self._last_saved >= save_every:
+                self._save()
+            else:
+                self._unsaved = True
         return CatchUp(applied, files, self._next_seq)
 
     def _save(self) -> None:
@@ -460,46 +468,46 @@ class Projector:
                 self._logs_written, sorted(self._error_files), BOOT, self.sync,
             )
         )  # fmt: skip
-        path = os.path.join(self._place.staging, "checkpoint") if self._staging else self.checkpoint_path
         with self._below() as below:
-            atomic_write(path, data, sync=self.sync, dir_fd=below.dir(os.path.dirname(path)))
-        if not self._staging:  # a staged checkpoint becomes the live one when the rebuild is swapped in
-            self._ckpt_stat = self._checkpoint_key()
+            atomic_write(self.checkpoint_path, data, sync=self.sync, dir_fd=below.dir(self.state_dir))
+        self._ckpt_stat = self._checkpoint_key()
         self._last_saved = time.monotonic()
         self._unsaved = False
 
-    def _changed(self, out: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-        """The files of ``out`` whose bytes are not those this projector last wrote there, or
-        whose file was replaced since (a stat): an unchanged file is not written again."""
+    def _changed(self, out: list[tuple[str, bytes]], below: Below) -> list[tuple[str, bytes]]:
+        """The files of ``out`` whose bytes are not on disk already: an unchanged file is not
+        written again. A file this projector wrote is known by the hash of its bytes and its
+        stat just after (``_wrote``); any other is read and compared, through ``below``."""
         known = self._written
-        if not known:
-            return out
+        dirs: dict[str, int | None] = {}
         keep = []
         for path, data in out:
-            seen = known.get(path)
-            if seen is not None and seen[0] == hash(data):
+            head, _, name = path.rpartition(os.sep)
+            dir_fd = dirs.get(head, -1)
+            if dir_fd == -1:
                 try:
-                    st = os.stat(path, follow_symlinks=False)
+                    dir_fd = dirs[head] = below.dir(head, create=False)
                 except OSError:
-                    st = None
-                if st is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == seen[1]:
-                    continue
-            keep.append((path, data))
+                    dir_fd = dirs[head] = None  # a link or a file in the way: writing says so (a rebuild removes it first)
+            if dir_fd is None or not _holds(dir_fd, name, data, known.get(path)):
+                keep.append((path, data))
         return keep
 
-    def _wrote(self, out: list[tuple[str, bytes]]) -> None:
+    def _wrote(self, out: list[tuple[str, bytes]], below: Below) -> None:
         known = self._written
         if len(known) + len(out) > PATH_CACHE:
-            known.clear()  # memory stays flat; the next flush writes what it cannot tell
+            known.clear()  # memory stays flat; the next flush reads what it cannot tell
         for path, data in out:
+            head, _, name = path.rpartition(os.sep)
             try:
-                st = os.stat(path, follow_symlinks=False)
+                st = os.stat(name, dir_fd=below.dir(head), follow_symlinks=False)
             except OSError:
                 continue
             known[path] = (hash(data), (st.st_ino, st.st_size, st.st_mtime_ns))
 
     def _flush(self, state: TaskState, task_files: bool = True) -> int:
-        """Write every file the applied records changed; return how many.
+        """Write every file the applied records changed and whose bytes differ from the file on
+        disk (during a rebuild's fold, into its spool instead); return how many.
 
         Without ``task_files``, only the runs' files: the task files (which cover every run,
         and so cost the most to render) are left dirty for the flush that ends the catch-up.
@@ -521,7 +529,7 @@ class Projector:
             key = f"{rid}#{index}"
             if cmd.has_log and self._logs_written.get(key) != cmd.starts:
                 out.append((p.log(rid, cmd), render.log(cmd)))
-                if cmd.status not in ("pending", "running"):
+                if cmd.status not in ("pending", "running", "stale"):
                     cmd.log = []  # a finished stage's log is final: on disk, out of memory
                     self._logs_written[key] = cmd.starts
             if cmd.error is not None:
@@ -534,33 +542,33 @@ class Projector:
             run = state.runs.get(rid)
             if run is not None:
                 out.append((p.manifest(rid), render.dumps(render.manifest(state, run, p))))
+        out.sort()  # each directory's files together (a log before its manifest): a chunk opens each directory once
         task_dirty = state.dirty_task
         if task_dirty and task_files:
             out.append((p.metrics(), render.metrics_lines(state)))
             out.append((p.summary(), render.summary(state)))
             out.append((p.state(), render.state_snapshot(state, p)))
             task_dirty = False
-        if self._staging:
-            out = [(self._where(path), data) for path, data in out]
-            gone = [self._where(path) for path in gone]
-        else:
-            out = self._changed(out)
-        with self._below() as below:
-            write_files(out, self.sync, below)
-            if not self._staging:
-                self._wrote(out)
+        written = 0
+        for start in range(0, len(out), WRITE_CHUNK):
+            chunk = out[start : start + WRITE_CHUNK]
+            with self._below() as below:
+                changed = self._changed(chunk, below)
+                if self._spool is not None:
+                    self._spool.hold(chunk, changed)
+                else:
+                    write_files(changed, self.sync, below)
+                    self._wrote(changed, below)
+            written += len(changed)
+        if self._spool is not None:
             for path in gone:
-                dfd = below.dir(os.path.dirname(path), create=False)
-                if dfd is None:
-                    continue
-                try:
-                    os.unlink(os.path.basename(path), dir_fd=dfd)
-                except FileNotFoundError:
-                    continue
-                if self.sync:
-                    os.fsync(dfd)
+                self._spool.drop(path)
+        elif gone:
+            with self._below() as below:
+                for path in gone:
+                    written += _remove(path, below, self.sync)
         state.dirty, state.dirty_heartbeat, state.dirty_commands, state.dirty_task = set(), set(), set(), task_dirty
-        return len(out) + len(gone)
+        return written
 
     def _mark_stale(self, now_ns: int) -> int:
         state = self._state
@@ -580,12 +588,64 @@ class Projector:
 VIEW_OBSERVER = "read-only view"
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The fold allocates millions of short-lived objects and no reference cycles: the cyclic
+    collector would only rescan the growing state (about 30 % of the fold)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _holds(dir_fd: int, name: str, data: bytes, seen: tuple[int, tuple[int, int, int]] | None) -> bool:
+    """Whether the file ``name`` in ``dir_fd`` holds exactly ``data``; ``seen``: the hash of what
+    this projector wrote there and the file's (inode, size, mtime) just after, if it did."""
+    if seen is not None or not data:
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError:
+            return False
+        if seen is not None and (st.st_ino, st.st_size, st.st_mtime_ns) == seen[1]:
+            return seen[0] == hash(data)  # its own bytes, untouched since
+        if not data:  # (a FIFO reads as empty too)
+            return stat.S_ISREG(st.st_mode) and st.st_size == 0
+    try:
+        fd = os.open(name, _READ, dir_fd=dir_fd)
+    except OSError:
+        return False
+    try:
+        # one byte more than expected: a longer file reads longer (a directory, a FIFO: an error or b"")
+        return os.read(fd, len(data) + 1) == data
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str, below: Below, sync: bool) -> int:
+    """Remove one projection file (through ``below``); 1 if there was one."""
+    dir_fd = below.dir(os.path.dirname(path), create=False)
+    if dir_fd is None:
+        return 0
+    try:
+        os.unlink(os.path.basename(path), dir_fd=dir_fd)
+    except FileNotFoundError:
+        return 0
+    if sync:
+        os.fsync(dir_fd)
+    return 1
+
+
 def _forget_finished_logs(state: TaskState) -> None:
     """What a flush does for memory, without the files: a finished stage's log leaves memory."""
     for rid, index in state.dirty_commands:
         run = state.runs.get(rid)
         cmd = state.command(run, index) if run else None
-        if cmd is not None and cmd.status not in ("pending", "running"):
+        if cmd is not None and cmd.status not in ("pending", "running", "stale"):
             cmd.log = []
     state.dirty_commands = set()
 

@@ -12,7 +12,7 @@ import msgspec
 
 from runjournal.journal import command_file, iso_utc, slug, validate_task_id
 
-from .state import ERROR_FIELD_CAP, Command, Run, TaskState, cut_utf8
+from .state import ERROR_FIELD_CAP, MANIFEST_STATUS, Command, Run, TaskState, cut_utf8
 
 ERROR_FILE_CAP = 10_000
 _enc = msgspec.json.Encoder()
@@ -27,9 +27,26 @@ def seconds(duration_ns: int | None) -> float | None:
     return None if duration_ns is None else round(duration_ns / 1e9, 3)
 
 
+def iso(ts: int) -> str:
+    """A time as the projections write it: ``iso_utc`` (ISO-8601 UTC, milliseconds), each
+    second's text remembered (a rebuild formats every event time of a run, many to a second)."""
+    second, rest = divmod(ts, 1_000_000_000)
+    head = _seconds.get(second)
+    if head is None:
+        if len(_seconds) >= ISO_CACHE:
+            _seconds.clear()
+        head = _seconds[second] = iso_utc(second * 1_000_000_000)[:-5]  # without ".000Z"
+    return f"{head}.{rest // 1_000_000:03d}Z"
+
+
+#: seconds whose text ``iso`` remembers (then forgotten at once)
+ISO_CACHE = 4096
+_seconds: dict[int, str] = {}
+
+
 def iso_or_none(ts: int | None) -> str | None:
-    """A time as the projections write it (ISO-8601 UTC, milliseconds), None for none."""
-    return None if ts is None else iso_utc(ts)
+    """A time as the projections write it (``iso``), None for none."""
+    return None if ts is None else iso(ts)
 
 
 class Paths:
@@ -82,12 +99,12 @@ def status_detail(run: Run) -> str:
     if run.stale_since_ts is not None:
         if run.skew_ns:
             return (
-                f"stale: clock skew: its last heartbeat is stamped {iso_utc(run.stale_since_ts)}, {ahead(run.skew_ns)} ahead of "
+                f"stale: clock skew: its last heartbeat is stamped {iso(run.stale_since_ts)}, {ahead(run.skew_ns)} ahead of "
                 f"the observer's clock, and no newer one came for over {run.hb_stale} s after the observer first saw it; "
                 "the runner is presumed dead: resume the run to continue it"
             )
         return (
-            f"stale: no heartbeat since {iso_utc(run.stale_since_ts)} (over {run.hb_stale} s); "
+            f"stale: no heartbeat since {iso(run.stale_since_ts)} (over {run.hb_stale} s); "
             "the runner is presumed dead: resume the run to continue it"
         )
     detail = _live_detail(run)
@@ -136,7 +153,7 @@ def _command_entry(paths: Paths, rid: str, c: Command) -> dict:
         "title": c.title,
         "command": c.command if c.kind == "command" else c.pipeline,
         "kind": c.kind,
-        "status": c.status,
+        "status": MANIFEST_STATUS.get(c.status, c.status),  # the schema's statuses: cancelled shows as failed
         "started_at": iso_or_none(c.started_ts),
         "completed_at": iso_or_none(c.completed_ts),
         "exit_code": c.exit_code,
@@ -152,7 +169,7 @@ def _command_entry(paths: Paths, rid: str, c: Command) -> dict:
 
 
 #: stage entries remembered per Paths (then forgotten at once)
-COMMAND_CACHE = 20_000
+COMMAND_CACHE = 2_000
 
 
 def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
@@ -179,9 +196,9 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
         "approval_policy": run.approval_policy,
         "status": run.status,
         "status_detail": status_detail(run),
-        "started_at": iso_utc(run.started_ts),
+        "started_at": iso(run.started_ts),
         "completed_at": iso_or_none(run.completed_ts),
-        "updated_at": iso_utc(run.updated_ts or run.started_ts),
+        "updated_at": iso(run.updated_ts or run.started_ts),
         "heartbeat_at": iso_or_none(run.manifest_heartbeat_ts),
         "heartbeat_interval_seconds": max(1, run.hb_interval),
         "heartbeat_stale_after_seconds": max(1, run.hb_stale),
@@ -192,10 +209,10 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
         "metrics_recorded": run.metrics_recorded,
         "resume_token": run.resume_fingerprint or "none",
         "resume_events": [
-            {"timestamp": iso_utc(r.ts), "actor": r.actor, "reason": r.reason, "outcome": r.outcome, "detail": r.detail}
+            {"timestamp": iso(r.ts), "actor": r.actor, "reason": r.reason, "outcome": r.outcome, "detail": r.detail}
             for r in run.resume_events
         ],
-        "approvals": [{"actor": a.actor, "timestamp": iso_utc(a.ts), "reason": a.reason} for a in run.approvals],
+        "approvals": [{"actor": a.actor, "timestamp": iso(a.ts), "reason": a.reason} for a in run.approvals],
         "commands": commands,
         "child_runs": children,
         "run_summary_path": None,
@@ -209,7 +226,7 @@ def manifest(state: TaskState, run: Run, paths: Paths) -> dict:
 
 
 def heartbeat(run: Run) -> bytes:
-    return (iso_utc(run.heartbeat_ts or run.started_ts) + "\n").encode()
+    return (iso(run.heartbeat_ts or run.started_ts) + "\n").encode()
 
 
 def log(cmd: Command) -> bytes:
@@ -237,7 +254,7 @@ def error_file(run: Run, cmd: Command, task_id: str | None = None) -> bytes:
             "stderr_truncated": e.stderr_truncated or cut,
             "stderr_total_bytes": e.stderr_total_bytes or len(e.stderr.encode()),
         }
-        doc["created_at"] = iso_utc(cmd.error_ts)
+        doc["created_at"] = iso(cmd.error_ts)
         data = dumps(doc)
         if len(data) <= ERROR_FILE_CAP:
             return data
@@ -256,12 +273,12 @@ def metrics_lines(state: TaskState) -> bytes:
                     "pipeline_id": m.pipeline_id,
                     "attempt": m.attempt,
                     "status": m.status,
-                    "started_at": iso_utc(m.started_ts),
-                    "completed_at": iso_utc(m.completed_ts),
+                    "started_at": iso(m.started_ts),
+                    "completed_at": iso(m.completed_ts),
                     "duration_seconds": round(m.duration_ns / 1e9, 3),
                     "commands_passed": m.commands_passed,
                     "commands_failed": m.commands_failed,
-                    "recorded_at": iso_utc(m.recorded_ts),
+                    "recorded_at": iso(m.recorded_ts),
                 }
             )
         )
@@ -316,14 +333,14 @@ def state_snapshot(state: TaskState, paths: Paths) -> bytes:
     runs = sorted(state.runs.values(), key=lambda r: (r.started_ts, r.run_id))
     doc = {
         "task_id": state.task_id,
-        "last_run_at": iso_utc(runs[-1].started_ts) if runs else None,
+        "last_run_at": iso(runs[-1].started_ts) if runs else None,
         "runs": [
             {
                 "run_id": r.run_id,
                 "pipeline_id": r.pipeline_id,
                 "status": r.status,
                 "attempt": r.attempt,
-                "started_at": iso_utc(r.started_ts),
+                "started_at": iso(r.started_ts),
                 "completed_at": iso_or_none(r.completed_ts),
                 "duration_seconds": seconds(r.duration_ns),
                 "manifest": paths.rel(paths.manifest(r.run_id)),
