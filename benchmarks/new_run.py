@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from importlib.metadata import version
 from pathlib import Path

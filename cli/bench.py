@@ -4,6 +4,10 @@ Every baseline runs in the same process run as what it is compared with, on the 
 payloads, interleaved (A, B, A, B ...), and the median of the repetitions is reported.
 Concurrent figures use real processes released together by a barrier, and what they
 wrote is read back and checked; lost and corrupt counts are measured, never assumed.
+
+Every measure is repeated (``REPS``); its spread (min, median, max) is reported, and a machine
+that looked busy (load average above the core count at the start or the end, or repetitions
+of a measure that disagree by more than ``DISAGREE`` times) is warned about.
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from .output import echo, emit_json, table
 
 PAYLOAD = b"x" * 120  # a record of about 170 bytes, as PERFORMANCE.md's figures use
 REPS = 3
+#: repetitions of one measure whose fastest is more than this many times its slowest: the
+#: machine was doing something else
+DISAGREE = 2.0
 
 
 EVENT = ev.OutputChunk(index=1, stream="stdout", data=PAYLOAD)
@@ -173,9 +180,10 @@ def concurrent_always(workdir: str, writers: int, total: int) -> dict:
     }
 
 
-def runner_stages(workdir: str, stages: int = 100, reps: int = 3) -> dict:
+def runner_stages(workdir: str, stages: int = 100, reps: int = 3, each: list[float] | None = None) -> dict:
     """A pipeline of ``stages`` stages of `true` run by `runjournal start` (a fresh root each
-    time), against the spawn floor: Python starting `/bin/sh -c true` as many times."""
+    time), against the spawn floor: Python starting `/bin/sh -c true` as many times.
+    ``each`` gets the seconds of every repetition of the pipeline."""
     import json
 
     floor_code = f"import subprocess\nfor _ in range({stages}): subprocess.run(['/bin/sh', '-c', 'true'])"
@@ -195,6 +203,8 @@ def runner_stages(workdir: str, stages: int = 100, reps: int = 3) -> dict:
         runs.append(time.perf_counter() - t0)
         if done.returncode != 0:
             raise RuntimeError(f"the {stages}-stage pipeline failed: {done.stderr.decode(errors='replace').strip()}")
+    if each is not None:
+        each.extend(runs)
     run, floor = statistics.median(runs), statistics.median(floors)
     return {"stages": stages, "seconds": round(run, 3), "spawn_floor_seconds": round(floor, 3), "ratio": round(run / floor, 2)}
 
@@ -232,12 +242,26 @@ def build_rebuild_journal(runs_dir: str, task: str, events: int) -> int:
     return written
 
 
-def rebuild(workdir: str, events: int) -> tuple[float, float]:
-    """``project --rebuild`` in a child process: events/s and the child's peak RSS in MB."""
+def rebuild(workdir: str, events: int, reps: int = 1) -> list[tuple[float, float]]:
+    """``project --rebuild`` in a child process, ``reps`` times on one journal, each from no
+    projection files (as the first): events/s and the child's peak RSS in MB, each time."""
     runs = os.path.join(workdir, "rebuild-runs")
     layout = Layout(runs, os.path.join(workdir, "rebuild-out"))
     n = build_rebuild_journal(runs, "bench", events)
-    return timed_rebuild(["--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"], n)
+    results = []
+    for _ in range(reps):
+        _without_projections(os.path.join(runs, "bench"), layout.out_dir)
+        results.append(timed_rebuild(["--runs-dir", runs, "--out-dir", layout.out_dir, "project", "--task", "bench", "--rebuild"], n))
+    return results
+
+
+def _without_projections(task_dir: str, out_dir: str) -> None:
+    """Remove what a rebuild wrote (everything of the task but its journal), between repetitions."""
+    for name in os.listdir(task_dir):
+        if name != "journal":
+            path = os.path.join(task_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
+    shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def timed_rebuild(args: list[str], events: int) -> tuple[float, float]:
@@ -252,9 +276,10 @@ def timed_rebuild(args: list[str], events: int) -> tuple[float, float]:
     return events / dt, usage.ru_maxrss / 1024
 
 
-def live_latency(workdir: str, samples: int, url: str | None = None) -> dict:
+def live_latency(workdir: str, samples: int, url: str | None = None, each: list[float] | None = None) -> dict:
     """Append -> manifest replaced on disk, with `watch` running as a separate process (on the
-    file store of a scratch runs directory, or on the store at ``url``)."""
+    file store of a scratch runs directory, or on the store at ``url``). ``each`` gets every
+    sample (ms)."""
     runs = os.path.join(workdir, "live-runs")
     layout = Layout(runs, os.path.join(workdir, "live-out"))
     rid = "2025-01-01T00-00-00-000Z-0000live"
@@ -278,6 +303,8 @@ def live_latency(workdir: str, samples: int, url: str | None = None) -> dict:
         watcher.terminate()
         watcher.wait(30)
         store.close()
+    if each is not None:
+        each.extend(lat)
     return spread(lat)
 
 
@@ -310,29 +337,108 @@ def run_bench(events: int, writers: int, workdir: str, say) -> dict:
         results["always"].append(journal_append(os.path.join(d, "always"), "always", synced))
         shutil.rmtree(d)
     med = {k: round(statistics.median(v)) for k, v in results.items()}
-    say(f"{writers} concurrent writers")
-    conc = concurrent(workdir, writers, min(events, 200_000))
-    say(f"{writers} concurrent writers in always")
-    conc_always = concurrent_always(workdir, writers, min(events, 20_000))
-    say("a pipeline of 100 stages against the spawn floor")
-    stages = runner_stages(workdir)
-    say(f"rebuild of {events} events")
-    rate, rss = rebuild(workdir, events)
-    say("live latency through watch")
-    live = live_latency(workdir, 200)
+    conc = _repeated(f"{writers} concurrent writers", say, workdir, lambda d: concurrent(d, writers, min(events, 200_000)))
+    conc_always = _repeated(f"{writers} concurrent writers in always", say, workdir, lambda d: concurrent_always(d, writers, min(events, 20_000)))
+    say(f"a pipeline of 100 stages against the spawn floor, {REPS} repetitions")
+    stage_seconds: list[float] = []
+    stages = runner_stages(workdir, reps=REPS, each=stage_seconds)
+    say(f"rebuild of {events} events, {REPS} repetitions")
+    rebuilds = rebuild(workdir, events, reps=REPS)
+    rate = statistics.median(r for r, _ in rebuilds)
+    rss = max(m for _, m in rebuilds)
+    lat_each: list[list[float]] = []
+
+    def live(d: str) -> dict:
+        lat_each.append([])
+        return live_latency(d, 200, each=lat_each[-1])
+
+    _repeated("live latency through watch", say, workdir, live)
     return {
         "events": events,
         "writers": writers,
         "raw_append_per_s": med["raw"],
         "raw_fsync_per_s": med["raw_fsync"],
         "append_per_s": {"none": med["none"], "batch": med["batch"], "always": med["always"]},
-        "concurrent": conc,
-        "concurrent_always": conc_always,
+        "concurrent": _median_doc(conc),
+        "concurrent_always": _median_doc(conc_always),
         "runner_stages": stages,
         "rebuild_events_per_s": round(rate),
         "rebuild_peak_rss_mb": round(rss, 1),
-        "live_latency_ms": live,
+        "live_latency_ms": spread([ms for samples in lat_each for ms in samples]),  # every repetition's samples
+        "spread": {
+            "raw_append_per_s": _spread(results["raw"]),
+            "append_per_s.none": _spread(results["none"]),
+            "append_per_s.batch": _spread(results["batch"]),
+            "raw_fsync_per_s": _spread(results["raw_fsync"]),
+            "append_per_s.always": _spread(results["always"]),
+            "concurrent.events_per_s": _spread([c["events_per_s"] for c in conc]),
+            "concurrent.raw_events_per_s": _spread([c["raw_events_per_s"] for c in conc]),
+            "concurrent_always.events_per_s": _spread([c["events_per_s"] for c in conc_always]),
+            "concurrent_always.raw_events_per_s": _spread([c["raw_events_per_s"] for c in conc_always]),
+            "runner_stages.seconds": _spread(stage_seconds, digits=3),
+            "rebuild_events_per_s": _spread([r for r, _ in rebuilds]),
+            "live_latency_ms.p50": _spread([spread(samples)["p50"] for samples in lat_each], digits=2),
+        },
     }
+
+
+def _repeated(what: str, say, workdir: str, measure) -> list:
+    """``measure(directory)`` REPS times, each in a fresh scratch directory (removed after)."""
+    done = []
+    for rep in range(REPS):
+        say(f"{what}, repetition {rep + 1}/{REPS}")
+        d = tempfile.mkdtemp(prefix=f"rep{rep + 1}-", dir=workdir)
+        try:
+            done.append(measure(d))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return done
+
+
+def _median_doc(docs: list[dict]) -> dict:
+    """Repetitions of a concurrent measure as one: rates the median, lost and corrupt the sums."""
+    merged = dict(docs[0])
+    for key in ("events_per_s", "raw_events_per_s"):
+        merged[key] = round(statistics.median(d[key] for d in docs))
+    for key in ("lost", "corrupt"):
+        merged[key] = sum(d[key] for d in docs)
+    return merged
+
+
+def _spread(values: list[float], digits: int = 0) -> dict:
+    def r(x: float):
+        return round(x, digits) if digits else round(x)
+
+    return {"min": r(min(values)), "median": r(statistics.median(values)), "max": r(max(values)), "reps": len(values)}
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the system has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def busy(load_start: float | None, load_end: float | None, n_cores: int, spreads: dict[str, dict]) -> list[str]:
+    """Why the figures may say more about other work on the machine than about runjournal."""
+    reasons = [
+        f"load average {load} at the {when}, above the {n_cores} core(s)"
+        for when, load in (("start", load_start), ("end", load_end))
+        if load is not None and load > n_cores
+    ]
+    for name, s in spreads.items():
+        low, high = sorted((s["min"], s["max"]))
+        if high > DISAGREE * low:
+            reasons.append(f"{name} repetitions disagree by {high / low if low else float('inf'):.1f}x ({s['min']} to {s['max']})")
+    return reasons
 
 
 @click.command()
@@ -349,6 +455,7 @@ def bench(settings, events, writers, workdir, fmt):
     say = (lambda m: echo(m, err=True))
     server = settings.store_url if (settings.store_url or "").startswith(("postgresql://", "postgres://")) else None
     scratch = tempfile.mkdtemp(prefix="runjournal-bench-", dir=workdir)
+    load_start = load_average()
     try:
         if server:
             from .bench_pg import run_pg_bench
@@ -358,6 +465,11 @@ def bench(settings, events, writers, workdir, fmt):
             result = run_bench(events, writers, scratch, say)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    load_end = load_average()
+    reasons = busy(load_start, load_end, cores(), result.get("spread", {}))
+    result["machine"] = {"cores": cores(), "load_start": load_start, "load_end": load_end, "busy": bool(reasons), "warnings": reasons}
+    if reasons:
+        echo(f"warning: the machine looked busy, so these figures may not be its own: {'; '.join(reasons)}", err=True)
     if fmt == "json":
         emit_json(result)
         return 0
@@ -380,8 +492,16 @@ def bench(settings, events, writers, workdir, fmt):
         [f"rebuild of {result['events']:,} events", f"{result['rebuild_events_per_s']:,}/s", f"peak RSS {result['rebuild_peak_rss_mb']} MB"],
         ["append -> manifest via watch", f"p50 {live['p50']} ms", f"p90 {live['p90']} ms, p99 {live['p99']} ms, max {live['max']} ms"],
     ]
-    table(rows, ["measure", "figure", "compared"])
+    spreads = result["spread"]
+    keys = ["raw_append_per_s", "append_per_s.none", "append_per_s.batch", "raw_fsync_per_s", "append_per_s.always", "concurrent.raw_events_per_s",
+            "concurrent.events_per_s", "concurrent_always.raw_events_per_s", "concurrent_always.events_per_s", "runner_stages.seconds",
+            "rebuild_events_per_s", "live_latency_ms.p50"]  # fmt: skip
+    table([row + [_range(spreads[key])] for row, key in zip(rows, keys, strict=True)], ["measure", "figure", "compared", f"min - max of {REPS}"])
     return 0
+
+
+def _range(s: dict) -> str:
+    return f"{s['min']:,} - {s['max']:,}"
 
 
 def _server_rows(result: dict) -> list[list[str]]:

@@ -10,6 +10,8 @@ import click
 
 from runjournal.journal import BadInput, EventStore, Layout, open_store, validate_task_id
 
+from .complete import complete_run, complete_task
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -66,6 +68,21 @@ def _directory(path: str, source: str) -> str:
     return path
 
 
+def found_root(root: str | None, meta: dict | None = None) -> str | None:
+    """The root given, or, when neither ``--root`` nor its variables name one, the nearest
+    directory holding a config from here up (``runner.config.find``; None if there is none, and
+    the current directory is the root). ``meta`` keeps the search, for the commands that say
+    where they looked."""
+    if _pick(root, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")[0]:
+        return root
+    from runjournal.runner.config import find
+
+    search = find(os.getcwd())
+    if meta is not None:
+        meta["runjournal.search"] = search
+    return os.path.dirname(search.found) if search.found else None
+
+
 def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: bool, store: str | None = None) -> Settings:
     """The locations of contract section 3; those given (option or variable) must be directories."""
     root, source = _pick(root, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")
@@ -85,16 +102,35 @@ def resolve(root: str | None, runs_dir: str | None, out_dir: str | None, debug: 
 
 pass_settings = click.make_pass_decorator(Settings)
 
-format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="text for people, json for scripts (one JSON document on stdout).",
+def _format_option(json_is: str):
+    return click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help=f"text for people, json for scripts: {json_is}.")
+
+
+format_option = _format_option("one JSON document on stdout")
+
+
+def streaming_format_option(until: str | None = None):
+    """--format of a command that streams: JSON Lines, always or (``until``) in one mode only."""
+    lines = "JSON Lines (one JSON object per line)"
+    return _format_option(f"{until}, {lines}" if until else lines)
+
+
+output_option = click.option(
+    "--output",
+    "-o",
+    default="-",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    metavar="FILE",
+    help="Write to FILE instead of stdout (-). A regular file is replaced atomically; a device or a FIFO is written through.",
 )
 
-task_option = click.option("--task", "-t", "task", metavar="T", help="Task id (default: $RUNJOURNAL_TASK, $MCP_RUNNER_TASK_ID or 'default').")
+task_option = click.option(
+    "--task", "-t", "task", metavar="T", shell_complete=complete_task, help="Task id (default: $RUNJOURNAL_TASK, $MCP_RUNNER_TASK_ID or 'default')."
+)
+#: the RUN_ID argument of the commands on one run
+run_id_argument = click.argument("run_id", shell_complete=complete_run)
+#: --run ID of the commands that can narrow to one run
+run_option = click.option("--run", "run_id", metavar="ID", shell_complete=complete_run, help="Only this run's events (looked for in every task unless --task).")
 
 
 class PositiveNumber(click.FloatRange):

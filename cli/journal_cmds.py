@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from runjournal.journal import JournalError, JournalNotFound, open_store, validate_run_id, validate_task_id
-from runjournal.journal.fsutil import atomic_write
+from runjournal.journal import JournalError, open_store, validate_task_id
 from runjournal.journal.transfer import ExportRecord, export_lines, import_records, parse_export, to_json_line
 
-from .context import format_option, pass_settings, task_option
-from .output import echo, emit_json, reader_gone
+from .context import format_option, output_option, pass_settings, run_option, streaming_format_option, task_option
+from .complete import complete_task
+from .lookup import journal_task, no_journal, require_journal, run_task
+from .output import echo, emit_json, interruptible, reader_gone, write_output
 from .render import record_line
 
 
@@ -34,7 +34,7 @@ def verify(settings, task, do_repair, quarantine, fmt):
 
     Example: runjournal verify --task nightly --repair
     """
-    task = settings.task(task)
+    task = journal_task(settings, task)
     store = settings.store
     directory = store.where(task)
     report = store.repair(task, quarantine=quarantine) if do_repair or quarantine else store.check(task)
@@ -57,31 +57,40 @@ def verify(settings, task, do_repair, quarantine, fmt):
 
 @click.command()
 @task_option
-@click.option("--run", "run_id", metavar="ID", help="Only this run's events.")
-@click.option("--follow", "-f", "follow_", is_flag=True, help="Keep printing events as they are appended (Ctrl-C stops).")
+@run_option
+@click.option("--follow", "-f", "follow_", is_flag=True, help="Keep printing events as they are appended (Ctrl-C stops: exit 130).")
 @click.option("--since", type=click.IntRange(min=1), default=1, show_default=True, metavar="SEQ", help="Start at this global sequence.")
-@format_option
+@streaming_format_option("a JSON array; with -f")
 @pass_settings
 def tail(settings, task, run_id, follow_, since, fmt):
     """Print journal events; with -f, keep printing them as they are appended.
 
-    With --format json: a JSON array, or JSON Lines (one object per event) with -f.
+    With --run, the run is looked for in every task unless --task (or $RUNJOURNAL_TASK)
+    names one. With --format json: a JSON array, or JSON Lines (one object per event) with -f.
 
     Example: runjournal tail --task nightly -f
     """
-    task = settings.task(task)
-    store = settings.store
     if run_id is not None:
-        validate_run_id(run_id)
+        task = run_task(settings, run_id, task)
+    elif not follow_:
+        task = journal_task(settings, task)
+    else:  # -f waits for a journal that is not there yet (a runner about to start), and says so
+        task = settings.task(task)
+        if not settings.store.exists(task):
+            echo(f"waiting: {no_journal(settings, task)}", err=True)
+    store = settings.store
     records = store.follow(task, since) if follow_ else store.records(task, since)
     wanted = (r for r in records if run_id is None or r.run_id == run_id)
+    printed = [0]
+    what = f"run {run_id} in task {task}" if run_id else f"task {task}"
     try:
-        return _print_records(wanted, fmt, follow_)
+        with interruptible(lambda: f"stopped following {what} after {printed[0]} event(s)"):
+            return _print_records(wanted, fmt, follow_, printed)
     except BrokenPipeError:
         return reader_gone()
 
 
-def _print_records(wanted, fmt: str, follow_: bool) -> int:
+def _print_records(wanted, fmt: str, follow_: bool, printed: list[int]) -> int:
     out = sys.stdout.buffer
     if fmt == "json" and not follow_:
         out.write(b"[")
@@ -90,6 +99,7 @@ def _print_records(wanted, fmt: str, follow_: bool) -> int:
         out.write(b"\n]\n")
         return 0
     for rec in wanted:
+        printed[0] += 1  # before the line shows: a reader that acts on it (Ctrl-C) finds it counted
         if fmt == "json":
             out.write(to_json_line(rec))
         else:
@@ -101,42 +111,39 @@ def _print_records(wanted, fmt: str, follow_: bool) -> int:
 
 @click.command()
 @task_option
-@click.option("--run", "run_id", metavar="ID", help="Only this run's events.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), help="Write to FILE (atomically) instead of stdout.")
+@run_option
+@output_option
 @format_option
 @pass_settings
 def export(settings, task, run_id, output, fmt):
     """Write journal events as JSON Lines (one event a line), to move runs between machines.
 
-    With --format json: one JSON array of the same objects. `import` reads either.
+    With --format json: one JSON array of the same objects. `import` reads either. With --run,
+    the run is looked for in every task unless --task (or $RUNJOURNAL_TASK) names one.
 
     Example: runjournal export --task nightly --run 2025-12-01T09-37-11-576Z-1a60ebea -o run.jsonl
     """
-    task = settings.task(task)
-    store = settings.store
-    if run_id is not None:
-        validate_run_id(run_id)
-    lines = export_lines(store, task, run_id)
-    if run_id is not None:
-        lines = _require_some(lines, f"no events of run {run_id} in {store.where(task)}")
-    events = list(lines) if output else lines
-    chunks = _as_array(events) if fmt == "json" else events
-    if output:
-        atomic_write(os.path.abspath(output), b"".join(chunks))
-        echo(f"exported {len(events)} events to {output}", err=True)
-    else:
-        try:
-            for chunk in chunks:
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            return reader_gone()
+    task = journal_task(settings, task) if run_id is None else run_task(settings, run_id, task)
+    counted = [0]
+
+    def lines():
+        for line in export_lines(settings.store, task, run_id):
+            counted[0] += 1
+            yield line
+
+    chunks = _as_array(lines()) if fmt == "json" else lines()
+    try:
+        write_output(output, chunks)
+    except BrokenPipeError:
+        return reader_gone()
+    if output != "-":
+        echo(f"exported {counted[0]} events to {output}", err=True)
     return 0
 
 
 @click.command("copy")
 @click.option("--to", "destination", required=True, metavar="STORE", help="The store to copy to: a runs directory or a postgresql:// URL.")
-@click.option("--task", "-t", "tasks", multiple=True, metavar="TASK", help="A task to copy (repeatable; default: every task).")
+@click.option("--task", "-t", "tasks", multiple=True, metavar="TASK", shell_complete=complete_task, help="A task to copy (repeatable; default: every task).")
 @pass_settings
 def copy_(settings, destination, tasks):
     """Copy task journals to another store, every record as it is: global and run sequences,
@@ -151,8 +158,7 @@ def copy_(settings, destination, tasks):
     target = open_store(destination)
     try:
         for task in names:
-            if not source.exists(task):
-                raise JournalNotFound(f"no journal for task {task} in {source.url}")
+            require_journal(settings, task)
             before, after = _copy_task(source, target, task)
             echo(f"task {task}: copied {after - before} record(s) to {target.where(task)} ({before} were there); "
                  f"sequences 1 to {after} compared equal; verified")
@@ -205,15 +211,6 @@ def _as_array(lines):
     for i, line in enumerate(lines):
         yield (b",\n" if i else b"\n") + line.rstrip(b"\n")
     yield b"\n]\n"
-
-
-def _require_some(lines, message: str):
-    """Pass ``lines`` through; JournalError(message) if there are none."""
-    first = next(lines, None)
-    if first is None:
-        raise JournalError(message)
-    yield first
-    yield from lines
 
 
 @click.command("import")

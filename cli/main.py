@@ -7,6 +7,7 @@ Exit codes: 0 success; 1 the thing asked about failed; 2 bad usage or bad input;
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 
@@ -15,7 +16,7 @@ import click
 from runjournal import __version__
 from runjournal.journal.errors import BadInput, JournalError
 
-from .output import echo
+from .output import Interrupted, echo
 
 #: every command, by name: (its module in runjournal.cli, its function). A command's module is
 #: imported only when the command runs (or help lists it), so `--version` imports none, and
@@ -38,6 +39,8 @@ COMMANDS = {
     "import": ("journal_cmds", "import_"),
     "copy": ("journal_cmds", "copy_"),
     "bench": ("bench", "bench"),
+    "logs": ("ops_cmds", "logs"),
+    "cancel": ("ops_cmds", "cancel"),
 }
 
 
@@ -65,6 +68,8 @@ class LazyGroup(click.Group):
 
 
 EXIT_CANCELLED = 130
+#: the variable click's shell completion sets (docs/cli.md, "Shell completion")
+COMPLETE_VAR = "_RUNJOURNAL_COMPLETE"
 
 #: the exit code of each library error (contract section 5), first match wins: 2 for bad
 #: usage or bad input, 1 for everything else that failed (a corrupt journal, a refused
@@ -72,6 +77,7 @@ EXIT_CANCELLED = 130
 EXIT_CODES: list[tuple[type[JournalError] | str, int]] = [
     (BadInput, 2),
     ("runjournal.runner.run:TokenRefused", 2),  # named: the runner is imported only by commands that run
+    ("runjournal.projections.replay:RunNotFound", 2),  # an unknown run is bad input, in every command
     (JournalError, 1),
 ]
 
@@ -102,11 +108,24 @@ def cli(ctx, root, runs_dir, out_dir, store, debug):
 
     Example: runjournal init && runjournal start
     """
-    from .context import resolve
+    from .context import found_root, resolve
 
-    ctx.obj = resolve(root, runs_dir, out_dir, debug, store)
+    source = _root_source(ctx, root)
+    ctx.obj = resolve(found_root(root, ctx.meta), runs_dir, out_dir, debug, store)
+    if source is not None and not os.path.isdir(ctx.obj.root):
+        raise BadInput(f"{source} {ctx.obj.root} does not exist (the root is never created: create it, or give an existing directory)")
 
 
+def _root_source(ctx: click.Context, given: str | None) -> str | None:
+    """What named the root (--root or its variables), kept in ``ctx.meta`` for the commands
+    that say where they looked for a config; None when nothing did."""
+    from .context import _pick
+
+    named, source = _pick(given, "--root", "RUNJOURNAL_ROOT", "CODEX_ORCHESTRATOR_ROOT")
+    if not named:
+        return None
+    ctx.meta["runjournal.root_source"] = source
+    return source
 
 
 def _fail(message: str, code: int) -> None:
@@ -127,7 +146,7 @@ def _usage_message(error: click.UsageError) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    if not args:
+    if not args and not os.environ.get(COMPLETE_VAR):  # shell completion calls come without arguments
         echo(cli.get_help(click.Context(cli, info_name="runjournal")))
         sys.exit(0)
     debug = "--debug" in args
@@ -135,8 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="runjournal", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except Interrupted as e:  # a long-running command says what it had done
+        echo(str(e), err=True)
+        sys.exit(EXIT_CANCELLED)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        _fail("cancelled", EXIT_CANCELLED)
+        echo("stopped by Ctrl-C", err=True)
+        sys.exit(EXIT_CANCELLED)
     except click.UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx is not None else ""
         _fail(_usage_message(e) + hint, 2)

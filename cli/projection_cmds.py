@@ -5,14 +5,12 @@ the journal past the last checkpoint in memory (``Projector.view``), so what the
 never behind the journal, and show a silent run stale without recording it; ``project`` and
 ``watch`` write the projection files and record staleness. Without ``--task`` (or
 ``$RUNJOURNAL_TASK`` / ``$MCP_RUNNER_TASK_ID``), ``project``, ``runs`` and ``watch`` cover
-every task, and ``show``, ``status`` and ``replay`` look the run up in every task: a run is
-(task, run id), so a run id found in several tasks (a copied task, an import) is an error
-that asks for ``--task``.
+every task, and ``show``, ``status`` and ``replay`` find the task that holds the run by the
+one task rule (``lookup.run_task``).
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -21,16 +19,20 @@ import time
 import click
 import msgspec
 
-from runjournal.journal import CorruptRecord, JournalError, JournalNotFound, iso_utc, parse_iso, validate_run_id
+from runjournal.journal import JournalError, iso_utc, parse_iso
+from runjournal.journal.text import for_terminal
 from runjournal.journal import events as ev
-from runjournal.projections import AmbiguousRun, Projector, RunNotFound, Step, paced, state_at, timeline
+from runjournal.projections import Projector, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
 from runjournal.projections.replay import step as make_step
 from runjournal.projections.state import Run, TaskState
 from runjournal.runner import run_exit_code
 
-from .context import PositiveNumber, format_option, pass_settings, task_option
-from .output import echo, emit_json, table
+from .complete import complete_pipeline
+from .context import PositiveNumber, format_option, pass_settings, run_id_argument, streaming_format_option, task_option
+from .main import EXIT_CANCELLED
+from .lookup import chosen_task, require_journal, run_task
+from .output import echo, emit_json, interruptible, paint_status, table
 from .render import describe
 
 STATUSES = ("queued", "in_progress", "succeeded", "failed", "cancelled")
@@ -45,29 +47,10 @@ _line_encoder = msgspec.json.Encoder()
 # -- shared helpers --------------------------------------------------------------------
 
 
-def _chosen_task(settings, task: str | None) -> str | None:
-    """--task or the environment's task; None means every task."""
-    if task is not None or os.environ.get("RUNJOURNAL_TASK") or os.environ.get("MCP_RUNNER_TASK_ID"):
-        return settings.task(task)
-    return None
-
-
-def _require_journal(settings, task: str) -> None:
-    if not settings.store.exists(task):
-        raise JournalNotFound(f"no journal for task {task} at {settings.store.where(task)} (`runjournal runs` lists the tasks that have runs)")
-
-
-def _every_task(settings) -> list[str]:
-    """Tasks that have a journal (a name that is not a valid task id is not one)."""
-    return settings.store.tasks()
-
-
 def _tasks(settings, task: str | None) -> list[str]:
-    chosen = _chosen_task(settings, task)
-    if chosen is None:
-        return _every_task(settings)
-    _require_journal(settings, chosen)
-    return [chosen]
+    """The chosen task (which must have a journal), else every task that has one."""
+    chosen = chosen_task(settings, task)
+    return settings.store.tasks() if chosen is None else [require_journal(settings, chosen)]
 
 
 def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
@@ -76,57 +59,18 @@ def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
     return projector, projector.view()
 
 
-def _holders(settings, run_id: str, task: str | None) -> tuple[list[tuple[str, Projector, TaskState]], str]:
-    """The chosen task, or every task whose journal holds the run (as of its end, read-only),
-    each with its projector and state; and how to name where it was looked for."""
-    validate_run_id(run_id)
-    chosen = _chosen_task(settings, task)
-    if chosen is not None:
-        _require_journal(settings, chosen)
-        return [(chosen, *_viewed(settings, chosen))], f"task {chosen}"
-    found, unreadable = [], []
-    for t in _every_task(settings):
-        try:
-            projector, state = _viewed(settings, t)
-        except (CorruptRecord, OSError) as e:  # one damaged task does not hide the others' runs
-            unreadable.append((t, e))
-            continue
-        if run_id in state.runs:
-            found.append((t, projector, state))
-    if len(found) > 1:
-        raise AmbiguousRun(run_id, [t for t, _, _ in found])
-    if unreadable and not found:
-        raise unreadable[0][1]
-    for t, e in unreadable:
-        echo(f"warning: task {t} could not be searched for run {run_id}: {e}", err=True)
-    return found, f"any task under {settings.runs_dir}"
-
-
 def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskState, Run]:
-    """The projector of the task that holds the run, the task's state (read-only) and the run."""
-    found, where = _holders(settings, run_id, task)
-    for _, projector, state in found:
-        run = state.runs.get(run_id)
-        if run is not None:
-            return projector, state, run
-    raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
+    """The projector of the task that holds the run (the one task rule: ``lookup.run_task``),
+    the task's state (read-only) and the run."""
+    views: dict[str, tuple[Projector, TaskState]] = {}
 
+    def holds(t: str) -> bool:
+        views[t] = _viewed(settings, t)
+        return run_id in views[t][1].runs
 
-def _find_journal(settings, run_id: str, task: str | None) -> tuple[str, list]:
-    """The task whose journal holds the run, and the run's timeline."""
-    found, where = _holders(settings, run_id, task)
-    tasks = [t for t, _, _ in found]
-    if not tasks and _chosen_task(settings, task) is None:
-        # records of a run whose start this journal never saw (a partial import): look in full
-        tasks = [t for t in _every_task(settings) if any(r.run_id == run_id for r in settings.store.records(t))]
-        if len(tasks) > 1:
-            raise AmbiguousRun(run_id, tasks)
-    for t in tasks:
-        try:
-            return t, timeline(settings.store, t, run_id)
-        except RunNotFound:
-            continue
-    raise RunNotFound(f"no run {run_id} in {where} (see `runjournal runs`)")
+    found = run_task(settings, run_id, task, holds)
+    projector, state = views[found]
+    return projector, state, state.runs[run_id]
 
 
 def _seconds(value: float | None) -> str:
@@ -242,22 +186,50 @@ def _flags(doc: dict) -> str:
     return f" ({', '.join(flags)})" if flags else ""
 
 
+class Since(click.ParamType):
+    """A point in time: an ISO-8601 time (UTC when no zone is given), or a duration before now
+    (``90s``, ``30m``, ``2h``, ``7d``, ``1w``); its value is nanoseconds since the epoch."""
+
+    name = "TIME|DURATION"
+    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = value.strip()
+        number, unit = text[:-1], text[-1:].lower()
+        if unit in self.UNITS and number.replace(".", "", 1).isascii() and number.replace(".", "", 1).isdigit():
+            return time.time_ns() - int(float(number) * self.UNITS[unit] * 1e9)
+        try:
+            return parse_iso(text)
+        except (ValueError, OverflowError):
+            self.fail(f"{value!r} is neither an ISO-8601 time (2025-12-01, 2025-12-01T09:37Z) nor a duration (90s, 30m, 2h, 7d, 1w)", param, ctx)
+
+
+def _wanted(run: Run, status: str | None, since: int | None, pipeline: str | None) -> bool:
+    if status == "stale" and run.stale_since_ts is None or status in STATUSES and run.status != status:
+        return False
+    return (since is None or run.started_ts >= since) and (pipeline is None or run.pipeline_id == pipeline)
+
+
 @click.command()
 @task_option
 @click.option("--status", "status", type=click.Choice([*STATUSES, "stale"]), help="Only runs with this status (stale: presumed dead).")
+@click.option("--since", type=Since(), help="Only runs started at or after this time, or this long ago (2h, 7d).")
+@click.option("--pipeline", metavar="ID", shell_complete=complete_pipeline, help="Only runs of this pipeline.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N runs (the newest).")
 @format_option
 @pass_settings
-def runs(settings, task, status, limit, fmt):
+def runs(settings, task, status, since, pipeline, limit, fmt):
     """List runs, newest first, across every task unless --task.
 
-    Example: runjournal runs --status failed --limit 10
+    Example: runjournal runs --status failed --since 2h --limit 10
     """
     rows = []
     for t in _tasks(settings, task):
         projector, state = _viewed(settings, t)
         for run in state.runs.values():
-            if status == "stale" and run.stale_since_ts is None or status in STATUSES and run.status != status:
+            if not _wanted(run, status, since, pipeline):
                 continue
             rows.append((run.started_ts, run.run_id, t, _run_row(projector, run)))
     rows.sort(key=lambda r: r[:3], reverse=True)
@@ -281,6 +253,7 @@ def runs(settings, task, status, limit, fmt):
             for d in docs
         ],
         ["RUN ID", "TASK", "PIPELINE", "STATUS", "STARTED", "DURATION"],
+        status_column=3,
     )
     return 0
 
@@ -289,7 +262,7 @@ def runs(settings, task, status, limit, fmt):
 
 
 @click.command()
-@click.argument("run_id")
+@run_id_argument
 @task_option
 @format_option
 @pass_settings
@@ -340,7 +313,7 @@ def _print_status(doc: dict) -> None:
     echo(f"run:       {doc['run_id']}")
     echo(f"task:      {doc['task_id']}")
     echo(f"pipeline:  {doc['pipeline_id']} ({doc['pipeline_title']}), attempt {doc['attempt']}")
-    echo(f"status:    {doc['status']}" + _flags(doc))
+    echo("status:    " + paint_status(for_terminal(doc["status"] + _flags(doc))), safe=True)
     echo(f"detail:    {doc['status_detail']}")
     echo(f"started:   {doc['started_at']}")
     echo(f"completed: {doc['completed_at'] or '-'}")
@@ -355,6 +328,7 @@ def _print_status(doc: dict) -> None:
                 for c in doc["commands"]
             ],
             ["#", "STAGE", "STATUS", "EXIT", "DURATION", "SUMMARY"],
+            status_column=2,
         )
 
 
@@ -369,12 +343,14 @@ def _print_changes(old: dict, new: dict) -> None:
         echo(f"{new['updated_at']}  " + (detail if detail.startswith(new["status"]) else f"{new['status']}: {detail}"))
 
 
-def _watch_status(projector: Projector, state: TaskState, run_id: str, fmt: str) -> int:
-    """Print the run's state, then each change, until it ends (or goes stale); return its exit code."""
+def _watch_status(projector: Projector, state: TaskState, run_id: str, fmt: str, seen: list[dict]) -> int:
+    """Print the run's state, then each change, until it ends (or goes stale); return its exit
+    code. ``seen`` gets each state read (the last says how things stood if Ctrl-C stops it)."""
     prev = None
     while True:
         run = state.runs[run_id]
         doc = _status_doc(projector, state, run)
+        seen[:] = [doc]
         if prev is None:
             emit_json_line(doc) if fmt == "json" else _print_status(doc)
         elif _changed(prev, doc):
@@ -398,10 +374,10 @@ def emit_json_line(doc: dict) -> None:
 
 
 @click.command()
-@click.argument("run_id")
+@run_id_argument
 @task_option
-@click.option("--watch", "follow_", is_flag=True, help="Follow the run live, printing each change, until it ends.")
-@format_option
+@click.option("--watch", "follow_", is_flag=True, help="Follow the run live, printing each change, until it ends (Ctrl-C stops: exit 130).")
+@streaming_format_option("one JSON document on stdout; with --watch")
 @pass_settings
 def status(settings, run_id, task, follow_, fmt):
     """Show one run's state: status, detail and stages; --watch follows it until it ends.
@@ -414,7 +390,9 @@ def status(settings, run_id, task, follow_, fmt):
     """
     projector, state, run = _find_run(settings, run_id, task)
     if follow_:
-        return _watch_status(projector, state, run_id, fmt)
+        seen: list[dict] = []
+        with interruptible(lambda: f"stopped following run {run_id} (task {projector.task}), {seen[-1]['status']} when stopped"):
+            return _watch_status(projector, state, run_id, fmt, seen)
     doc = _status_doc(projector, state, run)
     if fmt == "json":
         emit_json(doc)
@@ -453,11 +431,11 @@ def _step_line(step, rec) -> str:
 
 
 @click.command()
-@click.argument("run_id")
+@run_id_argument
 @task_option
 @click.option("--at", "at", metavar="SEQ|TIME", help="Print the manifest as it was at this global sequence, +SECONDS after the start, or ISO-8601 time.")
-@click.option("--speed", type=PositiveNumber(), metavar="X", help="Re-play the events and output with their original timing, X times faster.")
-@format_option
+@click.option("--speed", type=PositiveNumber(), metavar="X", help="Re-play the events and output with their original timing, X times faster (Ctrl-C stops: exit 130).")
+@streaming_format_option("one JSON document on stdout; with --speed")
 @pass_settings
 def replay(settings, run_id, task, at, speed, fmt):
     """A run's history from the journal: its timeline, its manifest at a point, or a re-play.
@@ -471,7 +449,8 @@ def replay(settings, run_id, task, at, speed, fmt):
     """
     if at is not None and speed is not None:
         raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
-    found, steps = _find_journal(settings, run_id, task)
+    found = run_task(settings, run_id, task)
+    steps = timeline(settings.store, found, run_id)
     if at is not None:
         seq, ts = _parse_at(at, steps[0][1].ts)
         paths = prender.Paths(settings.runs_dir, settings.out_dir, found)
@@ -480,14 +459,17 @@ def replay(settings, run_id, task, at, speed, fmt):
         return 0
     if speed is not None:
         start = steps[0][1].ts
-        for delay, rec in paced([rec for _, rec in steps], speed):
-            if delay:
-                time.sleep(delay)  # the pace is the point of a re-play
-            s = make_step(rec, start)
-            if fmt == "json":
-                emit_json_line(_step_doc(s, rec))
-            else:
-                _play_line(s, rec)
+        played = [0]
+        with interruptible(lambda: f"stopped re-playing run {run_id} (task {found}) after {played[0]} of {len(steps)} records"):
+            for delay, rec in paced([rec for _, rec in steps], speed):
+                if delay:
+                    time.sleep(delay)  # the pace is the point of a re-play
+                s = make_step(rec, start)
+                played[0] += 1  # before the line shows (see tail)
+                if fmt == "json":
+                    emit_json_line(_step_doc(s, rec))
+                else:
+                    _play_line(s, rec)
         return 0
     if fmt == "json":
         emit_json({"run_id": run_id, "task_id": found, "records": len(steps), "steps": [_step_doc(s, r) for s, r in steps]})
@@ -516,22 +498,22 @@ def _play_line(step: Step, rec) -> None:
 @click.command()
 @task_option
 @click.option("--poll", type=PositiveNumber(), metavar="SECONDS", help="Poll every SECONDS instead of using inotify (network filesystems).")
-@format_option
+@streaming_format_option()
 @pass_settings
 def watch(settings, task, poll, fmt):
     """Keep projection files current as journals grow (every task unless --task), until stopped.
 
     Uses watchdog's native observer (inotify), or polling with --poll; tasks that appear
     later are picked up. Every second it also catches every task up (in case a
-    notification was lost) and records silent runs as stale. SIGINT or SIGTERM stops it
-    after the current write; it exits 0. Prints a line per catch-up (JSON Lines with
-    --format json).
+    notification was lost) and records silent runs as stale. SIGINT (Ctrl-C) or SIGTERM
+    stops it after the current write: exit 130 after SIGINT, 0 after SIGTERM (a service
+    manager's stop). Prints a line per catch-up (JSON Lines with --format json).
 
     Example: runjournal watch --poll 2
     """
     from runjournal.projections import Watcher  # imports watchdog: only this command needs it
 
-    chosen = _chosen_task(settings, task)
+    chosen = chosen_task(settings, task)  # a task may get its journal after the daemon starts
     stop = threading.Event()
 
     def log(text: str, doc: dict) -> None:
@@ -560,7 +542,10 @@ def watch(settings, task, poll, fmt):
             {"event": "ready", "runs_dir": settings.runs_dir, "task_id": chosen, "observer": daemon.observer_kind},
         )
 
+    stopped_by: list[int] = []
+
     def on_signal(signum, frame) -> None:
+        stopped_by.append(signum)
         # set the events from another thread: this handler may interrupt the loop while it holds them
         threading.Thread(target=lambda: (stop.set(), daemon.wake.set()), daemon=True).start()
 
@@ -574,4 +559,4 @@ def watch(settings, task, poll, fmt):
         f"stopped after {daemon.catch_ups} catch-ups ({daemon.applied} events)",
         {"event": "stopped", "catch_ups": daemon.catch_ups, "applied": daemon.applied},
     )
-    return 0
+    return EXIT_CANCELLED if stopped_by[:1] == [signal.SIGINT] else 0

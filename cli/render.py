@@ -21,6 +21,8 @@ def describe(event: ev.Event) -> str:
         return f"stage {e.index} {e.stage_id} failed ({how})"
     if isinstance(e, ev.StageSkipped):
         return f"stage {e.index} {e.stage_id} skipped: {e.reason}"
+    if isinstance(e, ev.CancelRequested):
+        return f"cancel requested by {e.actor}" + (f": {e.reason}" if e.reason else "")
     if isinstance(e, ev.OutputChunk):
         text = e.data.decode("utf-8", "replace").rstrip("\n").replace("\n", " | ")
         return f"stage {e.index} {e.stream}: {text[:100]}"

@@ -41,6 +41,9 @@ class StagePlan(msgspec.Struct, omit_defaults=True, frozen=True):
     cwd: str | None = None
     env: dict[str, str] = {}
     summary_hint: str | None = None
+    #: the longest the stage may run, in milliseconds (its ``timeoutSeconds``, else the
+    #: config's ``stageTimeoutSeconds``); None: no limit, or a journal written before timeouts
+    timeout_ms: int | None = None
 
 
 class RunStarted(Event, tag="run_started"):
@@ -60,6 +63,8 @@ class RunStarted(Event, tag="run_started"):
     runner_pid: int = 0
     runner_host: str = ""
     runner_start: int = 0
+    #: the longest each attempt of the run may take, in milliseconds (the pipeline's ``timeoutSeconds``); None: no limit
+    timeout_ms: int | None = None
     boundary: ClassVar[bool] = True
 
 
@@ -94,6 +99,11 @@ class StageFailed(Event, tag="stage_failed"):
     signal: str | None = None
     summary: str | None = None
     duration_ns: int | None = None  # as StageFinished's
+    #: the stage was stopped by a cancel (a signal, or a ``cancel_requested``)
+    cancelled: bool = False
+    #: the stage was stopped for running past its timeout, or its run's: ``timeout_ms``, the limit it met
+    timed_out: bool = False
+    timeout_ms: int | None = None
     boundary: ClassVar[bool] = True
 
 
@@ -105,6 +115,8 @@ class StageSkipped(Event, tag="stage_skipped"):
     reason: str = ""
     exit_code: int | None = None
     summary: str | None = None
+    #: an allowed failure that was a timeout (see StageFailed)
+    timed_out: bool = False
     boundary: ClassVar[bool] = True
 
 
@@ -154,6 +166,8 @@ class RunFailed(Event, tag="run_failed"):
     reason: str = ""
     summary: str | None = None
     duration_ns: int | None = None  # as RunCompleted's
+    #: the run was stopped for running past its pipeline's ``timeoutSeconds``
+    timed_out: bool = False
     boundary: ClassVar[bool] = True
 
 
@@ -162,6 +176,18 @@ class RunCancelled(Event, tag="run_cancelled"):
     signal: str | None = None
     duration_ns: int | None = None  # as RunCompleted's
     boundary: ClassVar[bool] = True
+
+
+class CancelRequested(Event, tag="cancel_requested"):
+    """Someone asked for the run to be cancelled (``runjournal cancel``); its runner, which
+    watches its journal, cancels it as on Ctrl-C. A run whose runner is dead is closed at once:
+    a ``run_cancelled`` follows in the same batch."""
+
+    actor: str
+    reason: str = ""
+    #: where the request came from: host name and process id of the command that recorded it
+    host: str = ""
+    pid: int = 0
 
 
 class RunResumed(Event, tag="run_resumed"):
@@ -252,6 +278,7 @@ AnyEvent = Union[
     RunStale,
     TailRepaired,
     RegionQuarantined,
+    CancelRequested,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -15,7 +15,7 @@ from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
-PROJECTION_VERSION = 4
+PROJECTION_VERSION = 5
 #: how many refused ids a task state keeps to report
 INVALID_IDS_KEPT = 20
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
@@ -25,7 +25,17 @@ LOG_CAP = 2 * 64 * 1024 + 4096
 ERROR_FIELD_CAP = 8192
 
 
+#: stage statuses of the text views that the manifest schema does not have, and what the manifest shows instead
+MANIFEST_STATUS = {"cancelled": "failed", "stale": "running"}
+#: a stage that may still produce output: running, or running as far as anyone knows (its run is stale)
+LIVE = ("running", "stale")
+
+
 class Command(msgspec.Struct, omit_defaults=True):
+    """One stage. ``status``: pending, running, succeeded, failed, skipped, and for the text
+    views cancelled (stopped by a cancel) and stale (running when its run went stale); the
+    manifest shows those two as failed and running (``MANIFEST_STATUS``)."""
+
     index: int
     id: str
     title: str
@@ -164,7 +174,7 @@ class TaskState(msgspec.Struct):
             commands = run.commands
             if 0 < index <= len(commands):
                 cmd = commands[index - 1]
-                if cmd.status == "running" and cmd.has_log:
+                if cmd.status == "running" and cmd.has_log:  # (a stale stage's output takes _output)
                     size = len(event.data)
                     if cmd.log_bytes + size <= LOG_CAP:
                         cmd.log.append(event.data)
@@ -279,7 +289,7 @@ def _stage_started(s: TaskState, rec: Record, run: Run | None) -> None:
     status_changes = run.status == "queued" or run.stale_since_ts is not None
     if status_changes:
         run.status = "in_progress"
-    run.stale_since_ts, run.skew_ns = None, 0
+    _alive_again(run)
     s.dirty_commands.add((rec.run_id, e.index))
     s.touch(run, rec.ts, task=status_changes)
 
@@ -304,7 +314,7 @@ def _stage_finished(s: TaskState, rec: Record, run: Run | None) -> None:
 
 def _stage_failed(s: TaskState, rec: Record, run: Run | None) -> None:
     e: ev.StageFailed = rec.event
-    _stage_end(s, rec, run, "failed", e.exit_code, e.summary)
+    _stage_end(s, rec, run, "cancelled" if e.cancelled else "failed", e.exit_code, e.summary)
 
 
 def _stage_skipped(s: TaskState, rec: Record, run: Run | None) -> None:
@@ -317,8 +327,11 @@ def _logging(s: TaskState, run: Run, index: int, ts: int) -> Command | None:
     (already ended: its log may be final on disk and gone from memory) is left out of the log,
     so that the log never depends on when a catch-up happened; the journal keeps it (replay)."""
     cmd = s.command(run, index)
-    if cmd is None or cmd.status != "running":
+    if cmd is None or cmd.status not in LIVE:
         return None
+    if cmd.status == "stale":  # output: it runs after all (a heartbeat will say so for the run)
+        cmd.status = "running"
+        s.touch(run, ts)
     if not cmd.has_log:  # a stage with no log so far (a sub-pipeline): the manifest now names one
         cmd.has_log = True
         s.touch(run, ts)
@@ -367,7 +380,7 @@ def _heartbeat(s: TaskState, rec: Record, run: Run | None) -> None:
     run.heartbeat_ts = rec.ts
     s.dirty_heartbeat.add(rec.run_id)
     if run.stale_since_ts is not None:
-        run.stale_since_ts, run.skew_ns = None, 0  # alive after all
+        _alive_again(run)  # alive after all
         s.touch(run, rec.ts, task=True)
     elif run.manifest_heartbeat_ts is None or rec.ts - run.manifest_heartbeat_ts >= HEARTBEAT_MANIFEST_THROTTLE_NS:
         s.touch(run, rec.ts)
@@ -397,6 +410,14 @@ def _error(s: TaskState, rec: Record, run: Run | None) -> None:
     s.touch(run, rec.ts)
 
 
+def _alive_again(run: Run) -> None:
+    """The run is not stale (any more): its stale stage runs, as far as anyone knows."""
+    run.stale_since_ts, run.skew_ns = None, 0
+    for cmd in run.commands:
+        if cmd.status == "stale":
+            cmd.status = "running"
+
+
 def measured(duration_ns: int | None, start_ts: int | None, end_ts: int) -> int | None:
     """A duration as projections show it: the runner's monotonic measure when its event has one;
     else the difference of the event times, never below 0 (a wall clock may be stepped back
@@ -413,13 +434,13 @@ def _run_end(s: TaskState, rec: Record, run: Run, status: str, reason: str | Non
     run.completed_ts = rec.ts
     run.stale_since_ts, run.skew_ns = None, 0
     for cmd in run.commands:
-        if cmd.status == "running":
-            cmd.status = "failed" if status != "succeeded" else "succeeded"
+        if cmd.status in LIVE:
+            cmd.status = status  # succeeded, failed, or cancelled (a stale run closed by `cancel`)
             cmd.completed_ts = rec.ts
             cmd.duration_ns = measured(None, cmd.started_ts, rec.ts)
             s.dirty_commands.add((run.run_id, cmd.index))
     passed = sum(1 for c in run.commands if c.status == "succeeded")
-    failed = sum(1 for c in run.commands if c.status == "failed")
+    failed = sum(1 for c in run.commands if c.status in ("failed", "cancelled"))
     attempt = measured(rec.event.duration_ns, run.attempt_started_ts, rec.ts)
     # the run's whole span: up to this attempt's start from event times (earlier attempts and
     # the waits between them: no one clock measured those), then the attempt as measured
@@ -466,7 +487,7 @@ def _run_resumed(s: TaskState, rec: Record, run: Run | None) -> None:
         run.runner_pid, run.runner_host, run.runner_start = e.runner_pid, e.runner_host, e.runner_start
         s.dirty_heartbeat.add(run.run_id)
         for cmd in run.commands:
-            if cmd.status in ("failed", "running", "pending"):
+            if cmd.status in ("failed", "cancelled", "running", "stale", "pending"):
                 cmd.status = "pending"
                 cmd.started_ts = cmd.completed_ts = cmd.exit_code = cmd.duration_ns = None
                 cmd.summary = None
@@ -507,6 +528,9 @@ def _run_stale(s: TaskState, rec: Record, run: Run | None) -> None:
     if run.completed_ts is not None or (run.heartbeat_ts or 0) > e.last_heartbeat_ts:
         return  # finished, or a heartbeat arrived after the observation: not stale
     run.stale_since_ts = e.last_heartbeat_ts
+    for cmd in run.commands:
+        if cmd.status == "running":
+            cmd.status = "stale"  # the text views say so; the manifest still shows running
     # a heartbeat stamped further ahead of the observer's clock than the stale limit: the
     # observer judged it by how long it saw nothing newer (``liveness``), and the files say so
     ahead = e.last_heartbeat_ts - rec.ts

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runjournal.journal import events as ev
 from runjournal.journal.text import for_terminal
@@ -103,18 +103,54 @@ class StreamCapture:
         return ""
 
 
-@dataclass
 class Cancel:
-    """Set from a signal handler: first request terminates the stage's group, a second kills it."""
+    """Set from a signal handler, a cancel request or a timeout: the first request terminates
+    the stage's group, a second kills it. A child run's Cancel has its parent run's as
+    ``parent``: what cancels the parent cancels the child too, never the other way."""
 
-    requests: int = 0
-    signal_name: str = ""
-    event: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, parent: Cancel | None = None):
+        self.parent = parent
+        self._requests = 0
+        self._signal_name = ""
+        self._by = ""
+        #: set when this run's own timeout asked (pipeline ``timeoutSeconds``): the limit, in ms
+        self.run_timeout_ms: int | None = None
+        self.event = threading.Event()
+
+    @property
+    def requests(self) -> int:
+        return self._requests + (self.parent.requests if self.parent else 0)
+
+    @property
+    def signal_name(self) -> str:
+        """The signal that asked, if one did ("" for a cancel request or a timeout)."""
+        return self._signal_name or (self.parent.signal_name if self.parent else "")
+
+    @property
+    def by(self) -> str:
+        """Who asked first, for the run's reason: a signal's name, or a cancel request's actor."""
+        return self._by or (self.parent.by if self.parent else "")
 
     def request(self, signum: int) -> None:
-        self.requests += 1
-        self.signal_name = signal.Signals(signum).name
+        self._signal_name = signal.Signals(signum).name
+        self.ask(self._signal_name)
+
+    def ask(self, by: str) -> None:
+        """A request that is not a signal (``runjournal cancel``, a timeout), made by ``by``."""
+        self._requests += 1
+        self._by = self._by or by
         self.event.set()
+
+    def expire(self, timeout_ms: int) -> None:
+        """The run has run past its timeout: stop it as a cancel does, and say so."""
+        if not self.requests:
+            self.run_timeout_ms = timeout_ms
+        self.ask(f"its timeout ({seconds_text(timeout_ms)})")
+
+
+def seconds_text(ms: int) -> str:
+    """A timeout for people: ``2 s``, ``0.5 s``."""
+    return f"{ms / 1000:g} s"
 
 
 @dataclass
@@ -127,6 +163,8 @@ class Outcome:
     error: str | None = None  # the command could not be started
     #: background processes of the stage were still running when its shell exited (then ended)
     leftovers: bool = False
+    #: the stage ran past its timeout and was stopped (TERM, the grace period, KILL)
+    timed_out: bool = False
 
 
 def run_command(
@@ -141,6 +179,8 @@ def run_command(
     grace: float,
     on_start: Callable[[int, int], None] = lambda pgid, start: None,
     settle: float = SETTLE_AFTER_EXIT,
+    timeout: float | None = None,
+    on_output: Callable[[str, bytes], None] | None = None,
 ) -> Outcome:
     """Run ``/bin/sh -c command`` in its own process group; ``emit`` journals output as it comes.
 
@@ -148,6 +188,10 @@ def run_command(
     (the shell waits at a gate until it returns): the group id and its leader's start time, or
     (0, 0) if the command could not be started. A runner killed before it returns leaves
     nothing running: the gate sees its end of the pipe close and exits.
+
+    ``timeout``: seconds after which the command is stopped as a cancel stops it (TERM, then
+    KILL after ``grace``), and the outcome says it timed out. ``on_output(stream, data)``
+    sees every byte read, also those beyond the cap (for ``--stream``).
     """
     out = StreamCapture(index, "stdout", cap, excerpt)
     err = StreamCapture(index, "stderr", cap, excerpt)
@@ -163,7 +207,8 @@ def run_command(
         )
     except OSError as e:
         on_start(0, 0)
-        return Outcome(None, None, False, out, err, error=f"cannot start the command: {e.strerror or e}")
+        where = f" ({e.filename})" if e.filename else ""
+        return Outcome(None, None, False, out, err, error=f"cannot start the command: {e.strerror or e}{where}")
     pgid = proc.pid
     try:
         on_start(pgid, procs.start_time(pgid))
@@ -174,6 +219,8 @@ def run_command(
         proc.stderr.close()
         raise
     _open_gate(proc)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
     captures = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     sel = selectors.DefaultSelector()
     for fd in captures:
@@ -189,7 +236,7 @@ def run_command(
     ending: _Leftovers | None = None
     drain_from = None  # when the group is empty or stopped: the pipes are read 2 s more at most
     try:
-        while sel.get_map() or ending is None or not (cancel.requests or ending.done):
+        while sel.get_map() or ending is None or not (cancel.requests or timed_out or ending.done):
             for key, _ in _wait(sel, proc, ending):
                 if key.fd == exit_fd:
                     sel.unregister(exit_fd)  # the shell has exited: proc.poll() below sees it
@@ -202,6 +249,8 @@ def run_command(
                     sel.unregister(key.fd)
                     continue
                 cap_ = captures[key.fd]
+                if on_output is not None:
+                    on_output(cap_.stream, data)
                 live = cap_.feed(data)
                 if live:
                     pending.append(ev.OutputChunk(index=index, stream=cap_.stream, data=live))
@@ -209,7 +258,10 @@ def run_command(
             if pending and now - last_flush >= FLUSH_INTERVAL:
                 emit(pending)
                 pending, last_flush = [], now
-            if cancel.requests and not killed:
+            if deadline is not None and not timed_out and ending is None and now >= deadline:
+                timed_out = True
+            stopping = cancel.requests or timed_out
+            if stopping and not killed:
                 if term_at is None:
                     _signal_group(pgid, signal.SIGTERM)
                     term_at = now
@@ -220,9 +272,9 @@ def run_command(
                 # the stage is over when its shell exits; what it left in its group is let
                 # settle (a daemon leaving by setsid), then told to end: TERM, KILL after the grace
                 ending = _Leftovers(pgid, now, settle, grace)
-            if ending is not None and not cancel.requests:
+            if ending is not None and not stopping:
                 ending.step(now)
-            if drain_from is None and ending is not None and (ending.done or (cancel.requests and now - ending.exited_at >= max(grace, 0))):
+            if drain_from is None and ending is not None and (ending.done or (stopping and now - ending.exited_at >= max(grace, 0))):
                 drain_from = now
             if drain_from is not None and now - drain_from > DRAIN_AFTER_EXIT:
                 break  # something outside the group (setsid) holds the pipes open: stop reading
@@ -239,7 +291,9 @@ def run_command(
     code = proc.returncode
     sig = signal.Signals(-code).name if code < 0 else None
     found = ending is not None and ending.found
-    return Outcome(code if code >= 0 else None, sig, bool(cancel.requests), out, err, leftovers=found and not cancel.requests)
+    cancelled = bool(cancel.requests) and not timed_out
+    stopped = cancelled or timed_out
+    return Outcome(code if code >= 0 else None, sig, cancelled, out, err, leftovers=found and not stopped, timed_out=timed_out)
 
 
 def _exit_fd(pid: int) -> int | None:

@@ -1,14 +1,20 @@
 """Pipelines in Codex Orchestrator's config format: load, validate, and the embedded starter.
 
-A config is ``{"pipelines": [{id, title, description?, tags?, guardrailsRequired?, stages:
-[{kind: "command", id, title, command, cwd?, env?, allowFailure?, summaryHint?} |
-{kind: "subpipeline", id, title, pipeline, optional?}]}]}``, plus an optional
-``"runjournal"`` object with this project's limits and settings (see ``Limits``). Every error
-names the file, the pipeline, the stage and the field.
+A config is ``{"pipelines": [{id, title, description?, tags?, guardrailsRequired?,
+timeoutSeconds?, stages: [{kind: "command", id, title, command, cwd?, env?, allowFailure?,
+summaryHint?, timeoutSeconds?} | {kind: "subpipeline", id, title, pipeline, optional?}]}]}``,
+plus an optional ``"runjournal"`` object with this project's limits and settings (see
+``Limits``). Every error names the file, the pipeline, the stage and the field. A key that
+neither format has is refused, with the nearest known key; one that Codex Orchestrator
+defines but runjournal does not use is noted in ``Config.ignored`` for a warning.
+
+``find`` looks for a config from a directory up to the repository's top; ``load`` reads one;
+``starter`` is the embedded starter pipeline (what ``runjournal init`` writes).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -23,6 +29,10 @@ class ConfigError(BadInput):
     """The pipeline config is malformed; the message names the pipeline, stage and field."""
 
 
+class ConfigNotFound(ConfigError):
+    """No config where one was looked for; the message says where, and how to get one."""
+
+
 @dataclass(frozen=True)
 class Stage:
     kind: str
@@ -35,6 +45,8 @@ class Stage:
     summary_hint: str | None = None
     pipeline: str | None = None
     optional: bool = False
+    #: ``timeoutSeconds`` of a command stage: the longest it may run; None: ``Limits.stage_timeout_seconds``
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,8 @@ class Pipeline:
     description: str | None = None
     tags: tuple[str, ...] = ()
     guardrails_required: bool | None = None
+    #: ``timeoutSeconds`` of the pipeline: the longest a run of it (all its stages) may take; None: no limit
+    timeout_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,8 @@ class Limits:
     heartbeat_stale_after_seconds: int = 30
     cancel_grace_seconds: float = 5.0
     journal_env_in_clear: tuple[str, ...] = ()
+    #: ``stageTimeoutSeconds``: the timeout of each command stage without its own; None: no limit
+    stage_timeout_seconds: float | None = None
 
 
 # the largest byte limit: its stream's end still fits one journal record (64 MiB)
@@ -76,6 +92,20 @@ _LIMIT_KEYS = {  # key: (Limits field, type, minimum, maximum)
     "cancelGraceSeconds": ("cancel_grace_seconds", (int, float), 0, _MAX_SECONDS),
 }
 _CLEAR_KEY = "journalEnvInClear"
+_TIMEOUT_KEY = "stageTimeoutSeconds"
+
+#: the keys of each object, in the order the docs list them
+_STAGE_KEYS = {
+    "command": ("kind", "id", "title", "command", "cwd", "env", "allowFailure", "summaryHint", "timeoutSeconds"),
+    "subpipeline": ("kind", "id", "title", "pipeline", "optional"),
+}
+_KIND_NAMES = {"command": "command", "subpipeline": "sub-pipeline"}
+_PIPELINE_KEYS = ("id", "title", "description", "tags", "guardrailsRequired", "timeoutSeconds", "stages")
+#: stage keys that Codex Orchestrator reads and runjournal does not (its ``session`` of a command
+#: stage, and the planner's hints): warned about, never refused, so its configs load unchanged
+_CODEX_ONLY_STAGE_KEYS = frozenset(
+    {"session", "plan", "executionMode", "execution_mode", "mode", "cloudEnvId", "cloud_env_id", "requiresCloud", "requires_cloud"}
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,15 @@ class Config:
     pipelines: dict[str, Pipeline]
     limits: Limits
     fingerprint: str
+    #: keys of Codex Orchestrator's format that runjournal does not use, each with where it is
+    ignored: tuple[str, ...] = ()
+
+    @property
+    def warning(self) -> str | None:
+        """One line naming every ignored key, for the CLI to print; None if there is none."""
+        if not self.ignored:
+            return None
+        return f"{self.path}: ignoring keys that Codex Orchestrator defines and runjournal does not use: {', '.join(self.ignored)}"
 
     def pipeline(self, pipeline_id: str | None) -> Pipeline:
         """The named pipeline, or the first one when no name is given."""
@@ -116,12 +155,54 @@ def starter_text() -> str:
     return json.dumps(STARTER, indent=2) + "\n"
 
 
+#: what ``Config.path`` is for the embedded starter
+STARTER_SOURCE = "(embedded starter pipeline)"
+
+
+def starter() -> Config:
+    """The embedded starter pipeline: what ``runjournal init`` writes, and ``--starter`` runs."""
+    return parse(STARTER, STARTER_SOURCE, starter_text().encode())
+
+
+@dataclass(frozen=True)
+class Search:
+    """Where ``find`` looked: from ``start`` up to ``top``; ``found`` is the config, if any."""
+
+    start: str
+    top: str
+    found: str | None
+    #: ``top`` holds ``.git`` (the repository's top), rather than being the filesystem's root
+    at_repository: bool
+
+    def describe(self) -> str:
+        if self.top == self.start:
+            where = self.start
+        else:
+            where = f"{self.start} or its parents up to {self.top}"
+        return where + (" (the repository root)" if self.at_repository else " (the filesystem root)")
+
+
+def find(start: str) -> Search:
+    """The nearest ``codex.orchestrator.json`` from ``start`` upward, stopping at the repository's
+    top (a directory holding ``.git``) or the filesystem root."""
+    here = start = os.path.abspath(start)
+    while True:
+        path = os.path.join(here, CONFIG_NAME)
+        at_repository = os.path.exists(os.path.join(here, ".git"))
+        if os.path.isfile(path):
+            return Search(start, here, path, at_repository)
+        parent = os.path.dirname(here)
+        if at_repository or parent == here:
+            return Search(start, here, None, at_repository)
+        here = parent
+
+
 def load(path: str | None, root: str) -> Config:
-    """Load ``path`` (or ``<root>/codex.orchestrator.json``); the embedded starter if neither exists."""
+    """Load ``path``, else ``<root>/codex.orchestrator.json``; ConfigNotFound if that does not exist."""
     if path is None:
         path = os.path.join(root, CONFIG_NAME)
         if not os.path.exists(path):
-            return parse(STARTER, "(embedded starter pipeline)", starter_text().encode())
+            raise ConfigNotFound(f"no {CONFIG_NAME} in {root}")
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -160,14 +241,15 @@ def parse(doc, source: str, raw: bytes) -> Config:
     if not isinstance(items, list) or not items:
         raise ConfigError(f"{source}: field 'pipelines' must be a non-empty list")
     pipelines: dict[str, Pipeline] = {}
+    ignored: list[str] = []
     for i, item in enumerate(items, 1):
-        p = _pipeline(item, f"{source}: pipeline #{i}")
+        p = _pipeline(item, source, i, ignored)
         if p.id in pipelines:
             raise ConfigError(f"{source}: pipeline {p.id!r} is defined twice")
         pipelines[p.id] = p
     _check_subpipelines(pipelines, source)
     limits = _limits(doc.get("runjournal", {}), source)
-    return Config(source, pipelines, limits, "sha256:" + hashlib.sha256(raw).hexdigest()[:16])
+    return Config(source, pipelines, limits, "sha256:" + hashlib.sha256(raw).hexdigest()[:16], tuple(ignored))
 
 
 def _text(obj: dict, key: str, where: str, required: bool = True) -> str | None:
@@ -181,20 +263,51 @@ def _text(obj: dict, key: str, where: str, required: bool = True) -> str | None:
     return value
 
 
-def _pipeline(item, where: str) -> Pipeline:
+def _seconds(value, where: str) -> float | None:
+    """A timeout: absent, or a finite number of seconds > 0 that a timer can wait."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{where} must be a number of seconds > 0")
+    if not value <= _MAX_SECONDS:  # also infinity (JSON 1e999, Infinity) and NaN
+        raise ConfigError(f"{where} must be a number of seconds <= {_MAX_SECONDS}")
+    return float(value)
+
+
+def _name(obj: dict, fallback: str) -> str:
+    """How an object is named in a message before its id is checked: ``'its-id'``, else ``#n``."""
+    given = obj.get("id")
+    return repr(given) if isinstance(given, str) and given.strip() else fallback
+
+
+def _check_keys(obj: dict, known: tuple[str, ...], codex_only: frozenset[str], what: str, source: str, ignored: list[str]) -> None:
+    """Refuse a key neither format has, naming the nearest known one; note Codex Orchestrator's own."""
+    for key in obj:
+        if key in known:
+            continue
+        if key in codex_only:
+            ignored.append(f'"{key}" ({what})')
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else f"known keys: {', '.join(known)}"
+        raise ConfigError(f'{source}: unknown key "{key}" in {what}: {hint}')
+
+
+def _pipeline(item, source: str, n: int, ignored: list[str]) -> Pipeline:
     if not isinstance(item, dict):
-        raise ConfigError(f"{where}: must be an object")
-    pid = _text(item, "id", where)
-    where = where.rsplit(":", 1)[0] + f": pipeline {pid!r}"
+        raise ConfigError(f"{source}: pipeline #{n}: must be an object")
+    _check_keys(item, _PIPELINE_KEYS, frozenset(), f"pipeline {_name(item, f'#{n}')}", source, ignored)
+    pid = _text(item, "id", f"{source}: pipeline #{n}")
+    where = f"{source}: pipeline {pid!r}"
     title = _text(item, "title", where, required=False) or pid
     stages_raw = item.get("stages")
     if not isinstance(stages_raw, list) or not stages_raw:
         raise ConfigError(f"{where}: field 'stages' must be a non-empty list")
     stages, seen = [], set()
-    for n, s in enumerate(stages_raw, 1):
-        stage = _stage(s, f"{where} stage #{n}")
+    for i, s in enumerate(stages_raw, 1):
+        stage = _stage(s, source, pid, i, ignored)
         if stage.id in seen:
-            raise ConfigError(f"{where}: duplicate stage id {stage.id!r} (stage #{n})")
+            raise ConfigError(f"{where}: duplicate stage id {stage.id!r} (stage #{i})")
         seen.add(stage.id)
         stages.append(stage)
     tags = item.get("tags") or []
@@ -203,15 +316,25 @@ def _pipeline(item, where: str) -> Pipeline:
     guard = item.get("guardrailsRequired")
     if guard is not None and not isinstance(guard, bool):
         raise ConfigError(f"{where}: field 'guardrailsRequired' must be true or false")
-    return Pipeline(pid, title, tuple(stages), _text(item, "description", where, required=False), tuple(tags), guard)
+    return Pipeline(
+        pid,
+        title,
+        tuple(stages),
+        _text(item, "description", where, required=False),
+        tuple(tags),
+        guard,
+        _seconds(item.get("timeoutSeconds"), f"{where}: field 'timeoutSeconds'"),
+    )
 
 
-def _stage(s, where: str) -> Stage:
+def _stage(s, source: str, pid: str, n: int, ignored: list[str]) -> Stage:
     if not isinstance(s, dict):
-        raise ConfigError(f"{where}: must be an object")
-    sid = _text(s, "id", where)
-    where = where.rsplit(" stage #", 1)[0] + f" stage {sid!r}"
+        raise ConfigError(f"{source}: pipeline {pid!r} stage #{n}: must be an object")
     kind = s.get("kind", "command")
+    if isinstance(kind, str) and kind in _STAGE_KEYS:
+        _check_kind_keys(s, kind, f"stage {_name(s, f'#{n}')} of pipeline {pid!r}", source, ignored)
+    sid = _text(s, "id", f"{source}: pipeline {pid!r} stage #{n}")
+    where = f"{source}: pipeline {pid!r} stage {sid!r}"
     title = _text(s, "title", where, required=False) or sid
     if kind == "command":
         env = s.get("env") or {}
@@ -238,6 +361,7 @@ def _stage(s, where: str) -> Stage:
             env=dict(env),
             allow_failure=allow,
             summary_hint=_text(s, "summaryHint", where, required=False),
+            timeout_seconds=_seconds(s.get("timeoutSeconds"), f"{where}: field 'timeoutSeconds'"),
         )
     if kind == "subpipeline":
         optional = s.get("optional", False)
@@ -245,6 +369,19 @@ def _stage(s, where: str) -> Stage:
             raise ConfigError(f"{where}: field 'optional' must be true or false")
         return Stage("subpipeline", sid, title, pipeline=_text(s, "pipeline", where), optional=optional)
     raise ConfigError(f"{where}: unknown kind {kind!r} (expected 'command' or 'subpipeline')")
+
+
+def _check_kind_keys(s: dict, kind: str, what: str, source: str, ignored: list[str]) -> None:
+    """A key of the other kind of stage is named as such (``command`` in a sub-pipeline stage)."""
+    other = "subpipeline" if kind == "command" else "command"
+    for key in s:
+        if key in _STAGE_KEYS[other] and key not in _STAGE_KEYS[kind]:
+            if key == "timeoutSeconds":  # a child run is limited by its own pipeline's timeoutSeconds
+                hint = f'set "timeoutSeconds" on pipeline {s.get("pipeline")!r} instead'
+            else:
+                hint = f"it belongs to {_KIND_NAMES[other]} stages"
+            raise ConfigError(f'{source}: key "{key}" in {what}, a {_KIND_NAMES[kind]} stage: {hint}')
+    _check_keys(s, _STAGE_KEYS[kind], _CODEX_ONLY_STAGE_KEYS, what, source, ignored)
 
 
 def _check_subpipelines(pipelines: dict[str, Pipeline], source: str) -> None:
@@ -275,8 +412,14 @@ def _limits(raw, source: str) -> Limits:
         if key == _CLEAR_KEY:
             values["journal_env_in_clear"] = _env_names(value, f"{source}: runjournal.{key}")
             continue
+        if key == _TIMEOUT_KEY:
+            values["stage_timeout_seconds"] = _seconds(value, f"{source}: runjournal.{key}")
+            continue
         if key not in _LIMIT_KEYS:
-            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join([*_LIMIT_KEYS, _CLEAR_KEY])})")
+            known = [*_LIMIT_KEYS, _TIMEOUT_KEY, _CLEAR_KEY]
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f'; did you mean "{close[0]}"?' if close else ""
+            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join(known)}){hint}")
         name, kind, minimum, maximum = _LIMIT_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
             raise ConfigError(f"{source}: runjournal.{key} must be a number >= {minimum}")

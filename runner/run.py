@@ -22,15 +22,17 @@ from dataclasses import dataclass
 
 import msgspec
 
-from runjournal.journal import EventStore, JournalError, Layout, new_run_id, open_store, validate_run_id
+from runjournal.journal import EventStore, JournalError, Layout, command_file, new_run_id, open_store, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.errors import BadInput, JournalDamaged, JournalWriteFailed, LockTimeout, SequenceConflict, StoreUnavailable
 from runjournal.journal.fsutil import open_dir_below, open_own_dir, write_all
 from runjournal.projections import Projector
 
 from . import procs
-from .capture import Cancel, Outcome, run_command
+from .cancel import CancelWatch
+from .capture import Cancel, Outcome, run_command, seconds_text
 from .config import Config, ConfigError, Limits, Pipeline, Stage
+from .live import Lines, stderr_tail
 from .orphans import StageGroup, describe, unfinished_groups
 
 #: the exit code of a command that ran or watched a run, by the run's status (contract section 5)
@@ -222,8 +224,10 @@ class Runner:
         durability: str = "batch",
         store: EventStore | None = None,
         quiet_token: bool = False,
+        stream: bool = False,
     ):
-        """``quiet_token``: never print the resume token, only where its file is (for CI logs)."""
+        """``quiet_token``: never print the resume token, only where its file is (for CI logs);
+        ``stream``: print each stage's output as it comes (``[stage] line``, through ``say``)."""
         self.layout = layout
         self.root = root
         self.task = task
@@ -231,6 +235,7 @@ class Runner:
         self.limits: Limits = config.limits
         self.say = say
         self.quiet_token = quiet_token
+        self.stream = stream
         self.store = store if store is not None else open_store(layout.runs_dir, durability=durability, root=layout.root_of(layout.runs_dir))
         self._owns_store = store is None
         self.store.prepare(task)  # a journal that cannot be written is refused before anything runs
@@ -256,12 +261,17 @@ class Runner:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
-    def start(self, pipeline: Pipeline, parent_run_id: str | None = None, parent_stage: tuple[int, str] | None = None) -> RunResult:
-        """Run ``pipeline`` as a new run; ``parent_stage`` (index, stage id) links it as a child run."""
+    def start(
+        self, pipeline: Pipeline, parent_run_id: str | None = None, parent_stage: tuple[int, str] | None = None, cancel: Cancel | None = None
+    ) -> RunResult:
+        """Run ``pipeline`` as a new run; ``parent_stage`` (index, stage id) links it as a child
+        run, ``cancel`` is then the parent run's (what cancels the parent cancels the child)."""
         run_id = new_run_id()
         token = secrets.token_urlsafe(24)
+        plan = tuple(_plan(s, self.limits) for s in pipeline.stages)
+        run_timeout = _ms(pipeline.timeout_seconds)
+        watch_from = self._end_of_journal()  # a cancel request for this run can only come after it
         self._save_token(run_id, token)
-        plan = tuple(_plan(s) for s in pipeline.stages)
         began = time.monotonic_ns()
         try:
             self.appender.append(run_id, ev.RunStarted(
@@ -278,9 +288,10 @@ class Runner:
                 runner_pid=self.pid,
                 runner_host=self.host,
                 runner_start=self.proc_start,
+                timeout_ms=run_timeout,
             ), required=True)
-        except JournalError:  # not recorded (a failed write, a damaged journal, a lock timeout...)
-            os.unlink(self._token_path(run_id))  # no run to resume
+        except BaseException:  # not recorded (a failed write, a damaged journal, no file descriptor left...)
+            self._drop_token(run_id)  # no run to resume
             raise
         if parent_run_id is not None and parent_stage is not None:
             index, stage_id = parent_stage
@@ -296,7 +307,9 @@ class Runner:
             self.say(f"resume token: not printed; it is in {self._token_path(run_id)}, readable by you only")
         elif top:
             self.say(f"resume token: {token} (also in {self._token_path(run_id)}, readable by you only)")
-        status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top, began)
+        run_cancel = Cancel(parent=cancel) if cancel is not None else self.cancel
+        watch_from = watch_from or 1
+        status = self._drive(run_id, plan, set(range(1, len(plan) + 1)), top, began, run_cancel, run_timeout, watch_from)
         return RunResult(run_id, self.task, status, manifest, token, quiet_token=self.quiet_token)
 
     def exec(self, argv: list[str]) -> RunResult:
@@ -328,7 +341,7 @@ class Runner:
             self._project(wait=5.0)
             raise refused(f"resume of run {run_id} refused: {detail}; recorded as a blocked resume")
         plan = self._with_env(self._journaled_plan(run_id), run.pipeline_id, token)
-        rerun = {c.index for c in run.commands if c.status in ("failed", "running", "pending")}
+        rerun = {c.index for c in run.commands if c.status in ("failed", "cancelled", "running", "stale", "pending")}
         missing = sorted({s.pipeline for i, s in enumerate(plan, 1) if i in rerun and s.kind == "subpipeline"} - set(self.config.pipelines))
         if missing:  # found out only mid-run, this would leave the run unfinished with its runner gone
             raise ConfigError(
@@ -345,6 +358,8 @@ class Runner:
             self._project(wait=5.0)
             raise ResumeRefused(f"resume of run {run_id} refused: {e}; recorded as a blocked resume") from None
         attempt = run.attempt + 1
+        run_timeout = self._journaled_start(run_id).timeout_ms
+        watch_from = self.store.last_seq(self.task) + 1
         began = time.monotonic_ns()
         try:
             self.store.append(
@@ -362,7 +377,7 @@ class Runner:
         run = self._run(run_id)
         todo = {c.index for c in run.commands if c.status == "pending"}
         self.say(f"run {run_id} resumed (attempt {attempt}): {len(todo)} of {len(plan)} stage(s) to run")
-        status = self._drive(run_id, plan, todo, True, began)
+        status = self._drive(run_id, plan, todo, True, began, self.cancel, run_timeout, watch_from)
         return RunResult(run_id, self.task, status, self.layout.manifest_path(self.task, run_id), None)
 
     def close(self) -> None:
@@ -371,26 +386,44 @@ class Runner:
 
     # -- the run ----------------------------------------------------------------------
 
-    def _drive(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool, began: int) -> str:
+    def _drive(
+        self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], top: bool, began: int, cancel: Cancel, timeout_ms: int | None, watch_from: int
+    ) -> str:
         """Run the stages in ``todo``; ``began``: the monotonic clock (ns) when this attempt
-        started, for the durations its end event records (never the wall clock, which steps)."""
+        started, for the durations its end event records (never the wall clock, which steps).
+        ``cancel`` stops this run (a signal, a ``cancel_requested`` from ``watch_from`` on,
+        ``timeout_ms`` after ``began``)."""
         beats = Heartbeats(self.appender, run_id, self.limits.heartbeat_interval_seconds, self._project_if_idle)
         beats.start()
+        watch = CancelWatch(self.store, self.task, run_id, cancel, watch_from, self.say)
+        watch.start()
+        timer = None
+        if timeout_ms is not None:
+            timer = threading.Timer(max(0.0, timeout_ms / 1000 - _since(began) / 1e9), cancel.expire, args=(timeout_ms,))
+            timer.daemon = True
+            timer.start()
         try:
-            status, reason = self._stages(run_id, plan, todo)
+            status, reason = self._stages(run_id, plan, todo, cancel)
         except Exception as e:
             # the run must not be left unfinished with its runner gone: record why it ended
             self.appender.append(run_id, ev.RunFailed(reason=f"runner error: {type(e).__name__}: {e}", duration_ns=_since(began)))
             self._project(wait=30.0)
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
+            watch.stop.set()
             beats.stop.set()
             beats.join()
+            watch.join()
         took = _since(began)
+        timed_out = status == "cancelled" and cancel.run_timeout_ms is not None
+        if timed_out:  # the run's own timeout stopped it: a failure, as in CI, not a cancel
+            status, reason = "failed", f"timed out after {seconds_text(cancel.run_timeout_ms)} (the pipeline's timeoutSeconds)"
         end = {
             "succeeded": ev.RunCompleted(summary=reason, duration_ns=took),
-            "failed": ev.RunFailed(reason=reason or "a stage failed", duration_ns=took),
-            "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=self.cancel.signal_name or None, duration_ns=took),
+            "failed": ev.RunFailed(reason=reason or "a stage failed", duration_ns=took, timed_out=timed_out),
+            "cancelled": ev.RunCancelled(reason=reason or "cancelled", signal=cancel.signal_name or None, duration_ns=took),
         }[status]
         # lock counters are the process's: reported once, by the top-level run
         met = self.store.writer_stats(self.task)
@@ -419,13 +452,13 @@ class Runner:
             self.say(f"run {run_id} {status}")
         return status
 
-    def _stages(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int]) -> tuple[str, str | None]:
+    def _stages(self, run_id: str, plan: tuple[ev.StagePlan, ...], todo: set[int], cancel: Cancel) -> tuple[str, str | None]:
         total = len(plan)
         for index, stage in enumerate(plan, 1):
             if index not in todo:
                 continue
-            if self.cancel.requests:
-                return "cancelled", f"cancelled by {self.cancel.signal_name} before stage {stage.id}"
+            if cancel.requests:
+                return "cancelled", f"cancelled by {cancel.by} before stage {stage.id}"
             began = time.monotonic_ns()
 
             def started(pgid: int = 0, pgid_start: int = 0, index: int = index, stage: ev.StagePlan = stage) -> None:
@@ -440,15 +473,18 @@ class Runner:
 
             if stage.kind == "subpipeline":
                 started()
-                result = self._subpipeline(run_id, index, stage, began)
+                result = self._subpipeline(run_id, index, stage, began, cancel)
             else:
-                result = self._command(run_id, index, stage, began, started)
+                result = self._command(run_id, index, stage, began, started, cancel)
             if result is not None:
                 return result
         return "succeeded", None
 
-    def _command(self, run_id: str, index: int, stage: ev.StagePlan, began: int, started: Callable[[int, int], None]) -> tuple[str, str] | None:
+    def _command(
+        self, run_id: str, index: int, stage: ev.StagePlan, began: int, started: Callable[[int, int], None], cancel: Cancel
+    ) -> tuple[str, str] | None:
         lim = self.limits
+        lines = Lines(stage.id, self.say) if self.stream else None
         outcome: Outcome = run_command(
             index,
             stage.command,
@@ -457,21 +493,33 @@ class Runner:
             lim.output_cap_bytes,
             lim.stderr_excerpt_bytes,
             lambda events: self.appender.append(run_id, *events),
-            self.cancel,
+            cancel,
             lim.cancel_grace_seconds,
             on_start=started,
+            timeout=None if stage.timeout_ms is None else stage.timeout_ms / 1000,
+            on_output=lines.feed if lines is not None else None,
         )
+        if lines is not None:
+            lines.close()
         took = _since(began)
         tails = outcome.stdout.finish() + outcome.stderr.finish()
         if outcome.leftovers:
             self.say(f"      warning: stage {stage.id} left processes running when it ended; they were stopped (TERM, then KILL)")
         summary = _summary(stage, outcome)
-        if outcome.exit_code == 0 and not outcome.cancelled:
+        if outcome.exit_code == 0 and not outcome.cancelled and not outcome.timed_out:
             self.appender.append(run_id, *tails, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary, duration_ns=took))
             self.say(f"      ok: {summary}" if summary else "      ok")
             return None
-        if outcome.cancelled:
-            reason = f"cancelled by {self.cancel.signal_name} during stage {stage.id}"
+        # the limit the stage met: its own timeout, or its run's (which cancels the stage)
+        limit = stage.timeout_ms if outcome.timed_out else cancel.run_timeout_ms if outcome.cancelled else None
+        timed_out = limit is not None
+        if timed_out:
+            reason = f"stage {stage.id} timed out after {seconds_text(limit)}"
+            if not outcome.timed_out:
+                reason += " (the run's timeout)"
+            summary = f"timed out after {seconds_text(limit)}" + (f"; {summary}" if summary else "")
+        elif outcome.cancelled:
+            reason = f"cancelled by {cancel.by} during stage {stage.id}"
         elif outcome.error:
             reason = f"stage {stage.id}: {outcome.error}"
         elif outcome.signal:
@@ -490,27 +538,49 @@ class Runner:
             stderr_truncated=outcome.stderr.total > len(stderr.encode()),
             stderr_total_bytes=outcome.stderr.total,
         )
+        cancelled = outcome.cancelled and not timed_out
         if stage.allow_failure and not outcome.cancelled:
-            note = f"exit {outcome.exit_code}, failure allowed" + (f": {summary}" if summary else "")
-            end = ev.StageSkipped(index=index, stage_id=stage.id, reason="failure allowed", exit_code=outcome.exit_code, summary=note)
+            what = f"timed out after {seconds_text(limit)}" if timed_out else f"exit {outcome.exit_code}"
+            note = f"{what}, failure allowed" + (f": {_summary(stage, outcome)}" if _summary(stage, outcome) else "")
+            end = ev.StageSkipped(index=index, stage_id=stage.id, reason="failure allowed", exit_code=outcome.exit_code, summary=note, timed_out=timed_out)
             self.appender.append(run_id, *tails, error, end)
             self.say(f"      {note}")
             return None
-        end = ev.StageFailed(index=index, stage_id=stage.id, exit_code=outcome.exit_code, signal=outcome.signal, summary=summary or reason, duration_ns=took)
+        end = ev.StageFailed(
+            index=index, stage_id=stage.id, exit_code=outcome.exit_code, signal=outcome.signal, summary=summary or reason, duration_ns=took,
+            cancelled=cancelled, timed_out=timed_out, timeout_ms=limit,
+        )  # fmt: skip
         self.appender.append(run_id, *tails, error, end)
         self.say(f"      failed: {reason}")
+        if not cancelled:
+            self._explain(run_id, index, stage.id, stderr)
         return ("cancelled" if outcome.cancelled else "failed"), reason
 
-    def _subpipeline(self, run_id: str, index: int, stage: ev.StagePlan, began: int) -> tuple[str, str] | None:
+    def _explain(self, run_id: str, index: int, stage_id: str, stderr: str) -> None:
+        """Below a failed stage's ``failed:`` line: the last lines of its stderr, and where its error file is."""
+        lines = stderr_tail(stderr)
+        if lines:
+            self.say(f"      last {len(lines)} line(s) of stderr:" if len(lines) > 1 else "      last line of stderr:")
+            for line in lines:
+                self.say(f"      | {line}")
+        else:
+            self.say("      stderr: empty")
+        self.say(f"      error file: {os.path.join(self.layout.run_dir(self.task, run_id), 'errors', command_file(index, stage_id, 'json'))}")
+
+    def _subpipeline(self, run_id: str, index: int, stage: ev.StagePlan, began: int, cancel: Cancel) -> tuple[str, str] | None:
         pipeline = self.config.pipeline(stage.pipeline)
-        result = self.start(pipeline, parent_run_id=run_id, parent_stage=(index, stage.id))
+        result = self.start(pipeline, parent_run_id=run_id, parent_stage=(index, stage.id), cancel=cancel)
         summary = f"child run {result.run_id} {result.status}"
         took = _since(began)
         if result.status == "succeeded":
             self.appender.append(run_id, ev.StageFinished(index=index, stage_id=stage.id, exit_code=0, summary=summary, duration_ns=took))
             return None
         if result.status == "cancelled":
-            self.appender.append(run_id, ev.StageFailed(index=index, stage_id=stage.id, summary=summary, duration_ns=took))
+            limit = cancel.run_timeout_ms
+            self.appender.append(
+                run_id,
+                ev.StageFailed(index=index, stage_id=stage.id, summary=summary, duration_ns=took, cancelled=limit is None, timed_out=limit is not None, timeout_ms=limit),
+            )
             return "cancelled", f"cancelled during sub-pipeline {stage.id}"
         if stage.optional:
             self.appender.append(
@@ -611,9 +681,12 @@ class Runner:
         return "; ".join(done) or None
 
     def _journaled_plan(self, run_id: str) -> tuple[ev.StagePlan, ...]:
+        return self._journaled_start(run_id).stages
+
+    def _journaled_start(self, run_id: str) -> ev.RunStarted:
         for rec in self.store.records(self.task):
             if rec.run_id == run_id and isinstance(rec.event, ev.RunStarted):
-                return rec.event.stages
+                return rec.event
         raise BadInput(f"no start event for run {run_id}")
 
     def _with_env(self, plan: tuple[ev.StagePlan, ...], pipeline_id: str, token: str) -> tuple[ev.StagePlan, ...]:
@@ -673,6 +746,21 @@ class Runner:
     def _token_path(self, run_id: str) -> str:
         return os.path.join(self.layout.task_dir(self.task), ".tokens", run_id)
 
+    def _end_of_journal(self) -> int | None:
+        """The next global sequence of the task's journal; None if it cannot be told now (a
+        damaged journal: the append that follows refuses, saying what to do)."""
+        try:
+            return self.store.last_seq(self.task) + 1
+        except JournalError:
+            return None
+
+    def _drop_token(self, run_id: str) -> None:
+        """Remove the token of a run that was never recorded (nothing to resume)."""
+        try:
+            os.unlink(self._token_path(run_id))
+        except OSError:
+            pass
+
     def _save_token(self, run_id: str, token: str) -> None:
         path = self._token_path(run_id)
         task_dir = self.layout.task_dir(self.task)
@@ -708,7 +796,13 @@ def _since(began: int) -> int:
     return max(0, time.monotonic_ns() - began)
 
 
-def _plan(stage: Stage) -> ev.StagePlan:
+def _ms(seconds: float | None) -> int | None:
+    """A timeout as the journal keeps it: whole milliseconds (at least 1), None for none."""
+    return None if seconds is None else max(1, round(seconds * 1000))
+
+
+def _plan(stage: Stage, limits: Limits) -> ev.StagePlan:
+    timeout = stage.timeout_seconds if stage.timeout_seconds is not None else limits.stage_timeout_seconds
     return ev.StagePlan(
         id=stage.id,
         title=stage.title,
@@ -720,6 +814,7 @@ def _plan(stage: Stage) -> ev.StagePlan:
         cwd=stage.cwd,
         env=dict(stage.env),
         summary_hint=stage.summary_hint,
+        timeout_ms=_ms(timeout) if stage.kind == "command" else None,
     )
 
 

@@ -35,6 +35,7 @@ def _error_classes() -> list[type[JournalError]]:
 EXPECTED = {
     "BadInput": 2,  # bad usage or bad input, a run or task that does not exist
     "ConfigError": 2,
+    "ConfigNotFound": 2,  # no config where start or plan looked (a kind of ConfigError)
     "InvalidId": 2,
     "JournalNotFound": 2,
     "HistoryViolation": 2,  # an append that would break a rule of a run's history
@@ -48,12 +49,11 @@ EXPECTED = {
     "JournalWriteFailed": 1,
     "LockTimeout": 1,
     "ResumeRefused": 1,
-    "RunNotFound": 1,
+    "RunNotFound": 2,  # an unknown run (or one that had not started at the point asked for)
     "SequenceConflict": 1,
     "JournalMovedOn": 1,  # copied records that do not continue the destination's journal
     "StoreUnavailable": 1,  # a database that cannot be reached
-    "RebuildFailed": 1,  # a rebuild that could not read the journal to its end (files left as they were)
-    "SwapLost": 1,  # a committed rebuild whose staged files were removed by hand
+    "RebuildFailed": 1,  # a rebuild that could not read the journal to its end (files left as they were) or write the files
 }
 
 

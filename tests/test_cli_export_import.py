@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from helpers import assert_one_error_line
+from helpers import DEADLINE, assert_one_error_line
 
 from runjournal.journal import Item, Journal, read_records
 from runjournal.journal import events as ev
@@ -91,8 +95,8 @@ def test_export_of_one_run(run_cli, task_journal, tmp_path: Path):
 def test_export_of_a_run_the_journal_does_not_have(run_cli, task_journal):
     make_journal(task_journal())
     code, out, err = run_cli("export", "--run", "2020-01-01T00-00-00-000Z-ffffffff")
-    assert (code, out) == (1, "")
-    assert_one_error_line(err, "no events of run 2020-01-01T00-00-00-000Z-ffffffff")
+    assert (code, out) == (2, "")
+    assert err == f"error: no run 2020-01-01T00-00-00-000Z-ffffffff in any task under {task_journal().parent.parent} (`runjournal runs` lists the runs)\n"
 
 
 @pytest.mark.parametrize("line", [3, 1])
@@ -173,3 +177,43 @@ def test_unsafe_ids_are_rejected(run_cli, task_journal, tmp_path: Path, bad: str
         code, out, err = run_cli(*args)
         assert (code, out) == (2, ""), args
         assert_one_error_line(err, "id")
+
+
+def test_output_to_a_fifo_is_written_through_not_renamed_over(run_cli, task_journal, tmp_path: Path):
+    """A FIFO (like /dev/null, a device) given to -o is written to, and stays a FIFO; renaming a
+    temp file over it would put a regular file in its place for every program."""
+    make_journal(task_journal("src"))
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    # the reader: a separate process that holds the FIFO open for reading and keeps what comes
+    reader = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdout.buffer.write(open({str(fifo)!r}, 'rb').read())"], stdout=subprocess.PIPE)
+    try:
+        code, out, err = run_cli("export", "--task", "src", "-o", str(fifo))
+        received, _ = reader.communicate(timeout=DEADLINE)
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert (code, out, err) == (0, "", f"exported 5 events to {fifo}\n")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert reader.returncode == 0
+    assert received == run_cli("export", "--task", "src")[1].encode()
+    assert [json.loads(line)["seq"] for line in received.splitlines()] == [1, 2, 3, 4, 5]
+
+
+def test_output_dash_is_stdout(run_cli, task_journal, tmp_path: Path):
+    make_journal(task_journal("src"))
+    code, out, err = run_cli("export", "--task", "src", "--format", "json", "-o", "-")
+    assert (code, err) == (0, "")
+    assert [d["seq"] for d in json.loads(out)] == [1, 2, 3, 4, 5]
+    assert not (tmp_path / "-").exists()
+
+
+def test_output_to_a_file_is_replaced_and_a_symlink_kept(run_cli, task_journal, tmp_path: Path):
+    make_journal(task_journal("src"))
+    target = tmp_path / "target.jsonl"
+    target.write_text("old\n")
+    (tmp_path / "link.jsonl").symlink_to(target)
+    assert run_cli("export", "--task", "src", "-o", "link.jsonl") == (0, "", "exported 5 events to link.jsonl\n")
+    assert (tmp_path / "link.jsonl").is_symlink()
+    assert target.read_text() == run_cli("export", "--task", "src")[1]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from helpers import assert_one_error_line
+from helpers import assert_one_error_line, clean_env
 from helpers.runner_support import cli, manifest, metrics
 
 from runjournal.runner import starter_text
@@ -42,3 +44,31 @@ def test_a_second_init_refuses_and_leaves_the_file_alone(tmp_path: Path):
     assert_one_error_line(p.stderr, f"{config} already exists; not overwriting it")
     assert (config.read_bytes(), config.stat().st_mtime_ns) == before
     assert sorted(os.listdir(tmp_path)) == ["codex.orchestrator.json"]
+
+
+def test_the_guides_quick_start_and_ci_recipe_run_from_anywhere_in_the_checkout(tmp_path: Path):
+    """`runjournal init` at the repository's top, then `plan && start --quiet-token` in a subdirectory."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "src").mkdir()
+
+    def here(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "runjournal", *args], capture_output=True, text=True, cwd=cwd, env=clean_env(), timeout=60)
+
+    assert here(repo, "init").returncode == 0
+    planned = here(repo / "src", "plan")
+    assert (planned.returncode, planned.stderr) == (0, "")
+    started = here(repo / "src", "start", "--quiet-token", "--format", "json")
+    assert started.returncode == 0, started.stderr
+    result = json.loads(started.stdout)
+    assert (result["status"], result["resume_token"]) == ("succeeded", None)
+    assert result["manifest"] == str(repo / ".runs" / "default" / "cli" / result["run_id"] / "manifest.json")
+    assert not (repo / "src" / ".runs").exists()
+
+
+def test_init_under_a_root_that_does_not_exist_creates_nothing(tmp_path: Path):
+    missing = tmp_path / "nope" / "deeper"
+    p = cli(tmp_path, "--root", missing, "init")  # the later --root wins
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == f"error: --root {missing} does not exist (the root is never created: create it, or give an existing directory)\n"
+    assert os.listdir(tmp_path) == []

@@ -98,7 +98,7 @@ def test_resuming_a_run_whose_runner_is_alive_is_refused(tmp_path: Path):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["resume", "2025-12-01T09-37-11-576Z-1a60ebea", "--token", "x"], "no run 2025-12-01T09-37-11-576Z-1a60ebea in task default"),
+        (["resume", "2025-12-01T09-37-11-576Z-1a60ebea", "--token", "x"], "no run 2025-12-01T09-37-11-576Z-1a60ebea in any task under"),
         (["resume", "../escape", "--token", "x"], "run id '../escape' must not contain"),
         (["resume", "2025-12-01T09-37-11-576Z-1a60ebea", "--token", "@nothere"], "cannot read the token file nothere: No such file"),
         (["resume", "2025-12-01T09-37-11-576Z-1a60ebea", "--token", "x", "--reason", " "], "--reason must not be empty"),
@@ -215,3 +215,16 @@ def test_a_run_still_beating_on_a_clock_ahead_is_refused(tmp_path: Path):
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == f"error: resume of run {run_id} refused: the run is still alive (its runner is running or its heartbeat is fresh); recorded as a blocked resume"
     assert not (tmp_path / "ran.txt").exists()
+
+
+def test_the_run_is_found_in_its_task_without_task(tmp_path: Path):
+    """`status RUN` finds a run of any task; so does `resume RUN` (the one task rule)."""
+    write_config(tmp_path, pipeline("p", cmd("one", "test -e fixed")))
+    run_id = json.loads(cli(tmp_path, "start", "--task", "nightly", "--format", "json").stdout)["run_id"]
+    (tmp_path / "fixed").touch()
+    p = cli(tmp_path, "resume", run_id, "--token", f"@{token_file(tmp_path, run_id, 'nightly')}")
+    assert p.returncode == 0, p.stderr
+    assert manifest(tmp_path, run_id, "nightly")["status"] == "succeeded"
+    p = cli(tmp_path, "resume", run_id, "--task", "default", "--token", "x")
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == f"error: no journal for task default at {tmp_path / '.runs' / 'default' / 'journal'}; tasks with a journal: nightly (choose one with --task)\n"

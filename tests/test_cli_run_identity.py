@@ -104,7 +104,7 @@ def test_a_run_in_one_task_needs_no_task(copied, invoke):
     assert (code, err) == (1, "")  # queued since 2025: shown stale
     assert json.loads(out)["task_id"] == "crashed"
     code, out, err = invoke("status", make_run_id(3))
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert_one_error_line(err, f"no run {make_run_id(3)} in any task under {copied / '.runs'}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from helpers import assert_one_error_line
 from helpers.histories import SECOND, T0, RunScript, every_point_of_life, make_run_id, populate
@@ -67,6 +68,29 @@ def test_filters_and_limit(tmp_path, invoke):
     assert ids("--task", "default", "--status", "succeeded", "--limit", "2") == [make_run_id(7), make_run_id(6)]
 
 
+def test_since_and_pipeline(tmp_path, invoke):
+    two_tasks(tmp_path)
+    recent = RunScript(make_run_id(30, time.time_ns() - 3600 * SECOND), start_ts=time.time_ns() - 3600 * SECOND, pipeline="docs").complete()
+    populate(tmp_path, recent.items, task="docs")
+
+    def ids(*args):
+        code, out, err = invoke("runs", "--format", "json", *args)
+        assert (code, err) == (0, "")
+        return [d["run_id"] for d in json.loads(out)]
+
+    nightly = make_run_id(20, T0 + 3600 * SECOND)
+    assert ids("--since", "2h") == [recent.run_id]  # started an hour ago
+    assert ids("--since", "90m", "--pipeline", "diagnostics") == []
+    assert ids("--since", "2025-12-01T10:00:00Z") == [recent.run_id, nightly]
+    assert ids("--since", "2025-12-01T10:37:11.576") == [recent.run_id, nightly]  # at or after; UTC without a zone
+    assert ids("--pipeline", "docs") == [recent.run_id]
+    assert ids("--pipeline", "diagnostics", "--since", "2025-12-01T10:00:00Z") == [nightly]
+    assert ids("--pipeline", "nothing-of-that-name") == []
+    code, out, err = invoke("runs", "--since", "yesterday")
+    assert (code, out) == (2, "")
+    assert_one_error_line(err, "Invalid value for '--since': 'yesterday' is neither an ISO-8601 time (2025-12-01, 2025-12-01T09:37Z) nor a duration (90s, 30m, 2h, 7d, 1w)")
+
+
 def test_text_table(tmp_path, invoke):
     run = RunScript(make_run_id(1), stages=1).stage(1).complete()
     failed = RunScript(make_run_id(2), start_ts=T0 + SECOND, stages=1).stage(1, exit_code=2).fail()
@@ -94,9 +118,3 @@ def test_bad_options(tmp_path, invoke):
     code, _, err = invoke("runs", "--task", "missing")
     assert code == 2
     assert_one_error_line(err, "no journal for task missing")
-
-
-def test_help_ends_with_an_example(invoke):
-    code, out, _ = invoke("runs", "--help")
-    assert code == 0
-    assert out.split("Options:")[0].rstrip().splitlines()[-1].strip() == "Example: runjournal runs --status failed --limit 10"

@@ -139,6 +139,8 @@ def test_quiet_token_prints_where_the_token_is_never_the_token(tmp_path: Path):
         f"resume token: not printed; it is in {token_file(tmp_path, run_id)}, readable by you only",
         "[1/1] gate: gate",
         "      failed: stage gate exited with 1",
+        "      stderr: empty",
+        f"      error file: {task_dir(tmp_path) / 'cli' / run_id / 'errors' / '01-gate.json'}",
         f"run {run_id} failed: stage gate exited with 1",
     ]
     assert token not in p.stdout + p.stderr
@@ -178,3 +180,30 @@ def test_quiet_token_json_keeps_the_contract_keys_with_a_null_token(tmp_path: Pa
     assert token not in p.stdout + p.stderr
     assert f"resume token: not printed; it is in {token_file(tmp_path, run_id)}, readable by you only" in p.stderr.splitlines()
     _resume_from_the_token_file(tmp_path, run_id)
+
+
+def test_start_without_a_config_refuses_and_records_nothing(tmp_path: Path):
+    p = cli(tmp_path, "start")
+    assert (p.returncode, p.stdout) == (2, "")
+    assert p.stderr == (
+        f"error: no codex.orchestrator.json in {tmp_path} (--root): write one in {tmp_path} with `runjournal init`, "
+        "run the embedded starter with `runjournal start --starter`, or name one with --config FILE\n"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_start_starter_runs_the_embedded_pipeline_even_beside_a_config(tmp_path: Path):
+    write_config(tmp_path, pipeline("mine", cmd("a", "touch ran")))
+    p = cli(tmp_path, "start", "--starter", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    doc = manifest(tmp_path, json.loads(p.stdout)["run_id"])
+    assert (doc["pipeline_id"], doc["status"]) == ("hello", "succeeded")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_missing_cwd_at_start_names_the_stage_and_the_path(tmp_path: Path):
+    write_config(tmp_path, pipeline("ci", cmd("build", "true", cwd="nope")))
+    p = cli(tmp_path, "start")
+    assert p.returncode == 1, p.stderr
+    [failed] = [line for line in p.stdout.splitlines() if line.startswith("      failed: ")]
+    assert "stage build" in failed and str(tmp_path / "nope") in failed, failed

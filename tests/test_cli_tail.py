@@ -75,7 +75,27 @@ def test_json_is_one_array(run_cli, task_journal):
 
 def test_json_of_an_empty_selection_is_an_empty_array(run_cli, task_journal):
     make_journal(task_journal())
-    assert run_cli("tail", "--format", "json", "--run", "no-such-run") == (0, "[\n]\n", "")
+    assert run_cli("tail", "--format", "json", "--since", "6") == (0, "[\n]\n", "")
+
+
+def test_an_unknown_run_is_bad_input(run_cli, task_journal):
+    make_journal(task_journal())
+    code, out, err = run_cli("tail", "--run", "no-such-run")
+    assert (code, out) == (2, "")
+    assert err == f"error: no run no-such-run in any task under {task_journal().parent.parent} (`runjournal runs` lists the runs)\n"
+    code, out, err = run_cli("tail", "--task", "default", "--run", "no-such-run", "-f")
+    assert (code, out) == (2, "")
+    assert err == "error: no run no-such-run in task default (`runjournal runs --task default` lists its runs)\n"
+
+
+def test_a_run_is_found_in_the_one_task_that_holds_it(run_cli, task_journal):
+    make_journal(task_journal("nightly"))
+    assert run_cli("tail", "--run", RUN_B) == (0, LINES[2] + "\n", "")
+    make_journal(task_journal("copy"))
+    code, out, err = run_cli("tail", "--run", RUN_B)
+    assert (code, out) == (2, "")
+    assert err == f"error: run {RUN_B} is in several tasks: copy, nightly; choose one with --task\n"
+    assert run_cli("tail", "--run", RUN_B, "--task", "copy") == (0, LINES[2] + "\n", "")
 
 
 def test_follow_prints_what_is_appended_after_it_started(task_journal, tmp_path: Path):
@@ -128,10 +148,14 @@ def test_an_unsafe_run_id_is_rejected(run_cli, task_journal, run: str, why: str)
     assert_one_error_line(err, "run id", why)
 
 
-def test_no_journal(run_cli):
+def test_no_journal(run_cli, task_journal):
     code, out, err = run_cli("tail", "--task", "nothing-here")
     assert (code, out) == (2, "")
-    assert_one_error_line(err, "no journal at")
+    assert err == f"error: no journal for task nothing-here at {task_journal('nothing-here')}; no task has a journal there yet\n"
+    make_journal(task_journal("nightly"))
+    code, out, err = run_cli("tail")
+    assert (code, out) == (2, "")
+    assert err == f"error: no journal for task default at {task_journal()}; tasks with a journal: nightly (choose one with --task)\n"
 
 
 def test_garbage_named_like_a_segment_is_an_error_not_a_traceback(run_cli, task_journal):

@@ -131,7 +131,18 @@ def test_stray_files_beside_good_segments_are_ignored(run_cli, task_journal):
 def test_no_journal_is_bad_input(run_cli, tmp_path: Path):
     code, out, err = run_cli("verify", "--task", "missing")
     assert (code, out) == (2, "")
-    assert_one_error_line(err, f"no journal at {tmp_path / '.runs' / 'missing' / 'journal'}")
+    assert err == f"error: no journal for task missing at {tmp_path / '.runs' / 'missing' / 'journal'}; no task has a journal there yet\n"
+
+
+def test_no_journal_for_the_default_task_names_the_tasks_that_have_one(run_cli, task_journal, tmp_path: Path):
+    for task in ("nightly", "adhoc"):
+        make_journal(task_journal(task))
+    code, out, err = run_cli("verify")
+    assert (code, out) == (2, "")
+    assert err == (
+        f"error: no journal for task default at {tmp_path / '.runs' / 'default' / 'journal'}; "
+        "tasks with a journal: adhoc, nightly (choose one with --task)\n"
+    )
 
 
 def test_a_journal_path_that_is_a_file(run_cli, task_journal):
@@ -140,7 +151,7 @@ def test_a_journal_path_that_is_a_file(run_cli, task_journal):
     d.write_bytes(b"not a directory")
     code, out, err = run_cli("verify")
     assert (code, out) == (2, "")
-    assert_one_error_line(err, "no journal at")
+    assert_one_error_line(err, f"no journal for task default at {d}")
 
 
 @pytest.mark.parametrize(

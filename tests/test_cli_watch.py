@@ -14,7 +14,6 @@ import pytest
 from helpers import DEADLINE, HELPERS, clean_env, wait_until
 from helpers.daemon import TEMP_FILE, watching
 from helpers.histories import append_from_another_process
-from helpers.invoke import invoke  # noqa: F401 - fixture
 from helpers.trees import diff, projection_tree
 
 from runjournal.journal import events as ev
@@ -65,8 +64,12 @@ def test_sigint_stops_it_cleanly_and_the_checkpoint_is_saved(tmp_path):
     with watching(tmp_path, "--format", "json") as daemon:
         line = daemon.wait_for(r'"event":"catch_up"')
         assert json.loads(line)["applied"] == 1
-        assert daemon.stop(signal.SIGINT) == 0
+        assert daemon.stop(signal.SIGINT) == 130  # Ctrl-C: cancelled, as every command (SIGTERM: 0)
         assert daemon.stderr() == ""
+        rest = []
+        while (line := daemon.lines.get(timeout=DEADLINE)) is not None:
+            rest.append(json.loads(line))
+        assert rest[-1]["event"] == "stopped"
     assert (tmp_path / ".runs" / "default" / ".projection" / "checkpoint").exists()
 
 
@@ -130,9 +133,3 @@ def test_killed_mid_burst_then_restarted_converges_to_a_rebuild(tmp_path):
     # a projector killed between writing a temp file and renaming it leaves the temp file
     # behind (no projection file is ever half-written); they are named .<file>.<16 random hex>.tmp
     assert all(TEMP_FILE.search(p) for p in temp)
-
-
-def test_help_ends_with_an_example(invoke):
-    code, out, _ = invoke("watch", "--help")
-    assert code == 0
-    assert out.split("Options:")[0].rstrip().splitlines()[-1].strip() == "Example: runjournal watch --poll 2"

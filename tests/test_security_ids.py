@@ -242,6 +242,8 @@ ENTRIES = [
     Entry("tail", "run_id", lambda i, p: ["-f", "--run", i]),
     Entry("export", "run_id", lambda i, p: ["--run", i]),
     Entry("export", "run_id", lambda i, p: ["--run", i, "-o", str(p.output)]),
+    Entry("logs", "run_id", lambda i, p: after_dashes(i)),
+    Entry("cancel", "run_id", lambda i, p: after_dashes(i)),
     Entry("start", "parent_run", lambda i, p: ["--parent-run", i]),
     # task ids: ``t`` is ["--task", id], or [] where a variable carries the id
     Entry("start", "task", lambda t, p: t),
@@ -254,6 +256,8 @@ ENTRIES = [
     Entry("replay", "task", lambda t, p: [RUN, *t]),
     Entry("tail", "task", lambda t, p: t),
     Entry("tail", "task", lambda t, p: ["-f", *t]),
+    Entry("logs", "task", lambda t, p: [RUN, *t]),
+    Entry("cancel", "task", lambda t, p: [RUN, *t]),
     Entry("project", "task", lambda t, p: t),
     Entry("project", "task", lambda t, p: ["--rebuild", *t]),
     Entry("watch", "task", lambda t, p: t),

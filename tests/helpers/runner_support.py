@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from . import DEADLINE, clean_env, compat_file, wait_until
 
