@@ -11,14 +11,18 @@ is exit 2 (``EXIT_CODES`` in ``cli.main``).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from runjournal.journal import CorruptRecord, JournalNotFound, validate_run_id
 from runjournal.projections import AmbiguousRun, RunNotFound
 
 from .output import echo
 
-__all__ = ["chosen_task", "journal_task", "no_journal", "require_journal", "run_task"]
+if TYPE_CHECKING:
+    from runjournal.projections import Projector, TaskState
+
+__all__ = ["chosen_task", "journal_task", "journal_tasks", "no_journal", "require_journal", "run_task", "viewed"]
 
 
 def chosen_task(settings, task: str | None) -> str | None:
@@ -45,6 +49,25 @@ def no_journal(settings, task: str) -> str:
 def journal_task(settings, task: str | None) -> str:
     """The task a command without a run id works on (--task > environment > default), which must have a journal."""
     return require_journal(settings, settings.task(task))
+
+
+def journal_tasks(settings, given: str | Sequence[str] | None) -> list[str]:
+    """The chosen tasks (``--task``, once or repeated, else the environment's; each must have a
+    journal), else every task that has one."""
+    if given is None or isinstance(given, str):
+        chosen = chosen_task(settings, given)
+        return settings.store.tasks() if chosen is None else [require_journal(settings, chosen)]
+    if not given:
+        return journal_tasks(settings, None)
+    return list(dict.fromkeys(require_journal(settings, settings.task(t)) for t in given))
+
+
+def viewed(settings, task: str) -> tuple[Projector, TaskState]:
+    """The task's projector, for its paths, and its state as of the journal's end (read-only)."""
+    from runjournal.projections import Projector  # the projector only where a command reads runs
+
+    projector = Projector(settings.runs_dir, settings.out_dir, task, store=settings.store, roots=settings.layout.roots)
+    return projector, projector.view()
 
 
 def _has_records(settings, run_id: str) -> Callable[[str], bool]:

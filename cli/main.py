@@ -41,6 +41,7 @@ COMMANDS = {
     "bench": ("bench", "bench"),
     "logs": ("ops_cmds", "logs"),
     "cancel": ("ops_cmds", "cancel"),
+    "report": ("report_cmds", "report"),
 }
 
 

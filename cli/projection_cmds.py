@@ -31,7 +31,7 @@ from runjournal.runner import run_exit_code
 from .complete import complete_pipeline
 from .context import PositiveNumber, format_option, pass_settings, run_id_argument, streaming_format_option, task_option
 from .main import EXIT_CANCELLED
-from .lookup import chosen_task, require_journal, run_task
+from .lookup import chosen_task, journal_tasks, run_task, viewed
 from .output import echo, emit_json, interruptible, paint_status, table
 from .render import describe
 
@@ -47,25 +47,13 @@ _line_encoder = msgspec.json.Encoder()
 # -- shared helpers --------------------------------------------------------------------
 
 
-def _tasks(settings, task: str | None) -> list[str]:
-    """The chosen task (which must have a journal), else every task that has one."""
-    chosen = chosen_task(settings, task)
-    return settings.store.tasks() if chosen is None else [require_journal(settings, chosen)]
-
-
-def _viewed(settings, task: str) -> tuple[Projector, TaskState]:
-    """The task's projector, for its paths, and its state as of the journal's end (read-only)."""
-    projector = Projector(settings.runs_dir, settings.out_dir, task, store=settings.store, roots=settings.layout.roots)
-    return projector, projector.view()
-
-
 def _find_run(settings, run_id: str, task: str | None) -> tuple[Projector, TaskState, Run]:
     """The projector of the task that holds the run (the one task rule: ``lookup.run_task``),
     the task's state (read-only) and the run."""
     views: dict[str, tuple[Projector, TaskState]] = {}
 
     def holds(t: str) -> bool:
-        views[t] = _viewed(settings, t)
+        views[t] = viewed(settings, t)
         return run_id in views[t][1].runs
 
     found = run_task(settings, run_id, task, holds)
@@ -104,7 +92,7 @@ def project(settings, task, rebuild, fmt):
     Example: runjournal project --task nightly --rebuild
     """
     done = []
-    for t in _tasks(settings, task):
+    for t in journal_tasks(settings, task):
         projector = Projector(settings.runs_dir, settings.out_dir, t, store=settings.store, roots=settings.layout.roots)
         started = time.monotonic()
         if rebuild:
@@ -160,7 +148,7 @@ def invalid_ids_message(task: str, refused: list[str]) -> str:
 # -- runs ------------------------------------------------------------------------------
 
 
-def _run_row(projector: Projector, run: Run) -> dict:
+def run_row(projector: Projector, run: Run) -> dict:
     return {
         "run_id": run.run_id,
         # the task the run lives in (the journal it was read from), not the one its events
@@ -226,12 +214,12 @@ def runs(settings, task, status, since, pipeline, limit, fmt):
     Example: runjournal runs --status failed --since 2h --limit 10
     """
     rows = []
-    for t in _tasks(settings, task):
-        projector, state = _viewed(settings, t)
+    for t in journal_tasks(settings, task):
+        projector, state = viewed(settings, t)
         for run in state.runs.values():
             if not _wanted(run, status, since, pipeline):
                 continue
-            rows.append((run.started_ts, run.run_id, t, _run_row(projector, run)))
+            rows.append((run.started_ts, run.run_id, t, run_row(projector, run)))
     rows.sort(key=lambda r: r[:3], reverse=True)
     docs = [r[3] for r in rows[:limit]]
     if fmt == "json":
@@ -285,7 +273,7 @@ def show(settings, run_id, task, fmt):
 
 
 def _status_doc(projector: Projector, state: TaskState, run: Run) -> dict:
-    doc = _run_row(projector, run)
+    doc = run_row(projector, run)
     doc["pipeline_title"] = run.pipeline_title
     doc["updated_at"] = iso_utc(run.updated_ts or run.started_ts)
     doc["heartbeat_at"] = prender.iso_or_none(run.heartbeat_ts)

@@ -60,6 +60,7 @@ BAD_INPUT = {
     "bench": (["--events", "10"], "'--events'"),
     "logs": ([UNKNOWN], f"no run {UNKNOWN} in any task under"),
     "cancel": ([UNKNOWN], f"no run {UNKNOWN} in any task under"),
+    "report": (["--task", "no-such-task"], "no journal for task no-such-task at"),
 }
 
 
