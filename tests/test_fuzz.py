@@ -482,7 +482,7 @@ ID_ROWS = [
     row("task id a..b", "tail --task a..b", 2, "task id 'a..b' must not contain '..'"),
     row("task id with U+0085", ("tail", "--task", "a\x85b"), 2, "task id 'a\\x85b' must not contain control characters"),
     row("task id not UTF-8", ("tail", "--task", "a\udcffb"), 2, "task id 'a\\udcffb' is not valid UTF-8"),
-    row("task id with a right-to-left override", ("tail", "--task", "a\u202eb"), 2, "no journal for task a\u202eb at {root}/.runs/a\u202eb/journal; no task has a journal there yet"),
+    row("task id with a right-to-left override", ("tail", "--task", "a\u202eb"), 2, "no journal for task a<U+202E>b at {root}/.runs/a<U+202E>b/journal; no task has a journal there yet"),
     row("run id empty", ("show", ""), 2, "run id must not be empty"),
     row("run id of 201 characters", ("status", "x" * 201), 2, f"run id '{'x' * 40}'... is longer than 200 characters"),
     row("parent run id ..", "start --parent-run ..", 2, "run id '..' must not contain '..'"),

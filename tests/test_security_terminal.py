@@ -35,9 +35,12 @@ HOSTILE = "\x1b[2J\x1b]0;TITLE\x07\x1b[1;32mgreen\x1b[0m\rover\x9b31mc1\x1bP1$r\
         ("lone escape at the end\x1b", "lone escape at the end"),
         ("\x1b]0;never terminated", ""),
         (HOSTILE, "greenoverc1!"),
+        ("task a\u202eb", "task a<U+202E>b"),  # would show as "task ab" read right to left
+        ("\u2066isolate\u2069 \u200fmark", "<U+2066>isolate<U+2069> <U+200F>mark"),
+        ("عربي עברית", "عربي עברית"),  # right-to-left letters themselves stay as they are
     ],
 )
-def test_escape_sequences_and_controls_are_dropped(text: str, shown: str):
+def test_escape_sequences_and_controls_are_dropped_and_reordering_controls_named(text: str, shown: str):
     assert for_terminal(text) == shown
 
 
@@ -45,6 +48,7 @@ def test_escape_sequences_and_controls_are_dropped(text: str, shown: str):
 def test_what_is_left_holds_no_control_and_sanitizing_again_changes_nothing(text: str):
     shown = for_terminal(text)
     assert not any((ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in shown)
+    assert not any(c in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" for c in shown)
     assert for_terminal(shown) == shown
 
 
