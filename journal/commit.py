@@ -88,22 +88,25 @@ class GroupCommit:
             if locked:
                 self._lock.release()
 
+    def _sync_lock(self) -> JournalLock:
+        """The sync lock, opened at the first sync: most writers never need it."""
+        if self._lock is None:
+            self._lock = JournalLock(os.path.join(self._directory, SYNC_LOCK), WAIT, dir_fd=self._dir_fd)
+        return self._lock
+
     def _lock_free(self) -> bool:
         try:
-            if self._lock is None:
-                self._lock = JournalLock(os.path.join(self._directory, SYNC_LOCK), WAIT, dir_fd=self._dir_fd)
-            return self._lock.try_acquire()
+            return self._sync_lock().try_acquire()
         except (JournalError, OSError):
             return False
 
     def _take(self) -> bool:
         """Hold the sync lock (True), or go without it (False) when it stays busy or cannot be had."""
         try:
-            if self._lock is None:
-                self._lock = JournalLock(os.path.join(self._directory, SYNC_LOCK), WAIT, dir_fd=self._dir_fd)
+            lock = self._sync_lock()
             if time.monotonic() < self._alone_until:
-                return self._lock.try_acquire()
-            self._lock.acquire()
+                return lock.try_acquire()
+            lock.acquire()
             return True
         except (JournalError, OSError):  # LockTimeout, a lock file that cannot be opened: sync alone
             self._alone_until = time.monotonic() + ALONE_FOR

@@ -65,13 +65,9 @@ class JournalLock:
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free right now (one non-blocking flock), on the file that is
-        named ``lock`` now. (``_try`` and the common case of ``_bound``, in one call: the
-        writer's fast path takes it on every append.)"""
-        if self._want:
-            return False
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        named ``lock`` now. (The common case of ``_bound`` is inline: the writer's fast path
+        takes it on every append.)"""
+        if not self._try():
             return False
         now = os.fstat(self._fd)
         if (now.st_nlink, now.st_ctime_ns) == self._seen:
