@@ -297,8 +297,9 @@ def run_update(settings, tasks: tuple[str, ...], path: str, write: bool) -> int:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True, help="text for people, json for scripts: one JSON document on stdout; markdown for a PRD or a review.")
 @click.option("--update", "update_path", metavar="FILE.md", type=click.Path(exists=True, dir_okay=False), help="Rewrite the evidence lines of FILE.md's '## Task NNNN — …' sections; prints a diff unless --write.")
 @click.option("--write", is_flag=True, help="With --update: write FILE.md (atomically) instead of printing the diff.")
+@click.option("--html", "html_dir", metavar="DIR", type=click.Path(file_okay=False), help="Write a static HTML page per task (runs table, timelines, durations, failures) and index.html into DIR.")
 @pass_settings
-def report(settings, tasks, fmt, update_path, write):
+def report(settings, tasks, fmt, update_path, write, html_dir):
     """Report each task's runs: the latest run and the latest success, their manifest, the
     metrics and state files, counts by status, success rate, duration p50/p95 and the last
     failure with its stage and stderr.
@@ -308,10 +309,21 @@ def report(settings, tasks, fmt, update_path, write):
     written in the heading) has a journal; every other byte stays. Without --write it
     prints a unified diff and writes nothing.
 
+    --html DIR writes one self-contained page per task and an index.html into DIR (made if
+    missing), to open from file://; it loads nothing from the network.
+
     Example: runjournal report --update docs/PRD.md --write
     """
     if write and update_path is None:
         raise click.UsageError("--write goes with --update FILE.md")
+    if html_dir is not None:
+        if update_path is not None:
+            raise click.UsageError("--html and --update are two reports: give one")
+        from .report_html import write_html
+
+        for path in write_html(settings, tasks, html_dir):
+            echo(f"wrote {path}")
+        return 0
     if update_path is not None:
         return run_update(settings, tasks, update_path, write)
     docs = reports(settings, tasks)
