@@ -24,20 +24,32 @@ from .render import record_line
     is_flag=True,
     help="Also set damaged regions aside (their records are lost; a copy is kept in journal/quarantine/), so that appends can go on. Implies --repair.",
 )
+@click.option(
+    "--pin",
+    "pins",
+    multiple=True,
+    metavar="SEQ=HASH",
+    callback=lambda ctx, param, value: _pins(value),
+    help="A chain head noted earlier (verify prints it): fail unless the hash chain at SEQ is still HASH. Repeatable.",
+)
 @format_option
 @pass_settings
-def verify(settings, task, do_repair, quarantine, fmt):
-    """Check every record of a task journal: framing, checksum, decode, sequences.
+def verify(settings, task, do_repair, quarantine, pins, fmt):
+    """Check every record of a task journal: framing, checksum, decode, sequences, hash chain.
 
     Exits 0 when the journal is clean, 1 otherwise. Regions set aside earlier are listed
-    ("quarantined:"); they are not problems.
+    ("quarantined:"); they are not problems. The last line gives the hash chain's head: note
+    it, and a later `verify --pin SEQ=HASH` tells whether any record up to SEQ changed since.
 
-    Example: runjournal verify --task nightly --repair
+    Example: runjournal verify --task nightly --pin 1842=9f3c…e1
     """
     task = journal_task(settings, task)
     store = settings.store
     directory = store.where(task)
-    report = store.repair(task, quarantine=quarantine) if do_repair or quarantine else store.check(task)
+    report = store.repair(task, quarantine=quarantine) if do_repair or quarantine else store.check(task, pins)
+    if pins and (do_repair or quarantine):
+        pinned = store.check(task, pins)
+        report.problems.extend(p for p in pinned.problems if p.kind == "pin-mismatch")
     if fmt == "json":
         emit_json(report.to_dict())
     else:
@@ -51,8 +63,66 @@ def verify(settings, task, do_repair, quarantine, fmt):
         for line in report.quarantined:
             echo(f"quarantined: {line}")
         for p in report.problems:
-            echo(f"problem: {p.kind} in {p.segment} at byte {p.offset}: {p.detail}")
+            where = f" in {p.segment} at byte {p.offset}" if p.segment else ""
+            echo(f"problem: {p.kind}{where}: {p.detail}")
+        echo(chain_line(report))
     return 0 if report.ok else 1
+
+
+def chain_line(report) -> str:
+    """Where the hash chain stands, for people: its head to pin, and whether segments store it."""
+    if not report.chain_head:
+        return "chain: none (this store keeps no hash chain)" if not report.segments else "chain: unknown after a region set aside, until the next stored link"
+    if report.chain_stored_from is None:
+        stored = "computed, not stored: `runjournal upgrade` makes the journal store it"
+    elif report.chain_stored_from <= 1:
+        stored = "stored from the first record"
+    else:
+        stored = f"stored from sequence {report.chain_stored_from}; records before it are covered by the link there"
+    return f"chain: head {report.chain_head} at sequence {report.chain_seq} ({stored})"
+
+
+def _pins(values: tuple[str, ...]) -> dict[int, bytes]:
+    pins = {}
+    for value in values:
+        seq, sep, digest = value.partition("=")
+        try:
+            if not sep or not seq.isdigit() or len(digest) != 64:
+                raise ValueError
+            pins[int(seq)] = bytes.fromhex(digest)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not SEQ=HASH (a sequence and the 64 hex digits `verify` printed)") from None
+    return pins
+
+
+@click.command()
+@task_option
+@format_option
+@pass_settings
+def upgrade(settings, task, fmt):
+    """Make a journal written before the hash chain store it from now on.
+
+    The journal is verified first (exit 1 if it has problems: nothing is changed). Then the
+    chain is computed over every record, the current segment is sealed and the next one
+    begins with that value, so every later batch carries its link. No record is rewritten.
+    Runs from an older runjournal can no longer append to the journal afterwards.
+
+    Example: runjournal upgrade --task nightly
+    """
+    task = journal_task(settings, task)
+    store = settings.store
+    before = store.check(task)
+    if not before.ok:
+        echo(f"not upgraded: task {task} has {len(before.problems)} problem(s); see `runjournal verify --task {task}`", err=True)
+        return 1
+    done = store.upgrade(task)
+    if fmt == "json":
+        emit_json({"task_id": task, "upgraded": done is not None, "segment": done[0] if done else None, "chain": done[1].hex() if done else None})
+    elif done is None:
+        echo(f"task {task} already stores the hash chain")
+    else:
+        echo(f"task {task}: the hash chain is stored from {done[0]} on; the chain there is {done[1].hex()}")
+    return 0
 
 
 @click.command()
@@ -222,7 +292,9 @@ def import_(settings, file, task, fmt):
     """Append the events of an export (JSON Lines, or a JSON array) to a task journal; importing twice adds nothing.
 
     The whole file is checked first: a malformed line is reported with its line number
-    (an array's item with its number) and nothing is imported.
+    (an array's item with its number) and nothing is imported. Lines that carry the source's
+    hash chain are checked against it, so the copy is proven to be the records the source's
+    chain head covers; the last such head is printed, to compare with the source's `verify`.
 
     Example: runjournal import run.jsonl --task nightly
     """
@@ -231,8 +303,22 @@ def import_(settings, file, task, fmt):
     with stream:
         records: list[ExportRecord] = parse_export(stream, file)
     added = import_records(settings.store, task, records)
+    head = records.chain_head
     if fmt == "json":
-        emit_json({"task_id": task, "events": len(records), "imported": added, "skipped": len(records) - added})
+        emit_json(
+            {
+                "task_id": task,
+                "events": len(records),
+                "imported": added,
+                "skipped": len(records) - added,
+                "chain": {"seq": head[0], "head": head[1], "unchained": records.unchained} if head else None,
+            }
+        )
     else:
         echo(f"imported {added} of {len(records)} events into task {task} ({len(records) - added} already present)")
+        if head:
+            unchained = f"; {records.unchained} line(s) carried no chain" if records.unchained else ""
+            echo(f"chain: every record matches the source's hash chain, up to sequence {head[0]}: {head[1]}{unchained}")
+        else:
+            echo("chain: the export carries no hash chain (its store keeps none): the copy is not proven against one")
     return 0

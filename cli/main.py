@@ -35,6 +35,7 @@ COMMANDS = {
     "project": ("projection_cmds", "project"),
     "watch": ("projection_cmds", "watch"),
     "verify": ("journal_cmds", "verify"),
+    "upgrade": ("journal_cmds", "upgrade"),
     "export": ("journal_cmds", "export"),
     "import": ("journal_cmds", "import_"),
     "copy": ("journal_cmds", "copy_"),

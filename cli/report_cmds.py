@@ -99,8 +99,15 @@ def task_report(projector: Projector, state: TaskState) -> dict:
     }
 
 
+def chain_of(settings, task: str) -> dict:
+    """The journal's hash chain as ``verify`` reads it: the head a reviewer pins, and whether
+    the whole journal checked (``verify`` says what is wrong where it did not)."""
+    check = settings.store.check(task)
+    return {"head": check.chain_head or None, "seq": check.chain_seq, "stored_from": check.chain_stored_from, "verified": check.ok}
+
+
 def reports(settings, tasks: tuple[str, ...]) -> list[dict]:
-    return [task_report(*viewed(settings, t)) for t in journal_tasks(settings, tasks)]
+    return [dict(task_report(*viewed(settings, t)), chain=chain_of(settings, t)) for t in journal_tasks(settings, tasks)]
 
 
 # -- text, markdown --------------------------------------------------------------------
@@ -139,6 +146,7 @@ def print_text(doc: dict) -> None:
     echo(f"  success rate:    {_rate(doc)}")
     d = doc["duration_seconds"]
     echo(f"  duration:        p50 {_secs(d['p50'])}, p95 {_secs(d['p95'])}")
+    echo(f"  chain head:      {_chain(doc)}")
     f = doc["last_failure"]
     if f is None:
         echo("  last failure:    -")
@@ -146,6 +154,15 @@ def print_text(doc: dict) -> None:
     echo(f"  last failure:    {f['run_id']}, {_stage(f)}: {f['status_detail']}")
     for text in (f["stderr_excerpt"] or "").split("\n") if f["stderr_excerpt"] else ():
         echo(f"    | {text}")
+
+
+def _chain(doc: dict, code: bool = False) -> str:
+    chain = doc.get("chain")
+    if not chain or not chain["head"]:
+        return "-"
+    head = f"`{chain['head']}`" if code else chain["head"]
+    verified = "" if chain["verified"] else " (verify reports problems: `runjournal verify`)"
+    return f"{head} at sequence {chain['seq']}{verified}"
 
 
 def _stage(failure: dict) -> str:
@@ -190,6 +207,7 @@ def markdown(doc: dict, rel: Callable[[str], str]) -> list[str]:
         f"- Runs: {_counts(doc)}; success rate {_rate(doc)}",
         f"- Duration: p50 {_secs(d['p50'])}, p95 {_secs(d['p95'])}",
         "- Last failure: " + (f"`{f['run_id']}`, {_stage(f)}: {f['status_detail']}" if f else "-"),
+        f"- Journal chain head: {_chain(doc, code=True)}",
     ]
     if f and f["stderr_excerpt"]:
         lines += ["", *_fenced(f["stderr_excerpt"])]

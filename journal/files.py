@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterable
 from . import chain
 from . import format as fmt
 from .verify import Report, check, repair
-from .errors import BadInput, CorruptRecord
+from .errors import BadInput, CorruptRecord, JournalNotFound
 from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_task_id
-from .reader import JournalReader, Position, decode_record
+from .reader import JournalReader, Position, chained_records, decode_record
 from .store import EventStore, Reading, Subscription, WriterStats
 from .writer import Journal
 
@@ -187,8 +187,17 @@ class FileStore(EventStore):
 
     # -- checking -----------------------------------------------------------------------
 
-    def check(self, task: str) -> Report:
-        return check(self.journal_dir(task))
+    def check(self, task: str, pins: dict[int, bytes] | None = None) -> Report:
+        return check(self.journal_dir(task), pins)
+
+    def upgrade(self, task: str) -> tuple[str, bytes] | None:
+        return self.writer(task).upgrade()
+
+    def chained_records(self, task: str):
+        directory = self.journal_dir(task)
+        if not os.path.isdir(directory):
+            raise JournalNotFound(f"no journal for task {task} at {directory}")
+        return chained_records(directory)
 
     def repair(self, task: str, quarantine: bool = False) -> Report:
         return repair(self.journal_dir(task), root=self.root, quarantine=quarantine)

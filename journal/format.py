@@ -6,7 +6,7 @@ Layout (all integers little-endian; docs/journal-format.md is the reference):
     header   = magic "RJOURNAL" | u16 format | u16 schema | u32 header_len (32)
                | u64 base_seq | u32 reserved (0) | u32 crc32(bytes 0..28)
     frame    = u32 word | u32 crc32(word) | u32 crc32(payload) | payload
-    word     = payload length (bits 0-29) | SEAL (bit 30) | CONTINUES (bit 31)
+    word     = payload length (bits 0-28) | LINK (bit 29) | SEAL (bit 30) | CONTINUES (bit 31)
 
 The word carries its own checksum so that a damaged length is told apart from a frame
 that a crashed writer left unfinished.
@@ -14,6 +14,11 @@ that a crashed writer left unfinished.
 A batch is a run of frames with CONTINUES set, closed by one without it; a batch is
 committed only once its closing frame is complete. A SEAL frame (empty payload) ends a
 segment; the next segment is named by the sequence number that follows.
+
+In a chained segment (format 3, and 4 with a hole) every batch ends with a LINK frame, which
+carries the journal's hash chain where the batch ends (``journal/hashchain.py``); a segment's
+first frame is a LINK alone, the chain where the segment begins. Readers step over links;
+``verify`` checks them.
 
 A HOLE frame (SEAL and CONTINUES both set) is written only by ``verify --quarantine`` over a
 damaged region, which it fills exactly: its payload says which sequences were lost and
@@ -39,13 +44,19 @@ FORMAT_VERSION = 1
 #: header of the segment it sets a region of aside, so that a runjournal that does not know
 #: holes refuses the segment instead of reading the hole as a seal
 HOLE_FORMAT = 2
-FORMATS = (FORMAT_VERSION, HOLE_FORMAT)
+#: a segment whose batches carry the hash chain (LINK frames), and the same with a hole frame
+CHAINED_FORMAT = 3
+CHAINED_HOLE_FORMAT = 4
+FORMATS = (FORMAT_VERSION, HOLE_FORMAT, CHAINED_FORMAT, CHAINED_HOLE_FORMAT)
+#: the format a hole makes of a segment of each format
+HOLED = {FORMAT_VERSION: HOLE_FORMAT, HOLE_FORMAT: HOLE_FORMAT, CHAINED_FORMAT: CHAINED_HOLE_FORMAT, CHAINED_HOLE_FORMAT: CHAINED_HOLE_FORMAT}
 HEADER = struct.Struct("<8sHHIQI")  # magic, format, schema, header_len, base_seq, reserved
 HEADER_LEN = 32
 FRAME = struct.Struct("<III")  # word, crc32(word), crc32(payload)
 FRAME_LEN = FRAME.size
 WORD = struct.Struct("<I")
-LEN_MASK = (1 << 30) - 1
+LEN_MASK = (1 << 29) - 1
+LINK = 1 << 29
 SEAL = 1 << 30
 CONTINUES = 1 << 31
 HOLE = SEAL | CONTINUES
@@ -73,6 +84,10 @@ class SegmentHeader:
     base_seq: int
     format: int
     schema: int
+
+    @property
+    def chained(self) -> bool:
+        return self.format >= CHAINED_FORMAT
 
 
 def decode_header(data: bytes, segment: str) -> SegmentHeader:
@@ -119,6 +134,20 @@ def frame_starts(fd: int, offset: int) -> bool:
         return False
     word, wcrc, _ = FRAME.unpack(head)
     return wcrc == _word_crc(word)
+
+
+def encode_link(payload: bytes) -> bytes:
+    """The LINK frame that closes a batch of a chained segment (``hashchain.link_payload``)."""
+    word = LINK | len(payload)
+    wcrc = _word_crcs.get(word)
+    if wcrc is None:
+        wcrc = _word_crc(word)
+    return FRAME.pack(word, wcrc, crc32(payload)) + payload
+
+
+def encode_linked_batch(payloads: list[bytes], link: bytes) -> bytes:
+    """A batch of a chained segment: every record frame continues, the LINK frame closes it."""
+    return b"".join([encode_frame(p, True) for p in payloads]) + encode_link(link)
 
 
 def seal_frame() -> bytes:
@@ -239,6 +268,12 @@ class SegmentScanner:
         self.offset = offset  # just after the last yielded batch
         self.end: ScanEnd | None = None
         self.chunk = chunk  # bytes per read: small for a look at one batch, large for a scan
+        #: set to a list to be told of every LINK frame: (offset, payload bytes, records in its
+        #: batch), appended before the batch is yielded; a link with no records (0) is a
+        #: segment's start, or a place a reader resumed from between a batch and its link
+        self.links: list[tuple[int, bytes, int]] | None = None
+        #: the payload of the last LINK frame passed (None: none yet)
+        self.link: bytes | None = None
 
     def batches(self):
         fd = self.fd
@@ -297,12 +332,24 @@ class SegmentScanner:
                     self.offset = buf_start + end
                     self.end = ScanEnd("sealed", buf_start + end)
                     return
+                if word & LINK:
+                    if word & CONTINUES:
+                        raise CorruptRecord(self.segment, buf_start + pos, "chain link frame marked as continued")
+                    self.link = link = bytes(payload)
+                    if self.links is not None:
+                        self.links.append((buf_start + pos, link, len(batch)))
+                    pos = end
+                    self.offset = buf_start + pos
+                    if batch:
+                        yield batch
+                        batch = []
+                    continue
                 batch.append((buf_start + pos, payload))
                 pos = end
                 if not word & CONTINUES:
+                    self.offset = buf_start + pos
                     yield batch
                     batch = []
-                    self.offset = buf_start + pos
             if eof:
                 if batch:
                     self.end = ScanEnd("tail", batch[0][0], "unfinished batch at the end of the segment")

@@ -294,7 +294,7 @@ def _next_frame_head(fd: int, offset: int, size: int) -> int | None:
     while offset + fmt.FRAME_LEN <= size:
         chunk = os.pread(fd, fmt.READ_CHUNK + fmt.FRAME_LEN, offset)
         for i in range(max(0, len(chunk) - fmt.FRAME_LEN + 1)):
-            if chunk[i + 3] & 0x38:  # a length of 2**27 or more: no frame starts here
+            if chunk[i + 3] & 0x18:  # a length of 2**27 or more (bit 29 is LINK): no frame starts here
                 continue
             word, wcrc = fmt.FRAME.unpack_from(chunk, i)[:2]
             if wcrc == fmt.crc32(chunk[i : i + 4]):

@@ -86,6 +86,7 @@ class JournalReader:
                         if rec.seq != seq:
                             raise CorruptRecord(segment, off, f"sequence {rec.seq} where {seq} was expected")
                         yield rec
+                    self._offset = scanner.offset  # past the batch's link, if it has one
                 end = scanner.end
             finally:
                 os.close(fd)
@@ -142,4 +143,48 @@ def follow(
             yield rec
         position = reader.position if reader.position.segment else None
         if stop.wait(poll):
+            return
+
+
+def chained_records(directory: str) -> Iterator[tuple[Record, bytes | None, bytes | None]]:
+    """Every committed record with the hash chain before and after it (``journal.hashchain``),
+    computed over the bytes as they are stored; None where it cannot be known (after a region
+    set aside, or a missing segment, until the next link a segment stores). For ``export``."""
+    from . import hashchain
+
+    value: bytes | None = hashchain.GENESIS
+    expected = 1
+    for base, name in chain.segments(directory):
+        if base != expected:
+            value = None
+        fd, _ = fmt.open_segment(directory, name)
+        try:
+            header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), name)
+            scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
+            if header.chained:
+                scanner.links = []
+            for batch in scanner.batches():
+                stored = None
+                for _, link, n in scanner.links or ():
+                    if n:
+                        stored = link
+                    elif value is None:
+                        value = hashchain.head_of(link)
+                if scanner.links:
+                    scanner.links.clear()
+                if batch.__class__ is fmt.Hole:
+                    value, expected = None, batch.next
+                    continue
+                for off, payload in batch:
+                    rec = decode_record(payload, name, off)
+                    before = value
+                    value = hashchain.step(value, payload) if value is not None else None
+                    expected = rec.seq + 1
+                    yield rec, before, value
+                if value is None and stored is not None:
+                    value = hashchain.head_of(stored)
+            end = scanner.end
+        finally:
+            os.close(fd)
+        if end.state != "sealed":
             return

@@ -19,9 +19,11 @@ from .head import SIZE as HEAD_SIZE
 TORN_DIR = "torn"
 
 
-def create(directory: Where, base: int) -> int:
+def create(directory: Where, base: int, chain_in: bytes | None = None) -> int:
     """A new segment based at ``base``, its header in place before its name appears (temp file,
-    fsync, rename, directory fsync); its descriptor, open for append."""
+    fsync, rename, directory fsync); its descriptor, open for append. With ``chain_in`` (the hash
+    chain before record ``base``) it is a chained segment (format 3), its first frame the LINK
+    that says so; a segment of that name already there (an empty one being upgraded) is replaced."""
     name = fmt.segment_name(base)
     path, dfd = at(directory, name)
     try:
@@ -29,7 +31,10 @@ def create(directory: Where, base: int) -> int:
     except OSError as e:
         raise JournalWriteFailed(f"cannot create segment {name}: {e.strerror}") from None
     try:
-        write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+        if chain_in is None:
+            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION))
+        else:
+            write_all(fd, fmt.encode_header(base, SCHEMA_VERSION, fmt.CHAINED_FORMAT) + fmt.encode_link(chain_in))
         os.fsync(fd)
         os.rename(tmp, path, src_dir_fd=dfd, dst_dir_fd=dfd)
         sync_dir(directory)
@@ -43,9 +48,10 @@ def create(directory: Where, base: int) -> int:
     return fd
 
 
-def open_for_append(directory: Where, name: str, base: int) -> int:
-    """An existing segment opened for append, its header checked. A header left unwritten by a
-    writer that crashed while creating the segment (and nothing after it) is written again."""
+def open_for_append(directory: Where, name: str, base: int) -> tuple[int, bool]:
+    """An existing segment opened for append, its header checked: (descriptor, whether it is
+    chained). A header left unwritten by a writer that crashed while creating the segment in
+    place, as early writers did (and nothing after it), is written again, unchained."""
     fd, _ = fmt.open_segment(directory, name, os.O_RDWR | os.O_APPEND)
     head = os.pread(fd, fmt.HEADER_LEN, 0)
     if len(head) < fmt.HEADER_LEN and not any(head) and not exists_at(directory, fmt.segment_name(base + 1)):
@@ -56,7 +62,7 @@ def open_for_append(directory: Where, name: str, base: int) -> int:
         except OSError:
             os.close(fd)
             raise
-        return fd
+        return fd, False
     try:
         header = fmt.decode_header(head, name)
     except CorruptRecord:
@@ -65,7 +71,7 @@ def open_for_append(directory: Where, name: str, base: int) -> int:
     if header.base_seq != base:
         os.close(fd)
         raise CorruptRecord(name, 0, f"header says base sequence {header.base_seq}, expected {base}")
-    return fd
+    return fd, header.chained
 
 
 def seal(fd: int, segment: str, end: int) -> None:

@@ -147,6 +147,12 @@ class EventStore(abc.ABC):
         (network filesystems). Notifications may be merged or lost: callers catch up on a tick
         too. ``warn(message)``: what the wake-up survives (a journal deleted, a watch refused)."""
 
+    def chained_records(self, task: str) -> Iterator[tuple[Record, bytes | None, bytes | None]]:
+        """Every record with the hash chain before and after it, None where the store keeps
+        none (``reader.chained_records``): what ``export`` writes beside each record."""
+        for rec in self.records(task):
+            yield rec, None, None
+
     def follow(self, task: str, from_seq: int = 1, stop: threading.Event | None = None, poll: float = 0.05) -> Iterator[Record]:
         """Records from ``from_seq`` as they are committed, until ``stop`` is set (waits for the
         journal to exist first)."""
@@ -171,8 +177,13 @@ class EventStore(abc.ABC):
     # -- checking -----------------------------------------------------------------------
 
     @abc.abstractmethod
-    def check(self, task: str):
-        """Read every record and report what is wrong (a ``journal.verify.Report``); writes nothing."""
+    def check(self, task: str, pins: dict[int, bytes] | None = None):
+        """Read every record and report what is wrong (a ``journal.verify.Report``); writes
+        nothing. ``pins``: {sequence: hash chain value} a reviewer noted, checked still to hold."""
+
+    def upgrade(self, task: str) -> tuple[str, bytes] | None:
+        """Start storing the hash chain in a journal written before it (``Journal.upgrade``)."""
+        raise BadInput("this store keeps no hash chain (the file store does): there is nothing to upgrade")
 
     @abc.abstractmethod
     def repair(self, task: str, quarantine: bool = False):

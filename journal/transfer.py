@@ -1,7 +1,12 @@
 """Export records as JSON Lines and import them elsewhere, idempotently.
 
 Each line is ``{"seq", "run_id", "run_seq", "ts", "time", "event"}``; ``ts`` is the writer's
-time in ns (kept on import), ``time`` the same in ISO-8601 for people. Import keys events
+time in ns (kept on import), ``time`` the same in ISO-8601 for people; ``origin`` where the
+record has one, and, from a store that keeps the hash chain, ``chain_before`` and ``chain``:
+the chain before and after the record in the source (hex). Import checks each such line
+against them (the record, encoded again, must be the bytes the source's chain covers, and
+consecutive lines must join), so a copy is proven faithful to the chain head the source's
+``verify`` prints; anything else is refused whole. Import keys events
 by (run_id, run_seq): events a run already has are skipped, so importing a file twice adds
 nothing, and the rest of each run must continue its sequence exactly. The whole file is
 parsed and checked before anything is written, and it is written as one atomic batch.
@@ -15,7 +20,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from . import format as fmt
+from . import format as fmt, hashchain
 from .errors import BadInput, SequenceConflict
 from .rules import History
 from .events import DECODE_ERRORS, JOURNAL_RUN, AnyEvent, Record, encoder, int_out_of_range
@@ -24,13 +29,16 @@ from .store import EventStore
 from .writer import Item
 
 
-class ExportRecord(msgspec.Struct, frozen=True):
+class ExportRecord(msgspec.Struct, frozen=True, omit_defaults=True):
     seq: int
     run_id: str
     run_seq: int
     ts: int
     event: AnyEvent
     time: str = ""
+    origin: str | None = None
+    chain_before: str = ""
+    chain: str = ""
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -38,16 +46,22 @@ _line_decoder = msgspec.json.Decoder(ExportRecord)
 _array_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def to_json_line(rec: Record) -> bytes:
-    return _json_encoder.encode(ExportRecord(rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.event, iso_utc(rec.ts))) + b"\n"
+def to_json_line(rec: Record, before: bytes | None = None, after: bytes | None = None) -> bytes:
+    line = ExportRecord(
+        rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.event, iso_utc(rec.ts), rec.origin,
+        before.hex() if before is not None and after is not None else "",
+        after.hex() if before is not None and after is not None else "",
+    )
+    return _json_encoder.encode(line) + b"\n"
 
 
 def export_lines(store: EventStore, task: str, run_id: str | None = None) -> Iterator[bytes]:
-    """The task's events (or one run's) as JSON Lines; journal-level events are left out."""
-    for rec in store.records(task):
+    """The task's events (or one run's) as JSON Lines, with the hash chain around each where the
+    store keeps it; journal-level events are left out."""
+    for rec, before, after in store.chained_records(task):
         if rec.run_id == JOURNAL_RUN or run_id is not None and rec.run_id != run_id:
             continue
-        yield to_json_line(rec)
+        yield to_json_line(rec, before, after)
 
 
 class ImportLines(list):
@@ -57,6 +71,9 @@ class ImportLines(list):
         super().__init__()
         self.source = source
         self.places: list[str] = []  # "3" for line 3, "item 3" for the third of an array
+        #: (sequence, chain value) of the last line whose chain was checked; None if none carried one
+        self.chain_head: tuple[int, str] | None = None
+        self.unchained = 0  # lines that carried no chain
 
     def where(self, i: int) -> str:
         return f"{self.source}:{self.places[i]}: "
@@ -104,9 +121,36 @@ def _parse(items: Iterable[tuple[str, bytes]], source: str) -> ImportLines:
         why = history.violation(rec)
         if why:
             raise BadInput(f"{source}:{place}: {why} (a rule of a run's history); nothing was imported")
+        why = _chain_broken(rec, out.chain_head)
+        if why:
+            raise BadInput(f"{source}:{place}: {why}; nothing was imported")
+        if rec.chain:
+            out.chain_head = (rec.seq, rec.chain)
+        else:
+            out.unchained += 1
         out.append(rec)
         out.places.append(place)
     return out
+
+
+def _chain_broken(rec: ExportRecord, previous: tuple[int, str] | None) -> str | None:
+    """What is wrong with a line's hash chain: the record is not the bytes the source's chain
+    covers there, or the line does not join the one before it. None if it holds, or the line
+    carries no chain."""
+    if not rec.chain and not rec.chain_before:
+        return None
+    try:
+        before, after = bytes.fromhex(rec.chain_before), bytes.fromhex(rec.chain)
+    except ValueError:
+        before = after = b""
+    if len(before) != hashchain.SIZE or len(after) != hashchain.SIZE:
+        return "chain_before and chain must both be 64 hex digits"
+    payload = encoder.encode(Record(rec.seq, rec.run_id, rec.run_seq, rec.ts, rec.event, rec.origin))
+    if hashchain.step(before, payload) != after:
+        return f"sequence {rec.seq} is not the record the source's hash chain covers (changed since the export, or lost in it)"
+    if previous is not None and previous[0] + 1 == rec.seq and previous[1] != rec.chain_before:
+        return f"sequence {rec.seq} does not follow sequence {previous[0]} in the source's hash chain"
+    return None
 
 
 def _malformed(document: bytes, error: Exception) -> str:

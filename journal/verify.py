@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 
-from . import chain
+from . import chain, hashchain
 from . import format as fmt
 from . import events as ev
 from .errors import CorruptRecord, InvalidId, JournalNotFound
@@ -22,7 +22,7 @@ from .writer import PENDING_DIR, Journal
 class Problem:
     segment: str
     offset: int
-    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | duplicate-sequence | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | damaged-spill | foreign-spill | refused-spill
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | duplicate-sequence | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | chain-broken | pin-mismatch | damaged-spill | foreign-spill | refused-spill
     detail: str
 
 
@@ -37,6 +37,13 @@ class Report:
     repaired: list[str] = field(default_factory=list)
     #: regions set aside by ``verify --quarantine``: not problems, but history that is gone
     quarantined: list[str] = field(default_factory=list)
+    #: the hash chain over every record (``journal.hashchain``), hex, and the sequence it is at:
+    #: pin it, and ``check(pins={seq: hash})`` later tells whether anything up to there changed
+    chain_head: str = ""
+    chain_seq: int = 0
+    #: the first sequence whose segment stores the chain (format 3), None if none does (a
+    #: journal written before the chain: ``runjournal upgrade`` starts storing it)
+    chain_stored_from: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -48,11 +55,90 @@ class Report:
         return d
 
 
-def check(directory: str) -> Report:
-    """Read every record: framing, checksum, decode, global and per-run sequence continuity."""
+class ChainCheck:
+    """The hash chain as ``check`` reads it: computed over every record, compared with the links
+    chained segments store. At a mismatch the stored value is taken, so that one edit is one
+    problem; after a region set aside, the next link is taken as it is (what was lost is gone)."""
+
+    def __init__(self, report: Report, pins: dict[int, bytes]):
+        self.report = report
+        self.value: bytes | None = hashchain.GENESIS
+        self.seq = 0
+        self.pins = dict(pins)
+
+    def records(self, payloads: list, seq: int) -> None:
+        """Records of an unchained segment (or a batch that lacks its link): computed only."""
+        for payload in payloads:
+            self._step(payload, seq)
+            seq += 1
+
+    def _step(self, payload, seq: int) -> None:
+        if self.value is not None:
+            self.value = hashchain.step(self.value, payload)
+        self.seq = seq
+        want = self.pins.pop(seq, None)
+        if want is not None and self.value != want:
+            self.report.problems.append(
+                Problem("", 0, "pin-mismatch", f"the chain at sequence {seq} is {_hex(self.value)}, not the pinned {want.hex()}: records up to {seq} changed")
+            )
+
+    def link(self, segment: str, offset: int, stored: bytes, where: str) -> None:
+        """A link with no records of its own: where a segment begins."""
+        if len(stored) != hashchain.SIZE:
+            self._broken(segment, offset, f"chain link of {len(stored)} bytes {where}, expected {hashchain.SIZE}")
+        elif self.value is not None and stored != self.value:
+            self._broken(segment, offset, f"the chain stored {where} does not match the records before it")
+        self.value = stored[-hashchain.SIZE :] if len(stored) >= hashchain.SIZE else None
+
+    def batch(self, segment: str, batch: list, stored: bytes, seq: int) -> None:
+        """A batch of a chained segment and its link."""
+        if len(stored) != hashchain.link_size(len(batch)):
+            self._broken(segment, batch[0][0], f"chain link of {len(stored)} bytes for a batch of {len(batch)} record(s), expected {hashchain.link_size(len(batch))}")
+            self.records([p for _, p in batch], seq)
+            self.value = None
+            return
+        if self.value is None:  # after a region set aside: the chain goes on from what is stored
+            self.records([p for _, p in batch], seq)
+            self.value = hashchain.head_of(stored)
+            return
+        chain = self.value
+        for i, (off, payload) in enumerate(batch):
+            chain = hashchain.step(chain, payload)
+            kept = stored[i * hashchain.PREFIX : (i + 1) * hashchain.PREFIX] if i < len(batch) - 1 else hashchain.head_of(stored)
+            if chain[: len(kept)] != kept:
+                self._broken(
+                    segment,
+                    off,
+                    f"sequence {seq + i}: the record's bytes do not match the hash chain (changed after it was written, its CRC recomputed)",
+                )
+                self.records([p for _, p in batch[: i + 1]], seq)  # pins up to here are judged on the bytes as they are
+                self.value = hashchain.head_of(stored)
+                self.seq = seq + len(batch) - 1
+                return
+        self.records([p for _, p in batch], seq)
+
+    def _broken(self, segment: str, offset: int, detail: str) -> None:
+        self.report.problems.append(Problem(segment, offset, "chain-broken", detail))
+
+    def finish(self) -> None:
+        self.report.chain_head, self.report.chain_seq = _hex(self.value), self.seq
+        for seq, want in sorted(self.pins.items()):
+            self.report.problems.append(
+                Problem("", 0, "pin-mismatch", f"the journal ends at sequence {self.seq}, before the pinned sequence {seq} ({want.hex()}): records were cut off")
+            )
+
+
+def _hex(value: bytes | None) -> str:
+    return value.hex() if value is not None else ""
+
+
+def check(directory: str, pins: dict[int, bytes] | None = None) -> Report:
+    """Read every record: framing, checksum, decode, global and per-run sequence continuity,
+    the hash chain; with ``pins`` ({sequence: chain value}), that the chain is still that there."""
     if not os.path.isdir(directory):
         raise JournalNotFound(f"no journal at {directory}")
     report = Report()
+    links = ChainCheck(report, pins or {})
     run_seqs: dict[str, int] = {}
     history = History()
     unsure: set = set()  # runs that may have lost records in a region set aside (None: runs not seen yet)
@@ -64,8 +150,10 @@ def check(directory: str) -> Report:
             detail = fmt.missing_start(base) if i == 0 and base > 1 else f"starts at sequence {base}, expected {expected_seq}"
             report.problems.append(Problem(name, 0, "unreachable-segment", detail))
             expected_seq = base
+            links.value = None  # records are missing: the chain is judged again from the next link
         last = i == len(segments) - 1
-        expected_seq = _check_segment(directory, name, base, last, report, run_seqs, history, unsure)
+        expected_seq = _check_segment(directory, name, base, last, report, run_seqs, history, unsure, links)
+    links.finish()
     report.runs = len([r for r in run_seqs if r != JOURNAL_RUN])
     try:
         names = os.listdir(os.path.join(directory, PENDING_DIR))
@@ -89,7 +177,7 @@ def check(directory: str) -> Report:
 
 
 def _check_segment(
-    directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History, unsure: set
+    directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History, unsure: set, links: ChainCheck
 ) -> int:
     """Check one segment; return the sequence the next segment must start at."""
     seq = base
@@ -108,9 +196,28 @@ def _check_segment(
         if header.base_seq != base:
             report.problems.append(Problem(name, 0, "bad-header", f"header base {header.base_seq} does not match the name"))
         scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
+        chained = header.chained
+        if chained:
+            scanner.links = []
+            if report.chain_stored_from is None:
+                report.chain_stored_from = base
+        started = False
         try:
             for batch in scanner.batches():
+                if chained:
+                    stored = None
+                    for off, payload, n in scanner.links:
+                        if n:
+                            stored = payload
+                        else:
+                            links.link(name, off, payload, "where the segment begins" if not started else f"at byte {off}")
+                        started = True
+                    scanner.links.clear()
+                    if not started and batch.__class__ is not fmt.Hole:
+                        links._broken(name, batch[0][0], "chained segment does not begin with a chain link")
+                    started = True
                 if batch.__class__ is fmt.Hole:
+                    links.value = None
                     try:
                         fmt.hole_fits(batch, seq, name)
                     except CorruptRecord as e:
@@ -127,6 +234,7 @@ def _check_segment(
                     unsure.update(run_seqs)
                     unsure.add(None)
                     history.forget()
+                first = seq
                 for off, payload in batch:
                     try:
                         rec = decode_record(payload, name, off)
@@ -136,6 +244,19 @@ def _check_segment(
                         seq += 1
                         continue
                     seq = check_record(rec, seq, name, off, report, run_seqs, history, unsure)
+                if batch.__class__ is fmt.Hole:
+                    continue
+                if not chained:
+                    links.records([p for _, p in batch], first)
+                elif stored is None:
+                    links._broken(name, batch[0][0], "batch without a chain link in a chained segment")
+                    links.records([p for _, p in batch], first)
+                else:
+                    links.batch(name, batch, stored, first)
+            if chained:
+                for off, payload, n in scanner.links:  # a segment with no records: its starting link
+                    links.link(name, off, payload, "where the segment begins" if not started else f"at byte {off}")
+                    started = True
         except CorruptRecord as e:
             report.problems.append(Problem(name, e.offset, "corrupt", e.detail))
             return seq

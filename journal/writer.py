@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from . import chain, segments, spill
+from . import chain, hashchain, segments, spill
 from .commit import GroupCommit
 from . import format as fmt
 from .errors import (
@@ -130,6 +130,9 @@ class Journal:
         self._base = 0  # first sequence of the current segment
         self._end = 0
         self._crc = 0  # running CRC-32 of the current segment's bytes from its header to _end
+        self._chained = False  # whether the current segment carries the hash chain (format 3)
+        self._link = hashchain.GENESIS  # the hash chain at ``_link_at`` ...
+        self._link_at = (0, 0)  # ... (segment base, offset): where this writer last wrote or read it
         self._last_seq = 0
         self._owner = int.from_bytes(os.urandom(8), "little") or 1  # this writer, in the head
         self._published: bytes | None = None  # the head's header as this writer last wrote it
@@ -184,15 +187,22 @@ class Journal:
                         seq = self._last_seq + 1
                         rec = Record(seq, run_id, rs + 1, ts, event)
                         try:
-                            data = encode_frame(encoder.encode(rec), False)
+                            payload = encoder.encode(rec)
                         except OverflowError:
                             rec = None  # ``_append`` says what is wrong
                         else:
-                            if start + len(data) > self.segment_bytes or len(data) > MAX_FRAME:
+                            if self._chained:
+                                link = hashchain.link_payload(self._chain_at(start), [payload])[0]
+                                data = encode_frame(payload, True) + fmt.encode_link(link)
+                            else:
+                                data = encode_frame(payload, False)
+                            if start + len(data) > self.segment_bytes or len(payload) > MAX_PAYLOAD:
                                 rec = None
                             else:
                                 self._put(data, start, len(data))
                                 self._end = start + len(data)
+                                if self._chained:
+                                    self._link, self._link_at = link, (self._base, self._end)
                                 self._last_seq = seq
                                 self._local[run_id] = rs + 1
                                 self._alone += 1
@@ -334,6 +344,33 @@ class Journal:
             finally:
                 self._lock.release()
 
+    def upgrade(self) -> tuple[str, bytes] | None:
+        """Start storing the hash chain in a journal written before it had one (format 1):
+        the chain is computed over every record so far, the current segment is sealed and the
+        next one, chained, begins with that value (an empty current segment is replaced by a
+        chained one instead). Nothing written before is rewritten: from here on the chain
+        covers it, and ``verify`` checks it. (segment, chain value it begins with), or None if
+        the journal stores the chain already."""
+        with self._caught_up():
+            if self._chained:
+                return None
+            value: bytes | None = hashchain.GENESIS
+            for _, batch in chain.first_batches(self._dfd):
+                if batch.__class__ is fmt.Hole:
+                    value = None  # as ``verify`` reads it: judged again from the next link
+                elif value is not None:
+                    for _, payload in batch:
+                        value = hashchain.step(value, payload)
+            value = hashchain.GENESIS if value is None else value
+            if self._end > fmt.HEADER_LEN:
+                segments.seal(self._fd, self._segment, self._end)
+                self._create_segment(self._last_seq + 1, value)
+            else:
+                self._create_segment(self._base, value)  # no record yet: replaced whole
+            self._dirty = False
+            self._publish()
+            return self._segment, value
+
     @contextmanager
     def _caught_up(self):
         """Hold the lock with the view caught up and pending spills merged."""
@@ -470,9 +507,9 @@ class Journal:
             os.close(self._fd)
             self._fd, self._segment = None, ""
         first = chain.start(self._dfd)  # CorruptRecord if the journal lost its start
-        if first is None:
+        if first is None:  # a new journal: chained from its first record
             self._last_seq = 0
-            self._create_segment(1)
+            self._create_segment(1, hashchain.GENESIS)
             self._publish()
             return
         base, name = first
@@ -511,10 +548,12 @@ class Journal:
         seq, reached = self._base - 1, HEADER_LEN
         scanner = fmt.SegmentScanner(self._fd, self._segment, HEADER_LEN)
         for batch in scanner.batches():
-            if (batch.offset if batch.__class__ is fmt.Hole else batch[0][0]) >= end:
+            start = batch.offset if batch.__class__ is fmt.Hole else batch[0][0]
+            if start >= end:
+                reached = start  # (only links lie between the last batch and this one)
                 break  # past the end the head gave: read by the scan that follows
             if batch.__class__ is fmt.Hole:
-                seq, reached = fmt.hole_fits(batch, seq + 1, self._segment) - 1, batch.offset + batch.size
+                seq = fmt.hole_fits(batch, seq + 1, self._segment) - 1
             for off, payload in batch:
                 seq += 1
                 try:
@@ -523,8 +562,9 @@ class Journal:
                     raise CorruptRecord(self._segment, off, f"record does not decode: {why_undecodable(payload, e)}") from None
                 if head.seq != seq:
                     raise CorruptRecord(self._segment, off, f"sequence {head.seq} where {seq} was expected")
-                reached = off + fmt.FRAME_LEN + len(payload)
+            reached = scanner.offset
         else:
+            reached = scanner.offset
             if scanner.end.state == "tail" and reached == scanner.end.offset and reached < end:
                 self._end, self._last_seq = reached, seq
                 return True
@@ -564,10 +604,10 @@ class Journal:
                     raise CorruptRecord(name, off, f"record does not decode: {why_undecodable(payload, e)}") from None
 
     def _open_segment(self, name: str, base: int) -> None:
-        fd = segments.open_for_append(self._dfd, name, base)
+        fd, chained = segments.open_for_append(self._dfd, name, base)
         if self._fd is not None:
             os.close(self._fd)
-        self._fd, self._segment, self._base = fd, name, base
+        self._fd, self._segment, self._base, self._chained = fd, name, base, chained
         self._end, self._crc = fmt.HEADER_LEN, 0
 
     def _scan_current(self) -> None:
@@ -607,7 +647,7 @@ class Journal:
                 if exists_at(self._dfd, nxt):
                     self._open_segment(nxt, self._last_seq + 1)
                 else:
-                    self._create_segment(self._last_seq + 1)
+                    self._create_segment(self._last_seq + 1, scanner.link if self._chained else None)
                     return
         finally:
             store = self._head.store
@@ -620,21 +660,44 @@ class Journal:
         self._end = offset
         self._head.forget_synced()  # the sequences cut off are to be written again
 
-    def _create_segment(self, base: int) -> None:
+    def _create_segment(self, base: int, chain_in: bytes | None) -> None:
+        """Start the segment based at ``base``: chained, beginning at ``chain_in``, unless that is None."""
         try:
-            fd = segments.create(self._dfd, base)
+            fd = segments.create(self._dfd, base, chain_in)
         except JournalWriteFailed as e:
             raise JournalWriteFailed(f"{e} (in {self.directory})") from None
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._segment, self._base = fd, fmt.segment_name(base), base
-        self._end, self._crc = fmt.HEADER_LEN, 0
+        self._end, self._crc, self._chained = fmt.HEADER_LEN, 0, chain_in is not None
+        if chain_in is not None:
+            frame = fmt.encode_link(chain_in)
+            self._end, self._crc = fmt.HEADER_LEN + len(frame), zlib.crc32(frame)
+            self._link, self._link_at = chain_in, (base, self._end)
 
     def _roll(self) -> None:
-        """Seal the current segment (durably) and start the next one."""
+        """Seal the current segment (durably) and start the next one, chained if this one is."""
+        chain_in = self._chain_at(self._end) if self._chained else None
         segments.seal(self._fd, self._segment, self._end)
-        self._create_segment(self._last_seq + 1)
+        self._create_segment(self._last_seq + 1, chain_in)
         self._dirty = False
+
+    def _first_frame(self) -> int:
+        """Where the current segment's first record goes: after its header, and its starting link."""
+        return fmt.HEADER_LEN + fmt.FRAME_LEN + hashchain.SIZE if self._chained else fmt.HEADER_LEN
+
+    def _chain_at(self, end: int) -> bytes:
+        """The hash chain at ``end``, a batch boundary of the current (chained) segment: known
+        if this writer wrote or read it last, else the last bytes of the link frame ending there."""
+        if self._link_at == (self._base, end):
+            return self._link
+        if end < self._first_frame():
+            raise JournalDamaged(self._segment, end, "chained segment without the link it starts with")
+        link = os.pread(self._fd, hashchain.SIZE, end - hashchain.SIZE)
+        if len(link) != hashchain.SIZE:
+            raise JournalDamaged(self._segment, end, "chained segment ends before its last link")
+        self._link, self._link_at = link, (self._base, end)
+        return link
 
     def _write(self, batch: Sequence[Item], expected: dict[str, int] | None, origin: str | None = None) -> list[Record]:
         if expected:
@@ -658,7 +721,8 @@ class Journal:
                 raise _out_of_range(records) from None
             if len(payload) > MAX_PAYLOAD:
                 raise BadInput(f"an event of {len(payload)} bytes is larger than the journal's limit of {MAX_PAYLOAD}")
-            data = encode_frame(payload, False)
+            payloads = [payload]
+            data = None if self._chained else encode_frame(payload, False)
         else:
             records = []
             next_run: dict[str, int] = {}
@@ -678,13 +742,22 @@ class Journal:
                 raise _out_of_range(records) from None
             if max(map(len, payloads)) > fmt.MAX_PAYLOAD:
                 raise BadInput(f"an event is larger than the journal's limit of {fmt.MAX_PAYLOAD} bytes; nothing was written")
-            data = fmt.encode_batch(payloads)
-        size = len(data)
+            data = None if self._chained else fmt.encode_batch(payloads)
         start = self._end
-        if start > HEADER_LEN and start + size > self.segment_bytes:
+        if data is None:  # a chained segment: the batch ends with its link
+            size = sum(map(len, payloads)) + fmt.FRAME_LEN * (len(payloads) + 1) + hashchain.link_size(len(payloads))
+        else:
+            size = len(data)
+        if start > self._first_frame() and start + size > self.segment_bytes:
             self._roll()
             start = self._end
-        self._put(data, start, size)
+        if self._chained:
+            link, chained = hashchain.link_payload(self._chain_at(start), payloads)
+            data = fmt.encode_linked_batch(payloads, link)
+            self._put(data, start, size)
+            self._link, self._link_at = chained, (self._base, start + size)
+        else:  # (a roll keeps the segment's kind: ``data`` is as the new segment needs it)
+            self._put(data, start, size)
         self._end = start + size
         self._last_seq = seq
         # While this writer has been the only one for a while, the head is brought up to date

@@ -54,6 +54,7 @@ BAD_INPUT = {
     "project": (["--task", "no-such-task"], "no journal for task no-such-task at"),
     "watch": (["--task", "../x"], "task id '../x' must not contain '/'"),
     "verify": (["--task", "no-such-task"], "no journal for task no-such-task at"),
+    "upgrade": (["--task", "no-such-task"], "no journal for task no-such-task at"),
     "export": (["--run", UNKNOWN], f"no run {UNKNOWN} in any task under"),
     "import": (["bad.jsonl"], "bad.jsonl:1"),
     "copy": (["--to", "elsewhere", "--task", "no-such-task"], "no journal for task no-such-task"),

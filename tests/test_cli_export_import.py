@@ -51,7 +51,12 @@ def test_round_trip_keeps_run_ids_sequences_times_and_events(run_cli, task_journ
     assert run_cli("export", "--task", "src") == (0, exported, "")
     assert [json.loads(line)["seq"] for line in exported.splitlines()] == [1, 2, 3, 4, 5]
 
-    assert run_cli("import", "all.jsonl", "--task", "dst") == (0, "imported 5 of 5 events into task dst (0 already present)\n", "")
+    head = json.loads(exported.splitlines()[-1])["chain"]
+    assert run_cli("import", "all.jsonl", "--task", "dst") == (
+        0,
+        f"imported 5 of 5 events into task dst (0 already present)\nchain: every record matches the source's hash chain, up to sequence 5: {head}\n",
+        "",
+    )
     src, dst = runs_of(task_journal("src")), runs_of(task_journal("dst"))
     assert dst[RUN_A] == src[RUN_A] and dst[RUN_B] == src[RUN_B]
     assert [r.seq for r in read_records(str(task_journal("dst")))] == [1, 2, 3, 4, 5, 6]
@@ -59,7 +64,7 @@ def test_round_trip_keeps_run_ids_sequences_times_and_events(run_cli, task_journ
     before = snapshot(task_journal("dst"))
     code, out, err = run_cli("import", "all.jsonl", "--task", "dst", "--format", "json")
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"task_id": "dst", "events": 5, "imported": 0, "skipped": 5}
+    assert json.loads(out) == {"task_id": "dst", "events": 5, "imported": 0, "skipped": 5, "chain": {"seq": 5, "head": head, "unchained": 0}}
     assert snapshot(task_journal("dst")) == before
 
 
@@ -72,10 +77,12 @@ def test_export_as_one_json_document_imports_the_same(run_cli, task_journal, tmp
     assert run_cli("export", "--task", "src", "--format", "json", "-o", "all.json") == (0, "", "exported 5 events to all.json\n")
     assert (tmp_path / "all.json").read_text() == out
 
-    assert run_cli("import", "all.json", "--task", "dst") == (0, "imported 5 of 5 events into task dst (0 already present)\n", "")
+    code, out, err = run_cli("import", "all.json", "--task", "dst")
+    assert (code, err) == (0, "") and out.startswith("imported 5 of 5 events into task dst (0 already present)\nchain: every record matches")
     assert runs_of(task_journal("dst")) == runs_of(task_journal("src"))
     (tmp_path / "all.jsonl").write_text(lines)
-    assert run_cli("import", "all.jsonl", "--task", "dst") == (0, "imported 0 of 5 events into task dst (5 already present)\n", "")
+    code, out, err = run_cli("import", "all.jsonl", "--task", "dst")
+    assert (code, err) == (0, "") and out.startswith("imported 0 of 5 events into task dst (5 already present)\n")
 
 
 def test_export_of_one_run(run_cli, task_journal, tmp_path: Path):
@@ -109,6 +116,7 @@ def test_a_malformed_line_is_reported_by_number_and_nothing_is_imported(run_cli,
     lines[line - 1] = lines[line - 1][:-7]  # cut short, as by a failed copy
     fresh["run_id"] = "2025-12-02T00-00-00-000Z-12345678"
     fresh["run_seq"] = 1
+    del fresh["chain"], fresh["chain_before"]  # a line of another history: it carries no chain
     (tmp_path / "bad.jsonl").write_text("\n".join([json.dumps(fresh), *lines]) + "\n")
     before = snapshot(task_journal("dst"))
 

@@ -8,6 +8,7 @@ import json
 from helpers import assert_one_error_line
 from helpers.histories import SECOND, T0, RunScript, make_run_id, populate
 from helpers.invoke import invoke  # noqa: F401 - fixture
+from runjournal.journal import check
 
 PRUNE = "0801-dead-code-pruning"
 DOCS = "0802-docs-refresh"
@@ -61,6 +62,7 @@ def test_text_for_one_task(tmp_path, invoke):
     code, out, err = invoke("report", "--task", PRUNE)
     assert (code, err) == (0, "")
     runs = tmp_path / ".runs" / PRUNE
+    head = check(str(runs / "journal"))
     assert out == "\n".join(
         [
             f"task {PRUNE}",
@@ -72,6 +74,7 @@ def test_text_for_one_task(tmp_path, invoke):
             "  runs:            3 run(s): succeeded 2, failed 1",
             "  success rate:    66.7%",
             "  duration:        p50 1.901 s, p95 3.1 s",
+            f"  chain head:      {head.chain_head} at sequence {head.chain_seq}",
             f"  last failure:    {FAIL}, stage 2 stage-2 (exit 3): failed: stage-2 failed",
             *(f"    | line {n}" for n in range(3, 13)),
             "",

@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from helpers import DEADLINE, assert_one_error_line, clean_env
+from helpers.records import linked_batch
 
 from runjournal.journal import Item, Journal
 from runjournal.journal import events as ev
@@ -173,7 +174,7 @@ def test_an_event_type_from_a_newer_version_stops_tail_with_a_clear_error(run_cl
     seg = d / fmt.segment_name(1)
     offset = seg.stat().st_size
     with open(seg, "ab") as f:
-        f.write(fmt.encode_batch([msgspec.msgpack.encode([6, RUN_A, 5, TS, {"type": "future_thing"}, None])]))
+        f.write(linked_batch(f.name, [msgspec.msgpack.encode([6, RUN_A, 5, TS, {"type": "future_thing"}, None])]))
     code, out, err = run_cli("tail")
     assert code == 1 and out == "\n".join(LINES) + "\n"
     assert_one_error_line(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 from pathlib import Path
 
@@ -48,7 +49,9 @@ def test_a_clean_journal(run_cli, task_journal):
     size = (d / SEG1).stat().st_size
     code, out, err = run_cli("verify")
     assert (code, err) == (0, "")
-    assert out == f"{d}: ok: 6 records, 2 runs, 1 segments, {size} bytes\n"
+    first, chain = out.splitlines()
+    assert first == f"{d}: ok: 6 records, 2 runs, 1 segments, {size} bytes"
+    assert re.fullmatch(r"chain: head [0-9a-f]{64} at sequence 6 \(stored from the first record\)", chain), chain
 
     code, out, err = run_cli("verify", "--format", "json")
     assert (code, err) == (0, "")
@@ -68,7 +71,8 @@ def test_a_torn_tail_is_reported_then_repaired(run_cli, task_journal):
     code, out, err = run_cli("verify", "--task", "nightly")
     assert (code, err) == (1, "")
     assert out.splitlines()[0].startswith(f"{d}: 1 problem(s): 6 records, 2 runs, 1 segments, {offset + 20} bytes")
-    assert out.splitlines()[1:] == [f"problem: torn-tail in {SEG1} at byte {offset}: {detail}"]
+    assert out.splitlines()[1:-1] == [f"problem: torn-tail in {SEG1} at byte {offset}: {detail}"]
+    assert out.splitlines()[-1].startswith("chain: head ")
 
     code, out, _ = run_cli("verify", "--task", "nightly", "--format", "json")
     doc = json.loads(out)

@@ -8,6 +8,7 @@ from typing import Union
 import msgspec
 import pytest
 from helpers.strategies import any_events
+from helpers.records import linked_batch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -104,7 +105,7 @@ def test_an_unknown_event_type_is_an_error_naming_it(journal_dir: Path):
     seg = journal_dir / fmt.segment_name(1)
     offset = seg.stat().st_size
     with open(seg, "ab") as f:
-        f.write(fmt.encode_batch([future_record(2)]))
+        f.write(linked_batch(f.name, [future_record(2)]))
 
     seen = []
     with pytest.raises(UnknownEventType, match=r"at byte \d+ has unknown event type 'future_thing': it was written by a newer runjournal; upgrade") as info:
@@ -121,7 +122,7 @@ def test_a_known_type_with_a_field_of_the_wrong_type_is_corruption_not_an_unknow
     seg = journal_dir / fmt.segment_name(1)
     bad = msgspec.msgpack.encode([2, "r", 2, 5, {"type": "stage_started", "index": "one", "stage_id": "s"}, None])
     with open(seg, "ab") as f:
-        f.write(fmt.encode_batch([bad]))
+        f.write(linked_batch(f.name, [bad]))
     with pytest.raises(CorruptRecord, match=r"record does not decode: Expected `int`, got `str` - at `\$\[4\]\.index`") as info:
         list(read_records(str(journal_dir)))
     assert not isinstance(info.value, UnknownEventType)

@@ -28,6 +28,7 @@ from helpers import assert_one_error_line, clean_env, file_store_of
 from helpers import time_bound as bounded
 from helpers.damage import Damage, export_damage, journal_damage
 from helpers.histories import T0, RunScript, interleave, make_run_id, write
+from helpers.records import linked_batch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -709,7 +710,7 @@ def test_a_record_with_a_string_that_is_not_utf8_is_corruption(journal_dir: Path
     seg = journal_dir / fmt.segment_name(1)
     offset = seg.stat().st_size
     with open(seg, "ab") as f:  # run id "\x80": framed and checksummed like any record
-        f.write(fmt.encode_batch([payload.replace(b"\xa1b", b"\xa1\x80")]))
+        f.write(linked_batch(f.name, [payload.replace(b"\xa1b", b"\xa1\x80")]))
     at = payload.index(b"\xa1b") + 1
     detail = f"record does not decode: a string is not UTF-8 (byte 0x80 at {at}: invalid start byte)"
     if where == "read_records":
@@ -728,7 +729,7 @@ def test_a_record_nested_too_deeply_is_corruption(journal_dir: Path, where: str)
     seg = journal_dir / fmt.segment_name(1)
     offset = seg.stat().st_size
     with open(seg, "ab") as f:  # an unknown field holding 100,000 nested arrays, checksummed
-        f.write(fmt.encode_batch([deep]))
+        f.write(linked_batch(f.name, [deep]))
     at = len(heartbeat) - len(b"\x81\xa4type\xa9heartbeat\xc0") + len(b"\x82\xa4type\xa9heartbeat\xa1x") + 30  # the 33rd array or map
     detail = f"record does not decode: values nested too deeply (more than 32 levels at byte {at})"
     if where == "read_records":

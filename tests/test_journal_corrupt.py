@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import clean_env
+from helpers.records import linked_batch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -131,7 +132,7 @@ def test_a_flipped_bit_in_a_segment_header(pristine: Path):
 def _append_frames(path: Path, *payloads: bytes) -> int:
     offset = path.stat().st_size
     with open(path, "ab") as f:
-        f.write(fmt.encode_batch(list(payloads)))
+        f.write(linked_batch(path, list(payloads)))
     return offset
 
 

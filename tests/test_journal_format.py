@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import sys
@@ -22,15 +23,20 @@ TS = 1764581831576000000  # 2025-12-01T09:37:11.576Z
 # docs/journal-format.md section 9, "Worked example: one record" (its xxd dump)
 WORKED_EXAMPLE = bytes.fromhex(
     """
-    524a 4f55 524e 414c 0100 0100 2000 0000
-    0100 0000 0000 0000 0000 0000 e0db 28cc
-    5a00 0000 da30 f485 9f76 731c 9601 d921
-    3230 3235 2d31 322d 3031 5430 392d 3337
-    2d31 312d 3537 365a 2d31 6136 3065 6265
-    6101 cf18 7d0d d3a0 3216 0083 a474 7970
-    65ad 7374 6167 655f 7374 6172 7465 64a5
-    696e 6465 7801 a873 7461 6765 5f69 64a5
-    6275 696c 64c0
+    524a 4f55 524e 414c 0300 0100 2000 0000
+    0100 0000 0000 0000 0000 0000 6cad e606
+    2000 0020 ea50 18ba ad55 0a19 0000 0000
+    0000 0000 0000 0000 0000 0000 0000 0000
+    0000 0000 0000 0000 0000 0000 5a00 0080
+    fab3 4c68 9f76 731c 9601 d921 3230 3235
+    2d31 322d 3031 5430 392d 3337 2d31 312d
+    3537 365a 2d31 6136 3065 6265 6101 cf18
+    7d0d d3a0 3216 0083 a474 7970 65ad 7374
+    6167 655f 7374 6172 7465 64a5 696e 6465
+    7801 a873 7461 6765 5f69 64a5 6275 696c
+    64c0 2000 0020 ea50 18ba 9e54 fc05 a470
+    bb85 28dd 86fc 3a8c 3f7c 6154 a4f1 2bd6
+    765a 888c 8140 f8cf abcf 9ebb 94ce
     """
 )
 
@@ -38,7 +44,7 @@ WORKED_EXAMPLE = bytes.fromhex(
 def test_one_record_is_written_exactly_as_documented(journal_dir: Path):
     with Journal(str(journal_dir)) as j:
         j.append_batch([Item(RUN, ev.StageStarted(index=1, stage_id="build"), TS)])
-    assert len(WORKED_EXAMPLE) == 134
+    assert len(WORKED_EXAMPLE) == 222
     assert (journal_dir / fmt.segment_name(1)).read_bytes() == WORKED_EXAMPLE
 
 
@@ -60,7 +66,7 @@ def test_header_fields_and_checksum():
         (lambda h: h[:31], "segment header is 31 bytes, expected 32"),
         (lambda h: b"XJOURNAL" + h[8:], "bad magic"),
         (lambda h: h[:16] + b"\x02" + h[17:], "segment header checksum mismatch"),
-        (lambda h: _rechecksum(h[:8] + b"\x03\x00" + h[10:28]), "segment format 3 is not supported"),
+        (lambda h: _rechecksum(h[:8] + b"\x05\x00" + h[10:28]), "segment format 5 is not supported"),
     ],
 )
 def test_a_bad_header_is_corruption_at_offset_zero(damage, detail):
@@ -74,27 +80,45 @@ def _rechecksum(first28: bytes) -> bytes:
 
 
 def read_as_documented(directory: Path):
-    """A reader written from docs/journal-format.md alone: struct, zlib and generic msgpack."""
+    """A reader written from docs/journal-format.md alone: struct, zlib, hashlib and generic
+    msgpack. It checks the hash chain as the page describes it, too."""
     names = sorted(n for n in os.listdir(directory) if fmt.SEGMENT_RE.match(n))
-    name, expect = names[0], int(names[0][4:24])
+    name, expect, chain = names[0], int(names[0][4:24]), bytes(32)
     while True:
         data = (directory / name).read_bytes()
         assert data[:8] == b"RJOURNAL" and zlib.crc32(data[:28]) == struct.unpack_from("<I", data, 28)[0]
         assert struct.unpack_from("<Q", data, 16)[0] == expect
+        chained = struct.unpack_from("<H", data, 8)[0] in (3, 4)
         pos, batch, sealed = 32, [], False
         while pos + 12 <= len(data):
             word, wcrc, pcrc = struct.unpack_from("<III", data, pos)
             assert zlib.crc32(data[pos : pos + 4]) == wcrc
-            payload = data[pos + 12 : pos + 12 + (word & 0x3FFFFFFF)]
+            payload = data[pos + 12 : pos + 12 + (word & 0x1FFFFFFF)]
             assert zlib.crc32(payload) == pcrc
-            pos += 12 + len(payload)
+            at, pos = pos, pos + 12 + len(payload)
             if word & 0x40000000:
                 assert not batch and pos == len(data), "nothing follows a seal"
                 sealed = True
                 break
-            batch.append(msgspec.msgpack.decode(payload))
+            if word & 0x20000000:  # LINK: closes a batch, or begins a segment
+                assert chained and not word & 0x80000000
+                if not batch:
+                    assert at == 32 and payload == chain, "a segment begins with the chain as it stands"
+                for i, raw in enumerate(batch):
+                    chain = hashlib.blake2b(chain + raw, digest_size=32).digest()
+                    assert chain.startswith(payload[8 * i : 8 * i + 8] if i < len(batch) - 1 else payload[-32:])
+                for raw in batch:
+                    rec = msgspec.msgpack.decode(raw)
+                    assert rec[0] == expect
+                    expect += 1
+                    yield rec
+                batch = []
+                continue
+            batch.append(payload)
             if not word & 0x80000000:
-                for rec in batch:
+                assert not chained, "a chained segment closes every batch with a link"
+                for raw in batch:
+                    rec = msgspec.msgpack.decode(raw)
                     assert rec[0] == expect
                     expect += 1
                     yield rec

@@ -26,7 +26,7 @@ from runjournal.journal import (
     check,
     read_records,
 )
-from runjournal.journal import format as fmt
+from runjournal.journal import format as fmt, hashchain
 from runjournal.journal.events import JOURNAL_RUN, TailRepaired, encoder
 
 SEGMENT_BYTES = 4096
@@ -145,7 +145,7 @@ class JournalMachine(RuleBasedStateMachine):
         # into a segment holding a record: a writer never seals an empty segment
         if self.torn or not os.path.isdir(self.dir) or not fmt.list_segments(self.dir):
             return False
-        return os.path.getsize(self._last_segment()) > fmt.HEADER_LEN
+        return os.path.getsize(self._last_segment()) > fmt.HEADER_LEN + fmt.FRAME_LEN + hashchain.SIZE  # past its starting link
 
     def _leave(self, data: bytes) -> None:
         with open(self._last_segment(), "ab") as f:

@@ -26,6 +26,7 @@ from helpers import _LOCATION_VARS, clean_env, time_bound
 from helpers.histories import T0, RunScript, make_run_id, populate
 from helpers.strategies import CLIMB, hostile_ids
 from helpers.trees import changes, fingerprint
+from helpers.records import linked_batch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -142,7 +143,7 @@ def planted(tmp_path: Path, run_id: str) -> Path:
     records = [Record(last + n, run_id, n, T0 + n, event) for n, event in enumerate(events, 1)]
     segment = journal / fmt.list_segments(str(journal))[-1][1]
     with open(segment, "ab") as f:
-        f.write(fmt.encode_batch([ev.encoder.encode(r) for r in records]))
+        f.write(linked_batch(f.name, [ev.encoder.encode(r) for r in records]))
     return journal
 
 
@@ -264,6 +265,7 @@ ENTRIES = [
     Entry("watch", "task", lambda t, p: ["--poll", "0.05", *t]),
     Entry("verify", "task", lambda t, p: t),
     Entry("verify", "task", lambda t, p: ["--repair", *t]),
+    Entry("upgrade", "task", lambda t, p: t),
     Entry("export", "task", lambda t, p: t),
     Entry("export", "task", lambda t, p: ["-o", str(p.output), *t]),
     Entry("import", "task", lambda t, p: [str(p.export), *t]),

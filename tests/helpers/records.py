@@ -21,3 +21,16 @@ def records_by_run(directory: Path) -> dict[str, list[Record]]:
     for run_id, recs in runs.items():
         assert [r.run_seq for r in recs] == list(range(1, len(recs) + 1)), run_id
     return runs
+
+
+def linked_batch(path, payloads: list[bytes]) -> bytes:
+    """A batch to append by hand at the end of the segment at ``path``, framed as its writer
+    would frame it: in a chained segment, closed by a link that carries the chain on (what a
+    forger who recomputes checksums and links writes), so that only what a test forged is wrong."""
+    from runjournal.journal import format as fmt, hashchain
+
+    data = Path(path).read_bytes()
+    if not fmt.decode_header(data[: fmt.HEADER_LEN], str(path)).chained:
+        return fmt.encode_batch(list(payloads))
+    link, _ = hashchain.link_payload(data[-hashchain.SIZE :], list(payloads))
+    return fmt.encode_linked_batch(list(payloads), link)
