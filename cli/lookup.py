@@ -71,7 +71,8 @@ def viewed(settings, task: str) -> tuple[Projector, TaskState]:
 
 
 def _has_records(settings, run_id: str) -> Callable[[str], bool]:
-    return lambda task: any(rec.run_id == run_id for rec in settings.store.records(task))
+    store = settings.store
+    return lambda task: run_id in store.archived_runs(task) or any(rec.run_id == run_id for rec in store.records(task))
 
 
 def run_task(settings, run_id: str, task: str | None, holds: Callable[[str], bool] | None = None) -> str:

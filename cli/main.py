@@ -36,6 +36,8 @@ COMMANDS = {
     "watch": ("projection_cmds", "watch"),
     "verify": ("journal_cmds", "verify"),
     "upgrade": ("journal_cmds", "upgrade"),
+    "archive": ("retention_cmds", "archive"),
+    "prune": ("retention_cmds", "prune"),
     "export": ("journal_cmds", "export"),
     "import": ("journal_cmds", "import_"),
     "copy": ("journal_cmds", "copy_"),

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import click
 import msgspec
@@ -24,6 +25,7 @@ from runjournal.journal.text import for_terminal
 from runjournal.journal import events as ev
 from runjournal.projections import Projector, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
+from runjournal.projections.replay import RunNotFound
 from runjournal.projections.replay import step as make_step
 from runjournal.projections.state import Run, TaskState
 from runjournal.runner import run_exit_code
@@ -206,9 +208,10 @@ def _wanted(run: Run, status: str | None, since: int | None, pipeline: str | Non
 @click.option("--since", type=Since(), help="Only runs started at or after this time, or this long ago (2h, 7d).")
 @click.option("--pipeline", metavar="ID", shell_complete=complete_pipeline, help="Only runs of this pipeline.")
 @click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N runs (the newest).")
+@click.option("--archived", is_flag=True, help="Only archived runs (`runjournal archive`); without it they are left out.")
 @format_option
 @pass_settings
-def runs(settings, task, status, since, pipeline, limit, fmt):
+def runs(settings, task, status, since, pipeline, limit, archived, fmt):
     """List runs, newest first, across every task unless --task.
 
     Example: runjournal runs --status failed --since 2h --limit 10
@@ -217,7 +220,7 @@ def runs(settings, task, status, since, pipeline, limit, fmt):
     for t in journal_tasks(settings, task):
         projector, state = viewed(settings, t)
         for run in state.runs.values():
-            if not _wanted(run, status, since, pipeline):
+            if (run.run_id in state.archived) != archived or not _wanted(run, status, since, pipeline):
                 continue
             rows.append((run.started_ts, run.run_id, t, run_row(projector, run)))
     rows.sort(key=lambda r: r[:3], reverse=True)
@@ -392,19 +395,28 @@ def status(settings, run_id, task, follow_, fmt):
 # -- replay ----------------------------------------------------------------------------
 
 
-def _parse_at(text: str, start_ts: int) -> tuple[int | None, int | None]:
-    """SEQ (a global sequence number), +SECONDS (after the run started) or an ISO-8601 time."""
+def _parse_at(text: str, start_ts: Callable[[], int]) -> tuple[int | None, int | None]:
+    """SEQ (a global sequence number), +SECONDS (after the run started: ``start_ts()``, asked
+    only then) or an ISO-8601 time."""
     if text.isascii() and text.isdigit():  # not other scripts' digits, nor '²'
         return int(text), None
     try:
         if text.startswith("+"):
-            return None, start_ts + int(float(text[1:].removesuffix("s")) * 1e9)
+            return None, start_ts() + int(float(text[1:].removesuffix("s")) * 1e9)
         return None, parse_iso(text)
     except (ValueError, OverflowError):  # OverflowError: +inf, +1e300
         raise click.BadParameter(
             f"{text!r} is not a sequence number, +SECONDS or an ISO-8601 time (e.g. 42, +12.5s, 2025-12-01T09:37:20Z)",
             param_hint="'--at'",
         ) from None
+
+
+def _started(store, task: str, run_id: str) -> int:
+    """The time of the run's first record: the journal is read up to it, not past it."""
+    for rec in store.records(task):
+        if rec.run_id == run_id:
+            return rec.ts
+    raise RunNotFound(f"no run {run_id} in the journal at {store.where(task)} (see `runjournal runs`)")
 
 
 def _step_doc(step: Step, rec) -> dict:
@@ -438,13 +450,13 @@ def replay(settings, run_id, task, at, speed, fmt):
     if at is not None and speed is not None:
         raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
     found = run_task(settings, run_id, task)
-    steps = timeline(settings.store, found, run_id)
-    if at is not None:
-        seq, ts = _parse_at(at, steps[0][1].ts)
+    if at is not None:  # no timeline: a whole read of the journal that --at does not need
+        seq, ts = _parse_at(at, lambda: _started(settings.store, found, run_id))
         paths = prender.Paths(settings.runs_dir, settings.out_dir, found)
         sys.stdout.buffer.write(prender.dumps(state_at(settings.store, found, run_id, paths, seq=seq, ts_ns=ts)))
         sys.stdout.flush()
         return 0
+    steps = timeline(settings.store, found, run_id)
     if speed is not None:
         start = steps[0][1].ts
         played = [0]

@@ -3,8 +3,10 @@
 Every reader of segments asks here (the reader, the writer's catch-up and head rebuild,
 ``check``, the file store): the rules of docs/journal-format.md section 5 are written once.
 
-- The chain starts at the segment based at sequence 1; nothing deletes segments, so a
-  journal whose lowest segment has another base has lost its start.
+- The chain starts at the segment based at sequence 1, or, once segments were archived
+  (``journal.archive``), at the sequence after the archive (or an archived segment's base,
+  while its move is unfinished); a journal whose lowest segment has another base has lost
+  its start.
 - A scan of a segment ends ``open`` (the chain ends here, for now), ``sealed`` (the chain
   goes on in the segment based at the sequence after its last record, which its writer
   creates next) or ``tail`` (an unfinished batch: only ever at the end of the newest
@@ -13,9 +15,11 @@ Every reader of segments asks here (the reader, the writer's catch-up and head r
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Iterator
 
+from . import archive
 from . import format as fmt
 from .errors import CorruptRecord
 from .fsutil import Where
@@ -28,13 +32,16 @@ def segments(directory: Where) -> list[tuple[int, str]]:
 
 def start(directory: Where) -> tuple[int, str] | None:
     """The chain's first segment; None while the journal has none. CorruptRecord if the lowest
-    segment is not based at sequence 1 (a segment based at 0 is never part of the chain)."""
+    segment is not where the journal begins (sequence 1, or after the archive: see the module)
+    (a segment based at 0 is never part of the chain)."""
     found = segments(directory)
     if not found:
         return None
     chain = [seg for seg in found if seg[0] >= 1]
     if not chain or chain[0][0] != 1:
         base, name = (chain or found)[0]
+        if base > 1 and base in archive.starts(directory):
+            return chain[0]
         raise CorruptRecord(name, 0, fmt.missing_start(base) if base > 1 else "segment starts at sequence 0, before the journal's first record (1)")
     return chain[0]
 
@@ -44,11 +51,9 @@ def containing(directory: Where, seq: int) -> tuple[int, str] | None:
     first = start(directory)
     if first is None:
         return None
-    chosen = first
-    for seg in segments(directory):
-        if first[0] <= seg[0] <= seq:
-            chosen = seg
-    return chosen
+    found = segments(directory)
+    i = bisect.bisect_right(found, seq, key=lambda seg: seg[0])  # by name: no segment is read
+    return found[i - 1] if i and found[i - 1][0] >= first[0] else first
 
 
 def later(directory: Where, segment: str) -> str | None:

@@ -258,6 +258,18 @@ class RegionQuarantined(Event, tag="region_quarantined"):
     boundary: ClassVar[bool] = True
 
 
+class RunsArchived(Event, tag="runs_archived"):
+    """Journal-level: ``runs`` ended and were archived (``runjournal archive``): their records may
+    leave the live journal for ``archive/``. ``state`` is what the projections need of them
+    (opaque here: ``projections.state.Snapshot``), so that the task's files rebuild the same
+    without their records. ``pruned``: runs whose archived records were deleted (``prune``)."""
+
+    runs: tuple[str, ...]
+    state: bytes
+    pruned: tuple[str, ...] = ()
+    boundary: ClassVar[bool] = True
+
+
 AnyEvent = Union[
     RunStarted,
     StageStarted,
@@ -279,6 +291,7 @@ AnyEvent = Union[
     TailRepaired,
     RegionQuarantined,
     CancelRequested,
+    RunsArchived,
 ]
 
 EVENT_TYPES: dict[str, type[Event]] = {

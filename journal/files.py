@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from . import chain
+from . import archive, chain
 from . import format as fmt
 from .verify import Report, check, repair
 from .errors import BadInput, CorruptRecord, JournalNotFound
@@ -138,6 +138,9 @@ class FileStore(EventStore):
         directory = self.journal_dir(task)
         if not os.path.isdir(directory):
             return None
+        archived = archive.manifest(directory).identity  # its first segment archived: kept there
+        if archived:
+            return archived
         first = chain.start(directory)
         if first is None:
             return ""
@@ -192,6 +195,15 @@ class FileStore(EventStore):
 
     def upgrade(self, task: str) -> tuple[str, bytes] | None:
         return self.writer(task).upgrade()
+
+    def archived_records(self, task: str, runs: set[str]):
+        return archive.records(self.journal_dir(task), runs)
+
+    def archived_runs(self, task: str) -> set[str]:
+        directory = self.journal_dir(task)
+        if not os.path.isdir(directory):
+            return set()
+        return {r for e in archive.manifest(directory).segments if not e.pruned for r in e.runs if r}
 
     def chained_records(self, task: str):
         directory = self.journal_dir(task)

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from . import chain
+from . import archive, chain, seek
 from . import format as fmt
 from .errors import CorruptRecord, JournalNotFound, UnknownEventType
 from .events import DECODE_ERRORS, Record, record_decoder, unknown_type_of, why_undecodable
@@ -47,10 +47,10 @@ class JournalReader:
             segment, offset, next_seq = start
             skip_to = next_seq
         else:
-            chosen = chain.containing(self.directory, start_seq)
-            if chosen is None:
+            found = seek.position(self.directory, start_seq)  # the segment by name, the batch by its frames
+            if found is None:
                 return
-            segment, offset, next_seq = chosen[1], fmt.HEADER_LEN, chosen[0]
+            segment, offset, next_seq = found
             skip_to = max(start_seq, next_seq)
         self._segment, self._offset, self._next_seq = segment, offset, next_seq
         looked_again = False
@@ -58,9 +58,11 @@ class JournalReader:
             try:
                 fd, _ = fmt.open_segment(self.directory, segment)
             except FileNotFoundError:
-                if start is not None and segment == start.segment:
-                    raise CorruptRecord(segment, offset, "segment to resume from no longer exists") from None
-                return
+                fd = archive.open_archived(self.directory, segment)  # archived since: read from there
+                if fd is None:
+                    if start is not None and segment == start.segment:
+                        raise CorruptRecord(segment, offset, "segment to resume from no longer exists") from None
+                    return
             try:
                 header = fmt.decode_header(os.pread(fd, fmt.HEADER_LEN, 0), segment)
                 if offset == fmt.HEADER_LEN and header.base_seq != next_seq:

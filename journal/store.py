@@ -147,6 +147,15 @@ class EventStore(abc.ABC):
         (network filesystems). Notifications may be merged or lost: callers catch up on a tick
         too. ``warn(message)``: what the wake-up survives (a journal deleted, a watch refused)."""
 
+    def archived_records(self, task: str, runs: set[str]) -> Iterator[Record]:
+        """The records of ``runs`` that were moved to the task's archive (``runjournal archive``),
+        in order; none in a store that keeps every record live."""
+        return iter(())
+
+    def archived_runs(self, task: str) -> set[str]:
+        """Runs with records in the task's archive (not pruned)."""
+        return set()
+
     def chained_records(self, task: str) -> Iterator[tuple[Record, bytes | None, bytes | None]]:
         """Every record with the hash chain before and after it, None where the store keeps
         none (``reader.chained_records``): what ``export`` writes beside each record."""

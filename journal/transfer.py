@@ -58,6 +58,9 @@ def to_json_line(rec: Record, before: bytes | None = None, after: bytes | None =
 def export_lines(store: EventStore, task: str, run_id: str | None = None) -> Iterator[bytes]:
     """The task's events (or one run's) as JSON Lines, with the hash chain around each where the
     store keeps it; journal-level events are left out."""
+    if run_id is not None:  # an archived run: its archived records first, without the chain
+        for rec in store.archived_records(task, {run_id}):
+            yield to_json_line(rec)
     for rec, before, after in store.chained_records(task):
         if rec.run_id == JOURNAL_RUN or run_id is not None and rec.run_id != run_id:
             continue

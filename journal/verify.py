@@ -22,7 +22,7 @@ from .writer import PENDING_DIR, Journal
 class Problem:
     segment: str
     offset: int
-    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | duplicate-sequence | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | chain-broken | pin-mismatch | damaged-spill | foreign-spill | refused-spill
+    kind: str  # torn-tail | corrupt | bad-header | sequence-gap | duplicate-sequence | run-sequence-gap | unknown-event | unreachable-segment | invalid-id | history | chain-broken | pin-mismatch | bad-archive | damaged-spill | foreign-spill | refused-spill
     detail: str
 
 
@@ -44,6 +44,11 @@ class Report:
     #: the first sequence whose segment stores the chain (format 3), None if none does (a
     #: journal written before the chain: ``runjournal upgrade`` starts storing it)
     chain_stored_from: int | None = None
+    #: archived segments read back from ``archive/``, and those pruned (their records deleted)
+    archived: int = 0
+    pruned: int = 0
+    #: live segments also archived: a move a killed ``archive`` left (the next one finishes it)
+    archive_unfinished: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -144,8 +149,12 @@ def check(directory: str, pins: dict[int, bytes] | None = None) -> Report:
     unsure: set = set()  # runs that may have lost records in a region set aside (None: runs not seen yet)
     segments = chain.segments(directory)
     report.segments = len(segments)
-    expected_seq = 1  # nothing deletes segments: the chain starts at 1
+    archived: set[str] = set()
+    expected_seq = _check_archive(directory, archived, report, run_seqs, history, unsure, links)
     for i, (base, name) in enumerate(segments):
+        if name in archived and base < expected_seq:  # archived, its live copy not removed yet: read once, from the archive
+            report.archive_unfinished.append(name)
+            continue
         if base != expected_seq:
             detail = fmt.missing_start(base) if i == 0 and base > 1 else f"starts at sequence {base}, expected {expected_seq}"
             report.problems.append(Problem(name, 0, "unreachable-segment", detail))
@@ -176,13 +185,66 @@ def check(directory: str, pins: dict[int, bytes] | None = None) -> Report:
     return report
 
 
+def _check_archive(directory: str, archived: set[str], report: Report, run_seqs: dict[str, int], history: History, unsure: set, links: ChainCheck) -> int:
+    """Check the archived segments (``journal.archive``) as the journal's first ones: each read
+    back from its compressed copy, its chain at both ends compared with the manifest's. Pruned
+    ones are passed over, the chain taken again from the manifest after them. Adds each listed
+    segment's name to ``archived``; returns the sequence the live journal must begin at."""
+    from . import archive
+
+    try:
+        found = archive.manifest(directory)
+    except CorruptRecord as e:
+        report.problems.append(Problem(e.segment, 0, "bad-archive", e.detail))
+        return 1
+    expected = 1
+    for entry in found.segments:
+        archived.add(entry.segment)
+        if entry.pruned:
+            report.pruned += 1
+            links.value = bytes.fromhex(entry.chain_out) if len(entry.chain_out) == 64 else None
+            links.seq = entry.last
+            expected = entry.last + 1
+            continue
+        if links.value is not None and links.value.hex() != entry.chain_in:
+            report.problems.append(Problem(entry.segment, 0, "chain-broken", "the archive's manifest gives another chain where this segment begins"))
+        try:
+            fd = archive.open_archived(directory, entry.segment)
+        except CorruptRecord as e:
+            report.problems.append(Problem(f"{archive.ARCHIVE_DIR}/{entry.file}", 0, "bad-archive", e.detail))
+            links.value = bytes.fromhex(entry.chain_out) if len(entry.chain_out) == 64 else None
+            expected = entry.last + 1
+            continue
+        report.archived += 1
+        try:
+            expected = _check_segment(directory, entry.segment, entry.base, False, report, run_seqs, history, unsure, links, fd=fd)
+        finally:
+            os.close(fd)
+        if links.value is not None and links.value.hex() != entry.chain_out:
+            report.problems.append(Problem(entry.segment, 0, "chain-broken", "the archive's manifest gives another chain where this segment ends"))
+    return expected
+
+
 def _check_segment(
-    directory: str, name: str, base: int, last: bool, report: Report, run_seqs: dict[str, int], history: History, unsure: set, links: ChainCheck
+    directory: str,
+    name: str,
+    base: int,
+    last: bool,
+    report: Report,
+    run_seqs: dict[str, int],
+    history: History,
+    unsure: set,
+    links: ChainCheck,
+    fd: int | None = None,
 ) -> int:
-    """Check one segment; return the sequence the next segment must start at."""
+    """Check one segment (read through ``fd``, an archived one's bytes, if given); return the
+    sequence the next segment must start at."""
     seq = base
     try:
-        fd, size = fmt.open_segment(directory, name)
+        if fd is None:
+            fd, size = fmt.open_segment(directory, name)
+        else:
+            fd, size = os.dup(fd), os.fstat(fd).st_size
     except CorruptRecord as e:  # a directory or a FIFO named like a segment
         report.problems.append(Problem(name, 0, "bad-header", e.detail))
         return seq

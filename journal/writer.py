@@ -293,6 +293,11 @@ class Journal:
                 self._settle()
             return records
 
+    def record(self, event: Event, expected: dict[str, int] | None = None) -> Record:
+        """Append a journal-level event (run id ``""``), such as an archive's ``runs_archived``;
+        with ``expected``, only if each of those runs is at that sequence now."""
+        return self._append(((JOURNAL_RUN, event, time.time_ns()),), expected)[0]
+
     def run_seq(self, run_id: str) -> int:
         """The run's current (last committed) sequence, 0 if the run has no events."""
         return self.run_seqs([run_id])[run_id]
@@ -370,6 +375,19 @@ class Journal:
             self._dirty = False
             self._publish()
             return self._segment, value
+
+    @property
+    def dir_fd(self) -> int:
+        """The journal directory's descriptor (opened without following a link; see ``__init__``)."""
+        return self._dfd
+
+    @contextmanager
+    def hold(self):
+        """The journal's lock held and this writer caught up, for a change beside the appends
+        (``journal.archive``: a segment leaving the live journal); the journal directory's
+        descriptor. Appends from other processes wait meanwhile: keep it short."""
+        with self._caught_up():
+            yield self._dfd
 
     @contextmanager
     def _caught_up(self):
@@ -513,7 +531,7 @@ class Journal:
             self._publish()
             return
         base, name = first
-        self._last_seq = 0
+        self._last_seq = base - 1  # 0, or the last sequence archived before the live journal
         self._open_segment(name, base)
         self._scan_current()
         stray = [n for b, n in chain.segments(self._dfd) if b > self._last_seq + 1 or (b > base and n > self._segment)]

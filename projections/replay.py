@@ -55,6 +55,7 @@ class Step(msgspec.Struct, omit_defaults=True):
 
 def _run_records(store: EventStore, task: str, run_id: str) -> Iterator[Record]:
     validate_run_id(run_id)
+    yield from store.archived_records(task, {run_id})  # an archived run: read back from the archive
     for rec in store.records(task):
         if rec.run_id == run_id:
             yield rec

@@ -15,7 +15,7 @@ from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN, Record
 
 #: bump when the state layout or any rendered file changes: checkpoints of another version are rebuilt
-PROJECTION_VERSION = 5
+PROJECTION_VERSION = 6
 #: how many refused ids a task state keeps to report
 INVALID_IDS_KEPT = 20
 HEARTBEAT_MANIFEST_THROTTLE_NS = 30 * 1_000_000_000
@@ -161,6 +161,10 @@ class TaskState(msgspec.Struct):
     dirty_task: bool = False
     #: run ids in the journal that cannot name a path: skipped, never projected (the first few)
     invalid_ids: list[str] = []
+    #: the sequence of the record that made each line of ``metrics`` (the order they are in)
+    metrics_seqs: list[int] = []
+    #: archived runs (``runs_archived``), with what their records added to ``writers``
+    archived: dict[str, WriterTotals] = {}
 
     def apply(self, rec: Record) -> None:
         event = rec.event
@@ -191,6 +195,8 @@ class TaskState(msgspec.Struct):
             return
         handler = _HANDLERS.get(type(event))
         if rec.run_id == JOURNAL_RUN or handler is None:
+            if type(event) is ev.RunsArchived:
+                _runs_archived(self, rec)
             return
         if handler is _run_started:
             run = None
@@ -455,6 +461,7 @@ def _run_end(s: TaskState, rec: Record, run: Run, status: str, reason: str | Non
     if at is None:
         s.metrics_index[key] = len(s.metrics)
         s.metrics.append(line)
+        s.metrics_seqs.append(rec.seq)
     else:
         s.metrics[at] = line
     run.metrics_recorded = True
@@ -536,6 +543,105 @@ def _run_stale(s: TaskState, rec: Record, run: Run | None) -> None:
     ahead = e.last_heartbeat_ts - rec.ts
     run.skew_ns = ahead if ahead > run.hb_stale * 1_000_000_000 else 0
     s.touch(run, rec.ts, task=True)
+
+
+class ArchivedRun(msgspec.Struct):
+    """What the projections keep of an archived run: its state without its stages' output, its
+    lines of metrics.json (with the sequence that made each), what it added to the writer totals."""
+
+    run: Run
+    metrics: list[tuple[int, MetricsLine]]
+    writers: WriterTotals
+
+
+class Snapshot(msgspec.Struct):
+    """A ``runs_archived`` record's ``state``: every archived run so far (``ArchivedRun``), and
+    the task's ``last_ts`` when it was taken."""
+
+    runs: dict[str, ArchivedRun]
+    last_ts: int = 0
+    invalid_ids: list[str] = []
+
+
+_snapshot_encoder = msgspec.msgpack.Encoder()
+_snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
+
+
+def snapshot(state: TaskState, runs: dict[str, WriterTotals], earlier: Snapshot | None = None) -> bytes:
+    """The ``state`` of a ``runs_archived`` record for ``runs`` (each with what it added to the
+    writer totals), from a fold of the journal up to now; runs ``state`` no longer holds (their
+    records archived before) are taken from ``earlier``, the last snapshot."""
+    lines: dict[str, list[tuple[int, MetricsLine]]] = {}
+    for seq, line in zip(state.metrics_seqs, state.metrics):
+        lines.setdefault(line.run_id, []).append((seq, line))
+    kept: dict[str, ArchivedRun] = {}
+    for run_id in sorted(runs):
+        run = state.runs.get(run_id)
+        if run is None:
+            if earlier is not None and run_id in earlier.runs:
+                kept[run_id] = earlier.runs[run_id]
+            continue
+        commands = [msgspec.structs.replace(c, log=[]) for c in run.commands]
+        kept[run_id] = ArchivedRun(msgspec.structs.replace(run, commands=commands), lines.get(run_id, []), runs[run_id])
+    return _snapshot_encoder.encode(Snapshot(kept, state.last_ts, list(state.invalid_ids)))
+
+
+def read_snapshot(data: bytes) -> Snapshot:
+    return _snapshot_decoder.decode(data)
+
+
+def _runs_archived(s: TaskState, rec: Record) -> None:
+    """Archived runs take the place of their records: a run this fold did not see (its records
+    were moved to the archive) is put back as it was, with its metrics lines in their order and
+    its writer totals; a run it saw is only marked. Pruned runs leave the state. No run file is
+    rendered again for them: their files were written when their records were read."""
+    e: ev.RunsArchived = rec.event
+    try:
+        snap = read_snapshot(e.state)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return  # not a snapshot this version can read: the runs stay as folded
+    w = s.writers
+    for run_id in e.pruned:
+        gone = s.archived.pop(run_id, None)
+        if s.runs.pop(run_id, None) is not None and gone is not None:
+            w.lock_retries -= gone.lock_retries
+            w.lock_timeouts -= gone.lock_timeouts
+            w.spills -= gone.spills
+            w.heartbeats_failed -= gone.heartbeats_failed
+            w.heartbeats_written -= gone.heartbeats_written
+    added: list[tuple[int, MetricsLine]] = []
+    for run_id, part in snap.runs.items():
+        if run_id in s.archived:
+            continue
+        s.archived[run_id] = part.writers
+        if run_id in s.runs:
+            continue  # its records are still live: folded already
+        s.runs[run_id] = part.run
+        added.extend(part.metrics)
+        w.lock_retries += part.writers.lock_retries
+        w.lock_timeouts += part.writers.lock_timeouts
+        w.spills += part.writers.spills
+        w.heartbeats_failed += part.writers.heartbeats_failed
+        w.heartbeats_written += part.writers.heartbeats_written
+    pruned = set(e.pruned)
+    if added or pruned:
+        merged = sorted(
+            [(seq, line) for seq, line in zip(s.metrics_seqs, s.metrics) if line.run_id not in pruned] + added,
+            key=lambda item: item[0],
+        )
+        s.metrics_seqs = [seq for seq, _ in merged]
+        s.metrics = [line for _, line in merged]
+        s.metrics_index = {f"{line.run_id}#{line.attempt}": i for i, line in enumerate(s.metrics)}
+    for invalid in snap.invalid_ids:
+        if invalid not in s.invalid_ids and len(s.invalid_ids) < INVALID_IDS_KEPT:
+            s.invalid_ids.append(invalid)
+    archived = s.archived
+    s.dirty = {r for r in s.dirty if r not in archived}
+    s.dirty_heartbeat = {r for r in s.dirty_heartbeat if r not in archived}
+    s.dirty_commands = {c for c in s.dirty_commands if c[0] not in archived}
+    if snap.last_ts > s.last_ts:
+        s.last_ts = snap.last_ts
+    s.dirty_task = True
 
 
 _HANDLERS = {

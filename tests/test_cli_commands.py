@@ -55,6 +55,8 @@ BAD_INPUT = {
     "watch": (["--task", "../x"], "task id '../x' must not contain '/'"),
     "verify": (["--task", "no-such-task"], "no journal for task no-such-task at"),
     "upgrade": (["--task", "no-such-task"], "no journal for task no-such-task at"),
+    "archive": (["--task", "no-such-task", "--keep-last", "1"], "no journal for task no-such-task at"),
+    "prune": (["--task", "no-such-task", "--keep-last", "1"], "no journal for task no-such-task at"),
     "export": (["--run", UNKNOWN], f"no run {UNKNOWN} in any task under"),
     "import": (["bad.jsonl"], "bad.jsonl:1"),
     "copy": (["--to", "elsewhere", "--task", "no-such-task"], "no journal for task no-such-task"),

@@ -28,7 +28,7 @@ TAGS = [
 BOUNDARY = {
     "run_started", "stage_finished", "stage_failed", "stage_skipped", "run_completed",
     "run_failed", "run_cancelled", "run_resumed", "child_run_linked", "approval", "run_stale", "tail_repaired",
-    "region_quarantined",
+    "region_quarantined", "runs_archived",
 }  # fmt: skip
 
 
