@@ -212,7 +212,8 @@ def describe(fd: int, name: str, base: int, chain_in: bytes) -> tuple[Entry, byt
 
 def store_copy(dfd: int, entry: Entry, data: bytes) -> Entry:
     """Step 1: the compressed copy in ``archive/``, durable; the entry with its size."""
-    packed = zlib.compress(data, LEVEL, wbits=31)
+    packer = zlib.compressobj(LEVEL, zlib.DEFLATED, 31)  # 31: the gzip format (zlib.compress takes wbits from 3.11 on)
+    packed = packer.compress(data) + packer.flush()
     with subdir(dfd, ARCHIVE_DIR, create=True) as adir:
         fd, tmp = create_temp(adir, entry.file)
         try:
