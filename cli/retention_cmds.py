@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 
 import click
 import msgspec
 
-from runjournal.journal import JournalError, archive as jarchive
+from runjournal.journal import archive as jarchive
 from runjournal.journal import events as ev
 from runjournal.journal.files import FileStore
 from runjournal.projections.state import Run, Snapshot, TaskState, WriterTotals, read_snapshot, snapshot
@@ -45,19 +44,15 @@ class Fold:
             self.run_seqs[rec.run_id] = rec.run_seq
             event = rec.event
             if type(event) is ev.WriterStats:
-                w = self.writers.setdefault(rec.run_id, WriterTotals())
-                w.lock_retries += event.lock_retries
-                w.lock_timeouts += event.lock_timeouts
-                w.spills += event.spills
-                w.heartbeats_failed += event.heartbeats_failed
-                w.heartbeats_written += event.heartbeats_written
+                self.writers.setdefault(rec.run_id, WriterTotals()).add(event)
             elif type(event) is ev.RunsArchived:
                 self.earlier, self.snapshot_seq = read_snapshot(event.state), rec.seq
+            elif type(event) in (ev.RunCompleted, ev.RunFailed, ev.RunCancelled):
+                ended = self.state.runs.get(rec.run_id)
+                for cmd in ended.commands if ended is not None else ():
+                    cmd.log = []  # the fold renders nothing: an ended run's output leaves memory
             if len(self.state.dirty_commands) > 1024:
-                self.state.dirty_commands = set()  # (the fold renders nothing: memory stays flat)
-            for run in self.state.runs.values() if rec.run_id and type(event) in (ev.RunCompleted, ev.RunFailed, ev.RunCancelled) else ():
-                for cmd in run.commands:
-                    cmd.log = []
+                self.state.dirty_commands = set()
 
 
 def chosen(runs: list[Run], before: int | None, keep_last: int | None, older_than: int | None) -> list[Run]:
@@ -89,7 +84,7 @@ def archivable(state: TaskState) -> list[Run]:
     ]
 
 
-def _file_store(settings, task: str) -> FileStore:
+def _file_store(settings) -> FileStore:
     store = settings.store
     if not isinstance(store, FileStore):
         raise click.UsageError("archive and prune work on the file store only in this version (the PostgreSQL store keeps every record)")
@@ -97,7 +92,7 @@ def _file_store(settings, task: str) -> FileStore:
 
 
 def archive_task(settings, task: str, before, keep_last, older_than, dry_run: bool) -> dict:
-    store = _file_store(settings, task)
+    store = _file_store(settings)
     fold = Fold(store, task)
     picked = chosen(archivable(fold.state), before, keep_last, older_than)
     doc = {"task_id": task, "runs": [r.run_id for r in picked], "dry_run": dry_run, "segments": [], "bytes": 0, "stored_bytes": 0}
@@ -121,7 +116,7 @@ def archive_task(settings, task: str, before, keep_last, older_than, dry_run: bo
 
 
 def prune_task(settings, task: str, before, keep_last, older_than, dry_run: bool) -> dict:
-    store = _file_store(settings, task)
+    store = _file_store(settings)
     fold = Fold(store, task)
     directory = store.journal_dir(task)
     found = jarchive.manifest(directory)
@@ -191,16 +186,22 @@ def _selectors(before, keep_last, older_than) -> None:
         raise click.UsageError("say which runs: --before DATE, --keep-last N or --older-than DURATION")
 
 
-_before = click.option("--before", type=Since(), metavar="DATE", help="Runs that ended before this time (ISO-8601).")
-_keep = click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="All but the newest N runs.")
-_older = click.option("--older-than", type=Since(), metavar="DURATION", help="Runs that ended longer ago than this (30d, 12h).")
+def _selector_options(command):
+    """The options ``archive`` and ``prune`` share: the tasks, the selectors, --format."""
+    for option in reversed(
+        (
+            click.option("--task", "-t", "tasks", multiple=True, metavar="T", shell_complete=complete_task, help="Only this task (repeatable; default: every task)."),
+            click.option("--before", type=Since(), metavar="DATE", help="Runs that ended before this time (ISO-8601)."),
+            click.option("--keep-last", type=click.IntRange(min=0), metavar="N", help="All but the newest N runs."),
+            click.option("--older-than", type=Since(), metavar="DURATION", help="Runs that ended longer ago than this (30d, 12h)."),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 @click.command()
-@click.option("--task", "-t", "tasks", multiple=True, metavar="T", shell_complete=complete_task, help="Only this task (repeatable; default: every task).")
-@_before
-@_keep
-@_older
+@_selector_options
 @click.option("--dry-run", is_flag=True, help="Show what would be archived; change nothing.")
 @format_option
 @pass_settings
@@ -225,10 +226,7 @@ def archive(settings, tasks, before, keep_last, older_than, dry_run, fmt):
 
 
 @click.command()
-@click.option("--task", "-t", "tasks", multiple=True, metavar="T", shell_complete=complete_task, help="Only this task (repeatable; default: every task).")
-@_before
-@_keep
-@_older
+@_selector_options
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted and how many bytes; change nothing.")
 @format_option
 @pass_settings
@@ -248,20 +246,3 @@ def prune(settings, tasks, before, keep_last, older_than, dry_run, fmt):
         for doc in docs:
             _report(doc, "pruned")
     return 0
-
-
-def apply_policy(settings, task: str, policy: dict, now: int | None = None) -> list[dict]:
-    """The config's ``runjournal.retention`` for one task: archive, then prune, as it says."""
-    now = time.time_ns() if now is None else now
-    done = []
-    for what, run in (("archive", archive_task), ("prune", prune_task)):
-        rule = policy.get(what)
-        if not rule:
-            continue
-        older = rule.get("olderThan")
-        older_than = Since().convert(older, None, None) if older else None
-        try:
-            done.append(run(settings, task, None, rule.get("keepLast"), older_than, False))
-        except (JournalError, OSError) as e:
-            done.append({"task_id": task, "error": str(e)})
-    return done

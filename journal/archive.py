@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ import msgspec
 from . import format as fmt
 from . import hashchain
 from .errors import CorruptRecord
-from .fsutil import Where, at, create_temp, subdir, sync_dir, write_all
+from .fsutil import Where, create_temp, subdir, sync_dir, write_all
 
 ARCHIVE_DIR = "archive"
 MANIFEST = "manifest.json"
@@ -70,24 +71,45 @@ _decoder = msgspec.json.Decoder(Manifest)
 _encoder = msgspec.json.Encoder()
 
 
+def _read(directory: Where, name: str) -> bytes | None:
+    """The bytes of ``archive/<name>``, None if there is none. Neither the directory nor the
+    file is followed through a link; CorruptRecord if either is not what runjournal makes."""
+    opened = not isinstance(directory, int)
+    top = None if opened else directory
+    try:
+        if opened:
+            top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        adir = os.open(ARCHIVE_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=top)
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=adir)
+        finally:
+            os.close(adir)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise CorruptRecord(f"{ARCHIVE_DIR}/{name}", 0, "is not a regular file in a directory (a link, or something else)") from None
+        raise
+    finally:
+        if opened and top is not None:
+            os.close(top)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CorruptRecord(f"{ARCHIVE_DIR}/{name}", 0, "is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def manifest(directory: Where) -> Manifest:
     """The archive's manifest (empty without one), checked: entries in order from sequence 1,
     each named as a segment with its own file; CorruptRecord naming what is wrong."""
-    path, dfd = at(directory, os.path.join(ARCHIVE_DIR, MANIFEST))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
-    except FileNotFoundError:
+    data = _read(directory, MANIFEST)
+    if data is None:
         return Manifest()
-    except OSError as e:
-        if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise CorruptRecord(f"{ARCHIVE_DIR}/{MANIFEST}", 0, "the archive's manifest is not a regular file") from None
-        raise
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 20):
-            data += chunk
-    finally:
-        os.close(fd)
     try:
         found = _decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -98,12 +120,6 @@ def manifest(directory: Where) -> Manifest:
             raise CorruptRecord(f"{ARCHIVE_DIR}/{MANIFEST}", 0, f"entry {e.segment!r} does not continue the archive at sequence {expected}")
         expected = e.last + 1
     return found
-
-
-def next_seq(directory: Where) -> int:
-    """The sequence the live journal begins at: after the last archived segment (1 if none)."""
-    segments = manifest(directory).segments
-    return segments[-1].last + 1 if segments else 1
 
 
 def starts(directory: Where) -> set[int]:
@@ -130,17 +146,9 @@ def segment_bytes(directory: Where, entry: Entry) -> bytes:
     """An archived segment's bytes, decompressed; CorruptRecord if they are gone or damaged."""
     if entry.pruned:
         raise CorruptRecord(entry.segment, 0, "archived segment was pruned: its records were deleted")
-    path, dfd = at(directory, os.path.join(ARCHIVE_DIR, entry.file))
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dfd)
-    except OSError as e:
-        raise CorruptRecord(entry.segment, 0, f"archived copy {ARCHIVE_DIR}/{entry.file} cannot be opened: {e.strerror}") from None
-    try:
-        raw = b""
-        while chunk := os.read(fd, 1 << 20):
-            raw += chunk
-    finally:
-        os.close(fd)
+    raw = _read(directory, entry.file)
+    if raw is None:
+        raise CorruptRecord(entry.segment, 0, f"archived copy {ARCHIVE_DIR}/{entry.file} is missing")
     try:
         data = zlib.decompress(raw, wbits=31)
     except zlib.error as e:
@@ -153,9 +161,11 @@ def segment_bytes(directory: Where, entry: Entry) -> bytes:
 def open_archived(directory: Where, name: str) -> int | None:
     """A descriptor on the archived segment ``name``'s bytes (in memory), None if it is not archived."""
     entry = next((e for e in manifest(directory).segments if e.segment == name), None)
-    if entry is None:
-        return None
-    data = segment_bytes(directory, entry)
+    return None if entry is None else _in_memory(entry.segment, segment_bytes(directory, entry))
+
+
+def _in_memory(name: str, data: bytes) -> int:
+    """A descriptor on ``data``, for the scanner (which reads descriptors)."""
     fd = os.memfd_create(name, os.MFD_CLOEXEC)
     write_all(fd, data)
     return fd
@@ -168,7 +178,7 @@ def records(directory: Where, runs: set[str] | None = None) -> Iterator:
     for entry in manifest(directory).segments:
         if entry.pruned or runs is not None and runs.isdisjoint(entry.runs):
             continue
-        fd = open_archived(directory, entry.segment)
+        fd = _in_memory(entry.segment, segment_bytes(directory, entry))
         try:
             for batch in fmt.SegmentScanner(fd, entry.segment, fmt.HEADER_LEN).batches():
                 for off, payload in batch:
@@ -182,30 +192,27 @@ def records(directory: Where, runs: set[str] | None = None) -> Iterator:
 def describe(fd: int, name: str, base: int, chain_in: bytes) -> tuple[Entry, bytes]:
     """The entry of the sealed segment open at ``fd`` (its records read, the chain carried on
     from ``chain_in``), and its bytes. CorruptRecord if it is not sealed and whole."""
-    from .events import head_decoder
     from .reader import decode_record
 
     size = os.fstat(fd).st_size
     data = os.pread(fd, size, 0)
-    header = fmt.decode_header(data[: fmt.HEADER_LEN], name)
+    fmt.decode_header(data[: fmt.HEADER_LEN], name)  # CorruptRecord if it is not a segment's
     scanner = fmt.SegmentScanner(fd, name, fmt.HEADER_LEN)
     chain, seq, runs, first_ts, last_ts = chain_in, base - 1, {}, 0, 0
     for batch in scanner.batches():
         if batch.__class__ is fmt.Hole:
             raise CorruptRecord(name, batch.offset, "a segment with a region set aside is not archived")
         for off, payload in batch:
-            head = head_decoder.decode(payload)
-            seq += 1
-            if head.seq != seq:
-                raise CorruptRecord(name, off, f"sequence {head.seq} where {seq} was expected")
             rec = decode_record(payload, name, off)
+            seq += 1
+            if rec.seq != seq:
+                raise CorruptRecord(name, off, f"sequence {rec.seq} where {seq} was expected")
             runs[rec.run_id] = None
             first_ts = first_ts or rec.ts
             last_ts = rec.ts
             chain = hashchain.step(chain, payload)
     if scanner.end is None or scanner.end.state != "sealed" or seq < base:
         raise CorruptRecord(name, scanner.offset, "only a sealed segment with records is archived")
-    del header
     entry = Entry(name, base, seq, first_ts, last_ts, size, name + SUFFIX, 0, chain_in.hex(), chain.hex(), list(runs))
     return entry, data
 
@@ -315,9 +322,8 @@ def _identity(data: bytes) -> str:
     """The journal's identity as ``FileStore.identity`` gives it: its first record's run and time."""
     from .reader import decode_record
 
-    fd = os.memfd_create("identity", os.MFD_CLOEXEC)
+    fd = _in_memory("identity", data)
     try:
-        write_all(fd, data)
         first = next((b for b in fmt.SegmentScanner(fd, "", fmt.HEADER_LEN).batches() if b), None)
     finally:
         os.close(fd)
@@ -327,4 +333,4 @@ def _identity(data: bytes) -> str:
     return f"{rec.run_id}@{rec.ts}"
 
 
-__all__ = ["ARCHIVE_DIR", "Entry", "Manifest", "manifest", "next_seq", "records", "recover"]
+__all__ = ["ARCHIVE_DIR", "Entry", "Manifest", "manifest", "move", "records", "recover"]

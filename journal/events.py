@@ -320,6 +320,7 @@ class RecordHead(msgspec.Struct, array_like=True, frozen=True):
     seq: int
     run_id: str
     run_seq: int
+    ts: int
 
 
 class UnknownTag(msgspec.Struct, array_like=True):

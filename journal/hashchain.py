@@ -50,19 +50,3 @@ def link_size(records: int) -> int:
 def head_of(link: bytes) -> bytes:
     """The chain value a link payload ends on."""
     return link[-SIZE:]
-
-
-def first_mismatch(chain: bytes, payloads: list, link: bytes) -> tuple[int | None, bytes]:
-    """Check a batch against its link: (the index of the first record whose chain value is not
-    the one the link holds, or None, the chain after the batch as computed)."""
-    n = len(payloads)
-    for i, p in enumerate(payloads):
-        chain = step(chain, p)
-        stored = link[i * PREFIX : (i + 1) * PREFIX] if i < n - 1 else link[-SIZE:]
-        if chain[: len(stored)] != stored:
-            return i, chain
-    return None, chain
-
-
-def hex_of(chain: bytes) -> str:
-    return chain.hex()

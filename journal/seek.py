@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import os
 
-import msgspec
-
 from . import chain
 from . import format as fmt
 from .errors import CorruptRecord
+from .events import DECODE_ERRORS, head_decoder
 from .fsutil import Where
 
 __all__ = ["first_at", "position", "segment_start"]
@@ -30,16 +29,6 @@ __all__ = ["first_at", "position", "segment_start"]
 LOOK_CHUNK = 4096
 
 
-class _Stamp(msgspec.Struct, array_like=True, frozen=True):
-    """A record's sequence and time, decoded without touching its event."""
-
-    seq: int
-    run_id: str
-    run_seq: int
-    ts: int
-
-
-_stamp_decoder = msgspec.msgpack.Decoder(_Stamp)
 
 
 def position(directory: Where, seq: int) -> tuple[str, int, int] | None:
@@ -87,9 +76,9 @@ def segment_start(directory: Where, name: str) -> tuple[int, int] | None:
         first = next((b for b in scanner.batches() if b), None)
         if first is None or first.__class__ is fmt.Hole:
             return None
-        stamp = _stamp_decoder.decode(first[0][1])
-        return stamp.seq, stamp.ts
-    except (CorruptRecord, msgspec.DecodeError):
+        head = head_decoder.decode(first[0][1])
+        return head.seq, head.ts
+    except (CorruptRecord, *DECODE_ERRORS):
         return None
     finally:
         os.close(fd)

@@ -90,15 +90,15 @@ class ChainCheck:
     def link(self, segment: str, offset: int, stored: bytes, where: str) -> None:
         """A link with no records of its own: where a segment begins."""
         if len(stored) != hashchain.SIZE:
-            self._broken(segment, offset, f"chain link of {len(stored)} bytes {where}, expected {hashchain.SIZE}")
+            self.broken(segment, offset, f"chain link of {len(stored)} bytes {where}, expected {hashchain.SIZE}")
         elif self.value is not None and stored != self.value:
-            self._broken(segment, offset, f"the chain stored {where} does not match the records before it")
+            self.broken(segment, offset, f"the chain stored {where} does not match the records before it")
         self.value = stored[-hashchain.SIZE :] if len(stored) >= hashchain.SIZE else None
 
     def batch(self, segment: str, batch: list, stored: bytes, seq: int) -> None:
         """A batch of a chained segment and its link."""
         if len(stored) != hashchain.link_size(len(batch)):
-            self._broken(segment, batch[0][0], f"chain link of {len(stored)} bytes for a batch of {len(batch)} record(s), expected {hashchain.link_size(len(batch))}")
+            self.broken(segment, batch[0][0], f"chain link of {len(stored)} bytes for a batch of {len(batch)} record(s), expected {hashchain.link_size(len(batch))}")
             self.records([p for _, p in batch], seq)
             self.value = None
             return
@@ -111,7 +111,7 @@ class ChainCheck:
             chain = hashchain.step(chain, payload)
             kept = stored[i * hashchain.PREFIX : (i + 1) * hashchain.PREFIX] if i < len(batch) - 1 else hashchain.head_of(stored)
             if chain[: len(kept)] != kept:
-                self._broken(
+                self.broken(
                     segment,
                     off,
                     f"sequence {seq + i}: the record's bytes do not match the hash chain (changed after it was written, its CRC recomputed)",
@@ -122,7 +122,7 @@ class ChainCheck:
                 return
         self.records([p for _, p in batch], seq)
 
-    def _broken(self, segment: str, offset: int, detail: str) -> None:
+    def broken(self, segment: str, offset: int, detail: str) -> None:
         self.report.problems.append(Problem(segment, offset, "chain-broken", detail))
 
     def finish(self) -> None:
@@ -276,7 +276,7 @@ def _check_segment(
                         started = True
                     scanner.links.clear()
                     if not started and batch.__class__ is not fmt.Hole:
-                        links._broken(name, batch[0][0], "chained segment does not begin with a chain link")
+                        links.broken(name, batch[0][0], "chained segment does not begin with a chain link")
                     started = True
                 if batch.__class__ is fmt.Hole:
                     links.value = None
@@ -311,7 +311,7 @@ def _check_segment(
                 if not chained:
                     links.records([p for _, p in batch], first)
                 elif stored is None:
-                    links._broken(name, batch[0][0], "batch without a chain link in a chained segment")
+                    links.broken(name, batch[0][0], "batch without a chain link in a chained segment")
                     links.records([p for _, p in batch], first)
                 else:
                     links.batch(name, batch, stored, first)

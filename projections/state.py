@@ -139,6 +139,14 @@ class WriterTotals(msgspec.Struct):
     heartbeats_failed: int = 0
     heartbeats_written: int = 0
 
+    def add(self, stats, sign: int = 1) -> None:
+        """Add (``sign`` -1: take away) a ``writer_stats`` event's figures, or other totals."""
+        self.lock_retries += sign * stats.lock_retries
+        self.lock_timeouts += sign * stats.lock_timeouts
+        self.spills += sign * stats.spills
+        self.heartbeats_failed += sign * stats.heartbeats_failed
+        self.heartbeats_written += sign * stats.heartbeats_written
+
 
 class TaskState(msgspec.Struct):
     """Everything the projection files of one task are rendered from."""
@@ -520,13 +528,7 @@ def _approval(s: TaskState, rec: Record, run: Run | None) -> None:
 
 
 def _writer_stats(s: TaskState, rec: Record, run: Run | None) -> None:
-    e: ev.WriterStats = rec.event
-    w = s.writers
-    w.lock_retries += e.lock_retries
-    w.lock_timeouts += e.lock_timeouts
-    w.spills += e.spills
-    w.heartbeats_failed += e.heartbeats_failed
-    w.heartbeats_written += e.heartbeats_written
+    s.writers.add(rec.event)
     s.task_changed(rec.ts)
 
 
@@ -600,15 +602,10 @@ def _runs_archived(s: TaskState, rec: Record) -> None:
         snap = read_snapshot(e.state)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return  # not a snapshot this version can read: the runs stay as folded
-    w = s.writers
     for run_id in e.pruned:
         gone = s.archived.pop(run_id, None)
         if s.runs.pop(run_id, None) is not None and gone is not None:
-            w.lock_retries -= gone.lock_retries
-            w.lock_timeouts -= gone.lock_timeouts
-            w.spills -= gone.spills
-            w.heartbeats_failed -= gone.heartbeats_failed
-            w.heartbeats_written -= gone.heartbeats_written
+            s.writers.add(gone, -1)
     added: list[tuple[int, MetricsLine]] = []
     for run_id, part in snap.runs.items():
         if run_id in s.archived:
@@ -618,11 +615,7 @@ def _runs_archived(s: TaskState, rec: Record) -> None:
             continue  # its records are still live: folded already
         s.runs[run_id] = part.run
         added.extend(part.metrics)
-        w.lock_retries += part.writers.lock_retries
-        w.lock_timeouts += part.writers.lock_timeouts
-        w.spills += part.writers.spills
-        w.heartbeats_failed += part.writers.heartbeats_failed
-        w.heartbeats_written += part.writers.heartbeats_written
+        s.writers.add(part.writers)
     pruned = set(e.pruned)
     if added or pruned:
         merged = sorted(

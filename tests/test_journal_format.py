@@ -79,6 +79,15 @@ def _rechecksum(first28: bytes) -> bytes:
     return first28 + struct.pack("<I", zlib.crc32(first28))
 
 
+def decoded(batch: list[bytes], expect: int):
+    """A committed batch's records, each carrying the sequence expected next."""
+    for raw in batch:
+        rec = msgspec.msgpack.decode(raw)
+        assert rec[0] == expect
+        expect += 1
+        yield rec
+
+
 def read_as_documented(directory: Path):
     """A reader written from docs/journal-format.md alone: struct, zlib, hashlib and generic
     msgpack. It checks the hash chain as the page describes it, too."""
@@ -107,22 +116,14 @@ def read_as_documented(directory: Path):
                 for i, raw in enumerate(batch):
                     chain = hashlib.blake2b(chain + raw, digest_size=32).digest()
                     assert chain.startswith(payload[8 * i : 8 * i + 8] if i < len(batch) - 1 else payload[-32:])
-                for raw in batch:
-                    rec = msgspec.msgpack.decode(raw)
-                    assert rec[0] == expect
-                    expect += 1
-                    yield rec
-                batch = []
+                yield from decoded(batch, expect)
+                expect, batch = expect + len(batch), []
                 continue
             batch.append(payload)
             if not word & 0x80000000:
                 assert not chained, "a chained segment closes every batch with a link"
-                for raw in batch:
-                    rec = msgspec.msgpack.decode(raw)
-                    assert rec[0] == expect
-                    expect += 1
-                    yield rec
-                batch = []
+                yield from decoded(batch, expect)
+                expect, batch = expect + len(batch), []
         assert not batch and pos == len(data)
         if not sealed:
             return
