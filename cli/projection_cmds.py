@@ -21,6 +21,7 @@ import click
 import msgspec
 
 from runjournal.journal import JournalError, iso_utc, parse_iso
+from runjournal.journal.naming import parse_duration
 from runjournal.journal.text import for_terminal
 from runjournal.journal import events as ev
 from runjournal.projections import Projector, Step, paced, state_at, timeline
@@ -181,15 +182,15 @@ class Since(click.ParamType):
     (``90s``, ``30m``, ``2h``, ``7d``, ``1w``); its value is nanoseconds since the epoch."""
 
     name = "TIME|DURATION"
-    UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
             return value
         text = value.strip()
-        number, unit = text[:-1], text[-1:].lower()
-        if unit in self.UNITS and number.replace(".", "", 1).isascii() and number.replace(".", "", 1).isdigit():
-            return time.time_ns() - int(float(number) * self.UNITS[unit] * 1e9)
+        try:
+            return time.time_ns() - int(parse_duration(text) * 1e9)
+        except ValueError:
+            pass
         try:
             return parse_iso(text)
         except (ValueError, OverflowError):

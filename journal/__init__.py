@@ -37,6 +37,7 @@ _EXPORTS = {
     "Position": "reader",
     "follow": "reader",
     "read_records": "reader",
+    "ArchiveUnit": "store",
     "EventStore": "store",
     "Reading": "store",
     "Subscription": "store",
@@ -48,6 +49,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ArchiveUnit",
     "BadInput",
     "CorruptRecord",
     "JournalDamaged",

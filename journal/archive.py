@@ -239,7 +239,7 @@ def recover(dfd: int) -> list[str]:
     removed. The caller holds the journal's lock. What was done, for people."""
     done = []
     found = manifest(dfd)
-    listed = {e.file for e in found.segments}
+    listed = {e.file for e in found.segments if not e.pruned}  # a pruned one's copy may be left by a kill
     for e in found.segments:
         if e.pruned:
             continue
@@ -262,7 +262,7 @@ def recover(dfd: int) -> list[str]:
                 stray = name.endswith(".tmp") or (name.endswith(SUFFIX) and name not in listed)
                 if stray:
                     os.unlink(name, dir_fd=adir)
-                    done.append(f"removed {ARCHIVE_DIR}/{name}, left by an archive that did not finish")
+                    done.append(f"removed {ARCHIVE_DIR}/{name}, left by an archive or prune that did not finish")
             if done:
                 sync_dir(adir)
     except FileNotFoundError:
@@ -307,6 +307,25 @@ def move(journal, before_seq: int, archived: set[str]) -> list[Entry]:
     return moved
 
 
+def prune(journal, names: set[str]) -> None:
+    """Delete the archived copies of the segments ``names``: their entries are marked pruned
+    first (a kill then leaves files the next ``recover`` removes), then the files go."""
+    with exclusive(journal):  # no archiver moving segments meanwhile
+        with journal.hold() as dfd:
+            recover(dfd)
+            found = manifest(dfd)
+            going = [e for e in found.segments if e.segment in names and not e.pruned]
+            entries = [msgspec.structs.replace(e, pruned=True) if e in going else e for e in found.segments]
+            write_manifest(dfd, msgspec.structs.replace(found, segments=entries))
+        with subdir(journal.dir_fd, ARCHIVE_DIR) as adir:
+            for e in going:
+                try:
+                    os.unlink(e.file, dir_fd=adir)
+                except FileNotFoundError:
+                    pass
+            sync_dir(adir)
+
+
 @contextmanager
 def exclusive(journal) -> Iterator[None]:
     """One archiver or pruner of a journal at a time: a flock on its ``archive/`` directory."""
@@ -333,4 +352,4 @@ def _identity(data: bytes) -> str:
     return f"{rec.run_id}@{rec.ts}"
 
 
-__all__ = ["ARCHIVE_DIR", "Entry", "Manifest", "manifest", "move", "records", "recover"]
+__all__ = ["ARCHIVE_DIR", "Entry", "Manifest", "manifest", "move", "prune", "records", "recover"]

@@ -21,7 +21,7 @@ from .events import DECODE_ERRORS, AnyEvent, Record, head_decoder
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_task_id
 from .reader import JournalReader, Position, chained_records, decode_record
-from .store import EventStore, Reading, Subscription, WriterStats
+from .store import ArchiveUnit, EventStore, Reading, Subscription, WriterStats
 from .writer import Journal
 
 JOURNAL_DIR = "journal"
@@ -72,6 +72,9 @@ class FileStore(EventStore):
     def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
         journal = self._writers.get(task) or self.writer(task)
         return journal.append_batch(items, expected)
+
+    def record(self, task: str, event: AnyEvent, expected: dict[str, int] | None = None) -> Record:
+        return self.writer(task).record(event, expected)
 
     def append_records(self, task: str, records) -> None:
         journal = self._writers.get(task) or self.writer(task)
@@ -196,14 +199,20 @@ class FileStore(EventStore):
     def upgrade(self, task: str) -> tuple[str, bytes] | None:
         return self.writer(task).upgrade()
 
-    def archived_records(self, task: str, runs: set[str]):
-        return archive.records(self.journal_dir(task), runs)
+    def archive(self, task: str, before_seq: int, runs: set[str]) -> list[ArchiveUnit]:
+        return [_unit(e) for e in archive.move(self.writer(task), before_seq, runs)]
 
-    def archived_runs(self, task: str) -> set[str]:
+    def archive_units(self, task: str) -> list[ArchiveUnit]:
         directory = self.journal_dir(task)
         if not os.path.isdir(directory):
-            return set()
-        return {r for e in archive.manifest(directory).segments if not e.pruned for r in e.runs if r}
+            return []
+        return [_unit(e) for e in archive.manifest(directory).segments]
+
+    def prune_archive(self, task: str, names: set[str]) -> None:
+        archive.prune(self.writer(task), names)
+
+    def archived_records(self, task: str, runs: set[str]):
+        return archive.records(self.journal_dir(task), runs)
 
     def chained_records(self, task: str):
         directory = self.journal_dir(task)
@@ -225,6 +234,10 @@ class FileStore(EventStore):
             writers, self._writers = list(self._writers.values()), {}
         for journal in writers:
             journal.close()
+
+
+def _unit(entry: archive.Entry) -> ArchiveUnit:
+    return ArchiveUnit(entry.segment, entry.base, entry.last, tuple(entry.runs), entry.bytes, entry.file_bytes, entry.pruned)
 
 
 class _FileReading(Reading):

@@ -66,3 +66,18 @@ def parse_iso(text: str) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=_dt.timezone.utc)
     return int(t.timestamp() * 1_000_000) * 1000
+
+
+#: the units a duration may be given in, in seconds
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``90s``, ``30m``, ``2h``, ``7d``, ``1w``, ``1.5d``;
+    ValueError if it is not one."""
+    text = text.strip()
+    number, unit = text[:-1], text[-1:].lower()
+    digits = number.replace(".", "", 1)
+    if unit not in DURATION_UNITS or not (digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{text!r} is not a duration (90s, 30m, 2h, 7d, 1w)")
+    return float(number) * DURATION_UNITS[unit]

@@ -245,6 +245,12 @@ class PostgresStore(EventStore):
             return []
         return self._append(task, batch, expected, origin=None)
 
+    def record(self, task: str, event: AnyEvent, expected: dict[str, int] | None = None) -> Record:
+        validate_task_id(task)
+        if not isinstance(event, Event):
+            raise TypeError(f"not an event: {event!r}")
+        return self._append(task, [Item(JOURNAL_RUN, event, time.time_ns())], expected, origin=None)[0]
+
     def append_records(self, task: str, records) -> None:
         from .store import copy_chunks, runs_before
 

@@ -26,6 +26,20 @@ class WriterStats:
     spills: int = 0
 
 
+@dataclass(frozen=True)
+class ArchiveUnit:
+    """What moves to a task's archive together and is pruned together: a sealed segment of the
+    file store, a range of records of the PostgreSQL store."""
+
+    name: str
+    first: int  # global sequences
+    last: int
+    runs: tuple[str, ...]  # run ids with records in it ('' for journal-level records)
+    bytes: int  # as the live journal held them
+    stored_bytes: int  # as the archive holds them, compressed
+    pruned: bool = False
+
+
 class Reading(Iterator[Record]):
     """Committed records in sequence order, from where a read started to the end it found.
 
@@ -73,6 +87,11 @@ class EventStore(abc.ABC):
     def append_batch(self, task: str, items: Iterable, expected: dict[str, int] | None = None) -> list[Record]:
         """Append ``Item``s (run id, event, optional ts) atomically: all of them or none, in
         order, with no other writer's record between them. ``expected``: run id -> sequence."""
+
+    @abc.abstractmethod
+    def record(self, task: str, event: AnyEvent, expected: dict[str, int] | None = None) -> Record:
+        """Append a journal-level event (run id ``""``, such as ``runs_archived``); with
+        ``expected``, only if each of those runs is at that sequence now."""
 
     @abc.abstractmethod
     def append_records(self, task: str, records: Sequence[Record]) -> None:
@@ -147,14 +166,32 @@ class EventStore(abc.ABC):
         (network filesystems). Notifications may be merged or lost: callers catch up on a tick
         too. ``warn(message)``: what the wake-up survives (a journal deleted, a watch refused)."""
 
+    # -- retention (``projections.retention`` decides what; a store moves and deletes) ---------
+
+    def archive(self, task: str, before_seq: int, runs: set[str]) -> list[ArchiveUnit]:
+        """Move the oldest live records to the task's archive, in units, while a unit holds only
+        records of ``runs`` (and journal-level ones) before ``before_seq``; the live journal then
+        begins after the last unit moved. Each unit moves whole or not at all, whatever kills
+        the process; appends go on meanwhile; one archiver at a time. The units moved (and any
+        an interrupted archive left half moved, now finished)."""
+        raise BadInput(f"the store at {self.url} cannot archive")
+
+    def archive_units(self, task: str) -> list[ArchiveUnit]:
+        """The task's archive, oldest first (pruned units included); empty without one."""
+        return []
+
+    def prune_archive(self, task: str, names: set[str]) -> None:
+        """Delete the records of the archived units ``names`` for good; their entries stay,
+        marked pruned (what they held, and for the file store their chain hashes)."""
+        raise BadInput(f"the store at {self.url} cannot prune")
+
     def archived_records(self, task: str, runs: set[str]) -> Iterator[Record]:
-        """The records of ``runs`` that were moved to the task's archive (``runjournal archive``),
-        in order; none in a store that keeps every record live."""
+        """The records of ``runs`` that were moved to the task's archive, in order."""
         return iter(())
 
     def archived_runs(self, task: str) -> set[str]:
         """Runs with records in the task's archive (not pruned)."""
-        return set()
+        return {run for unit in self.archive_units(task) if not unit.pruned for run in unit.runs if run}
 
     def chained_records(self, task: str) -> Iterator[tuple[Record, bytes | None, bytes | None]]:
         """Every record with the hash chain before and after it, None where the store keeps

@@ -71,14 +71,16 @@ def test_archive_moves_ended_runs_and_the_files_rebuild_the_same(tmp_path: Path,
     code, out, err = invoke("archive", "--keep-last", "2", "--format", "json")
     assert code == 0, err
     [doc] = json.loads(out)
-    assert len(doc["runs"]) == 10 - 1 or len(doc["runs"]) == 10, doc  # the newest failed run of the pipeline stays for resume
-    assert doc["segments"] and (d / "archive" / (doc["segments"][0] + ".gz")).is_file()
-    assert not (d / doc["segments"][0]).exists()
+    # 12 ended runs and an open one (the pipeline's newest, so the failed run 11 is not kept
+    # for resume): all but the newest 2 ended ones
+    assert doc["runs"] == [make_run_id(n) for n in range(10)], doc
+    assert doc["units"] and (d / "archive" / (doc["units"][0] + ".gz")).is_file()
+    assert not (d / doc["units"][0]).exists()
     assert doc["stored_bytes"] < doc["bytes"]
 
     report = check(str(d))
     assert report.ok, report.problems
-    assert report.archived == len(doc["segments"])
+    assert report.archived == len(doc["units"])
     assert every_seq(d) == seqs + [seqs[-1] + 1]  # the runs_archived record is the one more
 
     assert invoke("project", "--rebuild")[0] == 0
@@ -106,14 +108,20 @@ def test_prune_deletes_archived_segments_and_dry_run_changes_nothing(tmp_path: P
     code, out, err = invoke("prune", "--keep-last", "4", "--dry-run", "--format", "json")
     assert code == 0, err
     [doc] = json.loads(out)
-    assert doc["dry_run"] and doc["segments"] and doc["bytes"] > 0
+    assert doc["dry_run"] and doc["units"] and doc["bytes"] > 0
     assert sorted(os.listdir(d / "archive")) == files
+    copies = {name: (d / "archive" / (name + ".gz")).read_bytes() for name in doc["units"]}
     code, out, err = invoke("prune", "--keep-last", "4", "--format", "json")
     assert code == 0, err
     [done] = json.loads(out)
-    assert done["segments"] == doc["segments"]
-    assert not any((d / "archive" / (s + ".gz")).exists() for s in done["segments"])
+    assert done["units"] == doc["units"]
+    assert not any((d / "archive" / (s + ".gz")).exists() for s in done["units"])
     assert check(str(d)).ok
+    # a prune killed after marking its entries and before deleting: the next command deletes them
+    for name, data in copies.items():
+        (d / "archive" / (name + ".gz")).write_bytes(data)
+    assert invoke("archive", "--keep-last", "2")[0] == 0
+    assert not any((d / "archive" / (s + ".gz")).exists() for s in done["units"])
     for run_id in done["runs"]:
         assert not (tmp_path / ".runs" / TASK / "cli" / run_id).exists()
     code, out, _ = invoke("runs", "--archived", "--format", "json")
