@@ -129,6 +129,11 @@ def starts(directory: Where) -> set[int]:
     return {1, *(e.base for e in segments), segments[-1].last + 1 if segments else 1}
 
 
+def held(directory: Where) -> set[str]:
+    """The archived segments whose records the archive still holds."""
+    return {e.segment for e in manifest(directory).segments if not e.pruned}
+
+
 def write_manifest(dfd: int, found: Manifest) -> None:
     """Replace the manifest (temp file, fsync, rename, directory fsync) in ``archive/``."""
     with subdir(dfd, ARCHIVE_DIR, create=True) as adir:

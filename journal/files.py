@@ -34,9 +34,14 @@ LOOK_CHUNK = 4096
 class FileStore(EventStore):
     """Task journals under ``runs_dir``. Thread-safe; keep one for a process's life."""
 
-    def __init__(self, runs_dir: str, durability: str = "batch", lock_timeout: float | None = None, root: str | None = None):
+    def __init__(
+        self, runs_dir: str, durability: str = "batch", lock_timeout: float | None = None, root: str | None = None, segment_bytes: int | None = None
+    ):
         """``root``: the directory the user named that holds ``runs_dir`` (default: the runs
-        dir itself); below it, no journal is written through a link."""
+        dir itself); below it, no journal is written through a link. ``segment_bytes``: where
+        a segment is sealed and the next begun (the writer's default if None); also the unit
+        of an archive."""
+        self.segment_bytes = segment_bytes
         self.url = self.runs_dir = runs_dir
         self.root = runs_dir if root is None else root
         self.durability = durability
@@ -59,7 +64,8 @@ class FileStore(EventStore):
             journal = self._writers.get(task)
             if journal is None:
                 # below the runs dir, nothing is followed through a link (Journal's root)
-                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout, root=self.root)
+                sized = {} if self.segment_bytes is None else {"segment_bytes": self.segment_bytes}
+                journal = Journal(self.journal_dir(task), durability=self.durability, lock_timeout=self.lock_timeout, root=self.root, **sized)
                 self._writers[task] = journal
             return journal
 

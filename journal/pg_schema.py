@@ -144,4 +144,19 @@ MIGRATIONS: list[str] = [
     END
     $$;
     """,
+    # 2: the archive (``runjournal archive``): ranges of records moved out of ``records``
+    """
+    CREATE TABLE {s}.archive (
+        task text NOT NULL,
+        first_seq bigint NOT NULL,
+        last_seq bigint NOT NULL,
+        runs text[] NOT NULL,
+        bytes bigint NOT NULL,
+        stored_bytes bigint NOT NULL,
+        -- the unit's rows (seq, run_id, run_seq, ts, payload, origin) as a MessagePack list,
+        -- zlib-compressed; NULL once pruned
+        data bytea,
+        PRIMARY KEY (task, first_seq)
+    );
+    """,
 ]

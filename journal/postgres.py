@@ -33,7 +33,9 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
@@ -57,7 +59,7 @@ from .format import MAX_PAYLOAD
 from .lock import DEFAULT_TIMEOUT
 from .naming import validate_run_id, validate_task_id
 from .rules import History
-from .store import EventStore, Reading, Subscription, WriterStats
+from .store import ArchiveUnit, EventStore, Reading, Subscription, WriterStats
 from .writer import Item
 
 DEFAULT_SCHEMA = "runjournal"
@@ -72,6 +74,12 @@ NOTIFY_EVERY = 0.005
 EXTRA = "pip install 'runjournal[postgres]'"
 
 event_decoder = msgspec.msgpack.Decoder(AnyEvent)
+
+#: the most payload bytes one archived unit holds (as the file store's segments)
+ARCHIVE_UNIT_BYTES = 16 << 20
+#: an archived unit's rows: (seq, run_id, run_seq, ts, payload, origin), MessagePack, then zlib
+Row = tuple[int, str, int, int, bytes, "str | None"]
+_rows_decoder = msgspec.msgpack.Decoder(list[tuple[int, str, int, int, bytes, Optional[str]]])
 
 
 def _psycopg():
@@ -120,8 +128,9 @@ class PostgresStore(EventStore):
     """Task journals in a PostgreSQL schema. Thread-safe (one connection, used under a lock,
     and one more for notifications once something waits)."""
 
-    def __init__(self, url: str, durability: str = "batch", lock_timeout: float | None = None):
+    def __init__(self, url: str, durability: str = "batch", lock_timeout: float | None = None, archive_unit_bytes: int | None = None):
         self._psycopg = _psycopg()
+        self.archive_unit_bytes = ARCHIVE_UNIT_BYTES if archive_unit_bytes is None else archive_unit_bytes
         self.url = redact(url)
         self._conninfo, self.schema = parse_url(url)
         self._secrets = secrets_of(url)
@@ -531,12 +540,12 @@ class PostgresStore(EventStore):
             raise JournalNotFound(f"no journal for task {task} in {self.url}")
         return _PgReading(self, task, from_seq)
 
-    def _page(self, task: str, from_seq: int, limit: int = PAGE) -> list[tuple]:
+    def _page(self, task: str, from_seq: int) -> list[tuple]:
         return self._query(
             self._sql.SQL(
                 "SELECT seq, run_id, run_seq, ts, payload, origin FROM {}.records WHERE task = %s AND seq >= %s ORDER BY seq LIMIT %s"
             ).format(self._s),
-            (task, from_seq, limit),
+            (task, from_seq, PAGE),
         )
 
     def identity(self, task: str) -> str | None:
@@ -573,6 +582,100 @@ class PostgresStore(EventStore):
     ) -> Subscription:
         return _PgSubscription(self, on_change, task, poll, warn)
 
+    # -- retention ------------------------------------------------------------------------
+
+    def archive(self, task: str, before_seq: int, runs: set[str]) -> list[ArchiveUnit]:
+        """Each unit in one transaction: the oldest live rows while they are of ``runs`` (or
+        journal-level) and before ``before_seq``, up to ``archive_unit_bytes``, compressed into
+        one ``archive`` row, and deleted from ``records``. A kill rolls the unit back whole;
+        appends go on (they lock the task's row, this an advisory lock of its own)."""
+        validate_task_id(task)
+        allowed = runs | {JOURNAL_RUN}
+        moved: list[ArchiveUnit] = []
+
+        def one(conn) -> ArchiveUnit | None:
+            with conn.transaction():
+                self._archive_lock(conn, task)
+                row = conn.execute(self._sql.SQL("SELECT max(last_seq) FROM {}.archive WHERE task = %s").format(self._s), (task,)).fetchone()
+                start = (row[0] or 0) + 1
+                rows: list[Row] = []
+                size = 0
+                while size < self.archive_unit_bytes:
+                    page = conn.execute(
+                        self._sql.SQL(
+                            "SELECT seq, run_id, run_seq, ts, payload, origin FROM {}.records WHERE task = %s AND seq >= %s AND seq < %s ORDER BY seq LIMIT %s"
+                        ).format(self._s),
+                        (task, start + len(rows), before_seq, PAGE),
+                    ).fetchall()
+                    for r in page:
+                        if r[0] != start + len(rows) or r[1] not in allowed or (rows and size + len(r[4]) > self.archive_unit_bytes):
+                            page = []  # a gap (a start past the archive), another run, or full: the unit ends
+                            break
+                        rows.append(tuple(r))
+                        size += len(r[4])
+                    if len(page) < PAGE:
+                        break
+                if not rows:
+                    return None
+                data = zlib.compress(msgspec.msgpack.encode(rows), 6)
+                unit = ArchiveUnit(_unit_name(rows[0][0]), rows[0][0], rows[-1][0], tuple(dict.fromkeys(r[1] for r in rows)), size, len(data))
+                conn.execute(
+                    self._sql.SQL("INSERT INTO {}.archive (task, first_seq, last_seq, runs, bytes, stored_bytes, data) VALUES (%s, %s, %s, %s, %s, %s, %s)").format(self._s),
+                    (task, unit.first, unit.last, list(unit.runs), unit.bytes, unit.stored_bytes, data),
+                )
+                conn.execute(self._sql.SQL("DELETE FROM {}.records WHERE task = %s AND seq BETWEEN %s AND %s").format(self._s), (task, unit.first, unit.last))
+                return unit
+
+        while True:
+            done: list[ArchiveUnit | None] = [None]
+            self._in_transaction(lambda conn: done.__setitem__(0, one(conn)))
+            if done[0] is None:
+                return moved
+            moved.append(done[0])
+
+    def _archive_lock(self, conn, task: str) -> None:
+        """One archiver or pruner of a task at a time (appends do not take it)."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"runjournal:archive:{self.schema}:{task}",))
+
+    def archive_units(self, task: str) -> list[ArchiveUnit]:
+        rows = self._query(
+            self._sql.SQL("SELECT first_seq, last_seq, runs, bytes, stored_bytes, data IS NULL FROM {}.archive WHERE task = %s ORDER BY first_seq").format(self._s),
+            (validate_task_id(task),),
+        )
+        return [ArchiveUnit(_unit_name(first), first, last, tuple(runs), size, stored, pruned) for first, last, runs, size, stored, pruned in rows]
+
+    def prune_archive(self, task: str, names: set[str]) -> None:
+        validate_task_id(task)
+        firsts = [u.first for u in self.archive_units(task) if u.name in names]
+
+        def pruned(conn) -> None:
+            with conn.transaction():
+                self._archive_lock(conn, task)
+                conn.execute(self._sql.SQL("UPDATE {}.archive SET data = NULL WHERE task = %s AND first_seq = ANY(%s)").format(self._s), (task, firsts))
+
+        self._in_transaction(pruned)
+
+    def archived_records(self, task: str, runs: set[str]) -> Iterator[Record]:
+        for first, _, rows in self._archived_rows(task, runs=runs):
+            for seq, run_id, run_seq, ts, payload, origin in rows:
+                if run_id in runs:
+                    yield Record(seq, run_id, run_seq, ts, _decode(payload, f"{self.schema}.archive", seq), origin)
+
+    def _archived_rows(self, task: str, runs: set[str] | None = None, first: int = 1, last: int | None = None) -> Iterator[tuple[int, int, list[Row]]]:
+        """(first, last, rows) of each archived unit still held (holding one of ``runs``, or
+        overlapping ``first``..``last``), in order; CorruptRecord if one does not read back."""
+        where = self._sql.SQL("task = %s AND data IS NOT NULL AND last_seq >= %s AND first_seq <= %s")
+        params: list = [validate_task_id(task), first, last if last is not None else 2**63 - 1]
+        if runs is not None:
+            where = self._sql.SQL("{} AND runs && %s").format(where)
+            params.append(sorted(runs))
+        units = self._query(self._sql.SQL("SELECT first_seq, last_seq FROM {}.archive WHERE {} ORDER BY first_seq").format(self._s, where), params)
+        for unit_first, unit_last in units:  # one unit's data at a time: each is up to archive_unit_bytes
+            got = self._query(self._sql.SQL("SELECT data FROM {}.archive WHERE task = %s AND first_seq = %s").format(self._s), (task, unit_first))
+            if not got or got[0][0] is None:
+                continue  # pruned meanwhile
+            yield unit_first, unit_last, _unpack(got[0][0], f"{self.schema}.archive", unit_first)
+
     # -- checking -----------------------------------------------------------------------
 
     def check(self, task: str, pins: dict[int, bytes] | None = None) -> Report:
@@ -586,7 +689,9 @@ class PostgresStore(EventStore):
         report = Report()
         run_seqs: dict[str, int] = {}
         history = History()
-        seq, after = 1, 0
+        unsure: set = set()
+        seq = self._check_archive(task, report, run_seqs, history, unsure)
+        after = seq - 1
         where = f"{self.schema}.records"
         while True:
             page = self._page(task, after + 1)
@@ -598,7 +703,7 @@ class PostgresStore(EventStore):
                     report.problems.append(Problem(where, s, "corrupt", f"sequence {s}: the event does not decode ({e})"))
                     seq = s + 1
                     continue
-                seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, set())
+                seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, unsure)
             if len(page) < PAGE:
                 break
             after = page[-1][0]
@@ -608,6 +713,42 @@ class PostgresStore(EventStore):
         for seq in sorted(pins or ()):
             report.problems.append(Problem(where, seq, "pin-mismatch", f"sequence {seq}: the PostgreSQL store keeps no hash chain to check a pin against"))
         return report
+
+    def _check_archive(self, task: str, report: Report, run_seqs: dict[str, int], history: History, unsure: set) -> int:
+        """Check the archived units as the journal's first records (each read back, its rows
+        checked as live ones are); pruned ones are passed over. The sequence the live records
+        must begin at."""
+        where = f"{self.schema}.archive"
+        seq = 1
+        for unit in self.archive_units(task):
+            if unit.first != seq:
+                report.problems.append(Problem(where, unit.first, "bad-archive", f"the unit from sequence {unit.first} does not continue the archive at {seq}"))
+            if unit.pruned:
+                report.pruned += 1
+                unsure.update(unit.runs)  # journal-level records go with a pruned unit: theirs may skip
+                seq = unit.last + 1
+                continue
+            try:
+                [(_, _, rows)] = list(self._archived_rows(task, first=unit.first, last=unit.first))
+            except (CorruptRecord, ValueError) as e:
+                detail = e.detail if isinstance(e, CorruptRecord) else "the unit was pruned while it was checked"
+                report.problems.append(Problem(where, unit.first, "bad-archive", detail))
+                seq = unit.last + 1
+                continue
+            report.archived += 1
+            for s, run_id, run_seq, ts, payload, origin in rows:
+                report.bytes += len(payload)
+                try:
+                    event = event_decoder.decode(payload)
+                except DECODE_ERRORS as e:
+                    report.problems.append(Problem(where, s, "corrupt", f"sequence {s}: the event does not decode ({e})"))
+                    seq = s + 1
+                    continue
+                seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, unsure)
+            if seq != unit.last + 1:
+                report.problems.append(Problem(where, unit.first, "bad-archive", f"the unit holds records to sequence {seq - 1}, its row says {unit.last}"))
+                seq = unit.last + 1
+        return seq
 
     def repair(self, task: str, quarantine: bool = False) -> Report:
         """Nothing in a database is torn or spilled: the same as ``check``."""
@@ -633,11 +774,31 @@ class PostgresStore(EventStore):
 
         def dropped(conn) -> None:
             with conn.transaction():
-                for table in ("records", "runs", "tasks"):
+                for table in ("records", "archive", "runs", "tasks"):
                     conn.execute(self._sql.SQL("DELETE FROM {}.{} WHERE task = %s").format(self._s, self._sql.Identifier(table)), (task,))
 
         self._in_transaction(dropped)
         self._seen_last.pop(task, None)
+
+
+def _unit_name(first: int) -> str:
+    """An archived unit as people and ``prune_archive`` name it: its first sequence."""
+    return f"{first:020d}"
+
+
+def _decode(payload: bytes, where: str, seq: int):
+    try:
+        return event_decoder.decode(payload)
+    except DECODE_ERRORS as e:
+        raise CorruptRecord(where, seq, f"the event of sequence {seq} does not decode ({e})") from None
+
+
+def _unpack(data: bytes, where: str, first: int) -> list[Row]:
+    """An archived unit's rows; CorruptRecord if they do not decompress and decode."""
+    try:
+        return _rows_decoder.decode(zlib.decompress(data))
+    except (zlib.error, *DECODE_ERRORS) as e:
+        raise CorruptRecord(where, first, f"the archived unit from sequence {first} does not read back ({e})") from None
 
 
 def _after(done: list[Record], expected: dict[str, int] | None, last: int | None):
@@ -666,18 +827,20 @@ class _PgReading(Reading):
 
     @staticmethod
     def _pages(store: PostgresStore, task: str, next_seq: int):
-        decode = event_decoder.decode
+        where = f"{store.schema}.records"
+        begun = False
         while True:
             page = store._page(task, next_seq)
+            if begun and page and page[0][0] > next_seq:  # archived since this read began: read from there
+                for _, _, rows in store._archived_rows(task, first=next_seq, last=page[0][0] - 1):
+                    for seq, run_id, run_seq, ts, payload, origin in rows:
+                        if next_seq <= seq < page[0][0]:
+                            yield Record(seq, run_id, run_seq, ts, _decode(payload, f"{store.schema}.archive", seq), origin)
             for seq, run_id, run_seq, ts, payload, origin in page:
-                try:
-                    event = decode(payload)
-                except DECODE_ERRORS as e:
-                    raise CorruptRecord(f"{store.schema}.records", seq, f"the event of sequence {seq} does not decode ({e})") from None
-                yield Record(seq, run_id, run_seq, ts, event, origin)
+                yield Record(seq, run_id, run_seq, ts, _decode(payload, where, seq), origin)
             if len(page) < PAGE:
                 return
-            next_seq = page[-1][0] + 1
+            next_seq, begun = page[-1][0] + 1, True
 
     def __iter__(self):
         return self._records

@@ -105,8 +105,8 @@ class JournalReader:
             if end.state != "sealed":
                 return
             nxt = chain.after_seal(segment, end, next_seq)
-            if not os.path.exists(os.path.join(self.directory, nxt)):
-                return
+            if not os.path.exists(os.path.join(self.directory, nxt)) and nxt not in archive.held(self.directory):
+                return  # (one archived since this read began is read from the archive)
             segment, offset, looked_again = nxt, fmt.HEADER_LEN, False
             self._segment, self._offset = segment, offset
 

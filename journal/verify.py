@@ -202,6 +202,7 @@ def _check_archive(directory: str, archived: set[str], report: Report, run_seqs:
         archived.add(entry.segment)
         if entry.pruned:
             report.pruned += 1
+            unsure.update(entry.runs)  # journal-level records go with a pruned segment: theirs may skip
             links.value = bytes.fromhex(entry.chain_out) if len(entry.chain_out) == 64 else None
             links.seq = entry.last
             expected = entry.last + 1

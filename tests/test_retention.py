@@ -10,12 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from helpers import DEADLINE, clean_env
+from helpers import DEADLINE, clean_env, pg
 from helpers.histories import SECOND, T0, RunScript, make_run_id
 from helpers.invoke import invoke  # noqa: F401 - a fixture
-from runjournal.journal import Item, Journal, archive, check, read_records
+from runjournal.journal import Item, Journal, archive, check, open_store, read_records
 
 SEGMENT = 1500
 TASK = "default"
@@ -216,3 +217,143 @@ with Journal(sys.argv[1], durability="none") as j:
         print(rec.seq, flush=True)
         time.sleep(0.002)
 """
+
+
+# -- the PostgreSQL store -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_url(tmp_path: Path):
+    pg.server_url()  # skips (fails under CI) without a server
+    yield pg.store_url(str(tmp_path))
+    pg.drop_schema(str(tmp_path))
+
+
+def build_in(store, runs: int = 12) -> None:
+    """What ``build`` writes, through the store's API."""
+    for n in range(runs):
+        for item in ended_run(n, fail=n % 3 == 2):
+            store.append_batch(TASK, [item])
+    for item in RunScript(make_run_id(runs), start_ts=T0 + runs * 600 * SECOND, stages=2).start_stage(1).items:
+        store.append_batch(TASK, [item])
+
+
+def test_archive_and_prune_on_the_postgresql_store_as_on_files(tmp_path: Path, invoke, pg_url: str):
+    with open_store(pg_url) as store:
+        build_in(store)
+        seqs = [r.seq for r in store.records(TASK)]
+
+    def cli(*args):
+        return invoke("--store", pg_url, *args)
+
+    assert cli("project", "--rebuild")[0] == 0
+    before = task_files(tmp_path)
+    code, out, err = cli("archive", "--keep-last", "2", "--format", "json")
+    assert code == 0, err
+    [doc] = json.loads(out)
+    assert doc["runs"] == [make_run_id(n) for n in range(10)], doc
+    assert doc["units"] and doc["stored_bytes"] < doc["bytes"]
+    with open_store(pg_url) as store:
+        archived = [r.seq for r in store.archived_records(TASK, {*doc["runs"], ""})]
+        live = [r.seq for r in store.records(TASK)]
+        assert archived and sorted(archived + live) == seqs + [seqs[-1] + 1]  # each once; the runs_archived record the one more
+        assert store.archived_runs(TASK) == set(doc["runs"])
+    code, out, err = cli("verify", "--format", "json")
+    assert code == 0, out + err
+
+    assert cli("project", "--rebuild")[0] == 0
+    assert task_files(tmp_path) == before
+
+    run_id = doc["runs"][0]
+    code, out, _ = cli("runs", "--archived", "--format", "json")
+    assert code == 0 and run_id in [r["run_id"] for r in json.loads(out)]
+    code, out, err = cli("export", "--run", run_id)
+    assert code == 0 and json.loads(out.splitlines()[0])["event"]["type"] == "run_started", err
+    assert cli("replay", run_id, "--format", "json")[0] == 0
+    code, out, _ = cli("show", run_id)
+    assert code == 0 and json.loads(out)["run_id"] == run_id
+
+    # one unit (16 MiB) holds the ten runs: a prune of some of them deletes nothing, of all of them the unit
+    code, out, err = cli("prune", "--keep-last", "4", "--format", "json")
+    assert code == 0 and json.loads(out)[0]["runs"] == [], err
+    code, out, err = cli("prune", "--keep-last", "0", "--dry-run", "--format", "json")
+    assert code == 0, err
+    [dry] = json.loads(out)
+    assert dry["dry_run"] and dry["runs"] == doc["runs"] and dry["bytes"] > 0
+    code, out, err = cli("prune", "--keep-last", "0", "--format", "json")
+    assert code == 0, err
+    [done] = json.loads(out)
+    assert done["runs"] == dry["runs"] and done["units"] == dry["units"]
+    code, out, _ = cli("runs", "--archived", "--format", "json")
+    assert not set(done["runs"]) & {r["run_id"] for r in json.loads(out)}
+    for run_id in done["runs"]:
+        assert not (tmp_path / ".runs" / TASK / "cli" / run_id).exists()
+    code, out, err = cli("verify", "--format", "json")
+    assert code == 0, out + err
+
+
+PG_ARCHIVER = """
+import os, signal, sys, zlib
+from runjournal.journal import postgres
+from runjournal.cli.main import main
+postgres.ARCHIVE_UNIT_BYTES = 1500  # many units
+steps = [0]
+kill_at = int(sys.argv[1])
+def counting(fn):
+    def wrapped(*a, **k):
+        steps[0] += 1
+        if steps[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fn(*a, **k)
+    return wrapped
+postgres.PostgresStore._archive_lock = counting(postgres.PostgresStore._archive_lock)  # a unit begins
+postgres.zlib = type("Z", (), {"compress": staticmethod(counting(zlib.compress)), "decompress": staticmethod(zlib.decompress), "error": zlib.error})
+postgres.PostgresStore._in_transaction = counting(postgres.PostgresStore._in_transaction)  # before each, and after the last
+main(["--root", sys.argv[2], "--store", sys.argv[3], "archive", "--keep-last", "1"])
+"""
+
+PG_WRITER = """
+import sys, time
+from runjournal.journal import open_store, events as ev
+with open_store(sys.argv[1], durability="none") as store:
+    for i in range(40):
+        rec = store.append("default", sys.argv[2], ev.Heartbeat())  # the run build_in() left open
+        print(rec.seq, flush=True)
+        time.sleep(0.002)
+"""
+
+
+@settings(max_examples=KILLS, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kill_at=st.integers(1, 24))  # 23 steps archive this history
+def test_a_sigkilled_archiver_on_the_postgresql_store_leaves_each_record_once(tmp_path_factory, kill_at):
+    pg.server_url()
+    root = tmp_path_factory.mktemp("pgkilled")
+    url = pg.store_url(str(root))
+    try:
+        with open_store(url) as store:
+            build_in(store)
+        writer = subprocess.Popen([sys.executable, "-c", PG_WRITER, url, make_run_id(12)], stdout=subprocess.PIPE, env=clean_env(), text=True)
+        proc = subprocess.run([sys.executable, "-c", PG_ARCHIVER, str(kill_at), str(root), url], env=clean_env(), capture_output=True, timeout=DEADLINE)
+        acked = [int(line) for line in writer.communicate(timeout=DEADLINE)[0].split()]
+        assert writer.returncode == 0
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
+
+        def held() -> tuple[list[int], list[int]]:
+            with open_store(url) as store:
+                runs = {rec.run_id for rec in store.records(TASK)} | {make_run_id(n) for n in range(13)} | {""}
+                return [r.seq for r in store.archived_records(TASK, runs)], [r.seq for r in store.records(TASK)]
+
+        archived, live = held()
+        assert not set(archived) & set(live)
+        assert sorted(archived + live) == list(range(1, len(archived) + len(live) + 1))
+        assert set(acked) <= set(archived + live)
+
+        subprocess.run([sys.executable, "-m", "runjournal", "--root", str(root), "--store", url, "archive", "--keep-last", "1"], env=clean_env(), check=True, timeout=DEADLINE)
+        archived, live = held()
+        assert archived and not set(archived) & set(live)
+        assert sorted(archived + live) == list(range(1, len(archived) + len(live) + 1))
+        with open_store(url) as store:
+            report = store.check(TASK)
+            assert report.ok, report.problems
+    finally:
+        pg.drop_schema(str(root))

@@ -50,7 +50,8 @@ def beat(n: int) -> ev.OutputChunk:
 class StoreContract:
     """Every EventStore passes these."""
 
-    def make_store(self, place: Path) -> EventStore:
+    def make_store(self, place: Path, unit_bytes: int | None = None) -> EventStore:
+        """A store on ``place``; ``unit_bytes``: the most an archived unit holds (a segment's size)."""
         raise NotImplementedError
 
     def url(self, place: Path) -> str:
@@ -258,6 +259,51 @@ class StoreContract:
                 assert acked <= stored, f"writer {k}: an acknowledged event is missing"
             assert store.check("t").ok
 
+    # -- retention ----------------------------------------------------------------------------
+
+    def test_archive_moves_the_oldest_units_of_archived_runs_each_record_once(self, tmp_path: Path):
+        run_c = "2025-12-01T09-37-11-576Z-0000000c"
+        with self.make_store(tmp_path, unit_bytes=2048) as store:
+            chunk = lambda n: ev.OutputChunk(index=1, stream="stdout", data=b"%04d" % n + b"x" * 150)  # noqa: E731
+            for n in range(30):
+                store.append("t", RUN_A, chunk(n))
+            store.record("t", ev.RunsArchived(runs=(), state=b"earlier"))
+            for n in range(30):
+                store.append("t", RUN_B, chunk(n))
+                store.append("t", run_c if n >= 20 else RUN_B, chunk(n))  # C, still open, begins inside B
+            covered = store.record("t", ev.RunsArchived(runs=(RUN_A, RUN_B), state=b"now")).seq
+            store.append("t", run_c, chunk(99))
+            everything = list(store.records("t"))
+            reading = store.records("t")
+            first = next(reading)  # a read begun before the archive reads on across it
+
+            moved = store.archive("t", covered, {RUN_A, RUN_B})
+
+            assert moved and moved[0].first == 1, moved
+            assert all(b.first == a.last + 1 for a, b in zip(moved, moved[1:])), moved
+            assert all(set(u.runs) <= {RUN_A, RUN_B, ""} and u.stored_bytes < u.bytes for u in moved), moved
+            assert store.archive_units("t") == moved
+            live = list(store.records("t"))
+            assert live[0].seq == moved[-1].last + 1 and live[-1].seq == everything[-1].seq
+            assert run_c not in {r.run_id for r in everything if r.seq <= moved[-1].last}
+            archived = list(store.archived_records("t", {RUN_A, RUN_B, ""}))
+            assert archived + live == everything  # each record once, as it was
+            assert [first, *reading] == everything
+            assert RUN_A in store.archived_runs("t") <= {RUN_A, RUN_B}
+            assert list(store.archived_records("t", {run_c})) == []
+            report = store.check("t")
+            assert report.ok and report.archived == len(moved), report.problems
+            assert store.archive("t", covered, {RUN_A, RUN_B}) == []  # nothing more to move
+
+            store.prune_archive("t", {moved[0].name})
+            units = store.archive_units("t")
+            assert [u.pruned for u in units] == [True] + [False] * (len(moved) - 1)
+            assert [r.seq for r in store.archived_records("t", {RUN_A, RUN_B, ""})] == [r.seq for r in archived if r.seq > moved[0].last]
+            report = store.check("t")
+            assert report.ok and report.pruned == 1, report.problems
+            store.append("t", run_c, chunk(100))  # appends go on after it all
+            assert store.check("t").ok
+
 
 def _reap(proc: subprocess.Popen) -> None:
     proc.kill()
@@ -268,8 +314,8 @@ def _reap(proc: subprocess.Popen) -> None:
 
 
 class TestFileStore(StoreContract):
-    def make_store(self, place: Path) -> EventStore:
-        return FileStore(str(place / "runs"), durability="none")
+    def make_store(self, place: Path, unit_bytes: int | None = None) -> EventStore:
+        return FileStore(str(place / "runs"), durability="none", segment_bytes=unit_bytes)
 
     def url(self, place: Path) -> str:
         return str(place / "runs")
@@ -291,8 +337,11 @@ class TestPostgresStore(StoreContract):
     def cleanup(self, place: Path) -> None:
         pg.drop_schema(str(place))
 
-    def make_store(self, place: Path) -> EventStore:
-        return open_store(self.url(place), durability="none")
+    def make_store(self, place: Path, unit_bytes: int | None = None) -> EventStore:
+        store = open_store(self.url(place), durability="none")
+        if unit_bytes is not None:
+            store.archive_unit_bytes = unit_bytes
+        return store
 
     def url(self, place: Path) -> str:
         return pg.store_url(str(place))

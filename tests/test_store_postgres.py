@@ -362,3 +362,23 @@ def test_a_password_given_as_a_parameter_is_never_shown(tmp_path: Path):
         assert "hunter2" not in str(caught.value)
     proc = cli(tmp_path, "runs", store=url)
     assert proc.returncode == 1 and "hunter2" not in proc.stderr + proc.stdout
+
+
+def test_a_read_begun_before_an_archive_reads_what_moved_meanwhile_from_the_archive(url: str, monkeypatch):
+    from runjournal.journal import postgres
+
+    monkeypatch.setattr(postgres, "PAGE", 5)  # a read of many pages, the archive between two of them
+    other = "2025-12-01T09-37-11-576Z-0000000b"
+    with open_store(url, durability="none") as store:
+        store.archive_unit_bytes = 100
+        for n in range(30):
+            store.append("t", RUN, ev.OutputChunk(index=1, stream="stdout", data=b"%02d" % n + b"x" * 40))
+        covered = store.record("t", ev.RunsArchived(runs=(RUN,), state=b"")).seq
+        store.append("t", other, ev.Heartbeat())
+        everything = list(store.records("t"))
+        reading = store.records("t")
+        begun = [next(reading) for _ in range(7)]
+        moved = store.archive("t", covered, {RUN})
+        assert len(moved) > 2 and moved[-1].last == 30
+        assert begun + list(reading) == everything
+        assert [r.seq for r in store.records("t")] == [31, 32]
