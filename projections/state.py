@@ -8,6 +8,8 @@ writer rewrites only their files.
 
 from __future__ import annotations
 
+import zlib
+
 import msgspec
 
 from runjournal.journal import InvalidId, validate_run_id
@@ -585,10 +587,26 @@ def snapshot(state: TaskState, runs: dict[str, WriterTotals], earlier: Snapshot 
             continue
         commands = [msgspec.structs.replace(c, log=[]) for c in run.commands]
         kept[run_id] = ArchivedRun(msgspec.structs.replace(run, commands=commands), lines.get(run_id, []), runs[run_id])
-    return _snapshot_encoder.encode(Snapshot(kept, state.last_ts, list(state.invalid_ids)))
+    return zlib.compress(_snapshot_encoder.encode(Snapshot(kept, state.last_ts, list(state.invalid_ids))), 6)
+
+
+#: the most a snapshot may take decompressed (about 200,000 archived runs): a record that says
+#: more is refused rather than let fill memory
+SNAPSHOT_MAX_BYTES = 256 << 20
 
 
 def read_snapshot(data: bytes) -> Snapshot:
+    """A ``runs_archived`` record's ``state``: zlib-compressed MessagePack (a snapshot compresses
+    about 7 times), or plain MessagePack as the first version wrote it (a map, never ``x``, the
+    first byte of zlib's header). msgspec.DecodeError if it is neither, or too large."""
+    if data[:1] == b"x":
+        inflate = zlib.decompressobj()
+        try:
+            data = inflate.decompress(data, SNAPSHOT_MAX_BYTES)
+        except zlib.error as e:
+            raise msgspec.DecodeError(f"the archived runs' state does not decompress: {e}") from None
+        if inflate.unconsumed_tail:
+            raise msgspec.DecodeError(f"the archived runs' state is larger than {SNAPSHOT_MAX_BYTES} bytes")
     return _snapshot_decoder.decode(data)
 
 

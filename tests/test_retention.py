@@ -357,3 +357,17 @@ def test_a_sigkilled_archiver_on_the_postgresql_store_leaves_each_record_once(tm
             assert report.ok, report.problems
     finally:
         pg.drop_schema(str(root))
+
+
+def test_a_snapshot_reads_back_compressed_or_as_the_first_version_wrote_it_and_no_larger_than_its_limit(monkeypatch):
+    import msgspec
+    import zlib
+
+    from runjournal.projections import state as pstate
+
+    plain = msgspec.msgpack.encode(pstate.Snapshot({}, 5, ["x"]))
+    assert pstate.read_snapshot(plain) == pstate.read_snapshot(zlib.compress(plain)) == pstate.Snapshot({}, 5, ["x"])
+    monkeypatch.setattr(pstate, "SNAPSHOT_MAX_BYTES", 1000)
+    for hostile in (zlib.compress(msgspec.msgpack.encode(pstate.Snapshot({}, 0, ["a" * 2000]))), b"x not zlib"):
+        with pytest.raises(msgspec.DecodeError):
+            pstate.read_snapshot(hostile)
