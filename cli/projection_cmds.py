@@ -510,11 +510,20 @@ def watch(settings, task, poll, fmt):
     stops it after the current write: exit 130 after SIGINT, 0 after SIGTERM (a service
     manager's stop). Prints a line per catch-up (JSON Lines with --format json).
 
+    With a retention policy in the root's config (runjournal.retention), it archives and
+    prunes each task's runs by it when it starts and then once a day (retention.every), with
+    a line each time.
+
     Example: runjournal watch --poll 2
     """
     from runjournal.projections import Watcher  # imports watchdog: only this command needs it
+    from runjournal.runner.config import ConfigNotFound, Retention, load
 
     chosen = chosen_task(settings, task)  # a task may get its journal after the daemon starts
+    try:
+        policy = load(None, settings.root).limits.retention
+    except ConfigNotFound:  # watching needs no config: only a retention policy is read from it
+        policy = Retention()
     stop = threading.Event()
 
     def log(text: str, doc: dict) -> None:
@@ -531,10 +540,29 @@ def watch(settings, task, poll, fmt):
             {"event": "catch_up", "time": iso_utc(now), "task_id": t, "applied": result.applied, "files": result.files, "next_seq": result.next_seq, "stale_marked": result.stale_marked},
         )
 
+    def retained(t, archived, pruned) -> None:
+        now = time.time_ns()
+        done = [(verb, doc) for verb, doc in (("archived", archived), ("pruned", pruned)) if doc is not None]
+        what = ", ".join(f"{verb} {len(doc['runs'])} run(s) ({len(doc['units'])} units, {doc['bytes']} bytes)" for verb, doc in done)
+        parts = {key: None if doc is None else {k: v for k, v in doc.items() if k not in ("task_id", "dry_run")} for key, doc in (("archive", archived), ("prune", pruned))}
+        log(f"{iso_utc(now)}  task {t}: retention {what}", {"event": "retention", "time": iso_utc(now), "task_id": t, **parts})
+
     def warn(message: str) -> None:
         echo(f"warning: {message}", err=True)
 
-    daemon = Watcher(settings.runs_dir, settings.out_dir, chosen, poll, on_catch_up=caught_up, warn=warn, store=settings.store, roots=settings.layout.roots)
+    daemon = Watcher(
+        settings.runs_dir,
+        settings.out_dir,
+        chosen,
+        poll,
+        on_catch_up=caught_up,
+        warn=warn,
+        store=settings.store,
+        roots=settings.layout.roots,
+        retention=policy,
+        retention_every=policy.every_seconds,
+        on_retention=retained,
+    )
 
     def ready() -> None:
         what = f"task {chosen}" if chosen else "every task"

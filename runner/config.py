@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass, field
 
 from runjournal.journal.errors import BadInput
+from runjournal.journal.naming import parse_duration
 
 CONFIG_NAME = "codex.orchestrator.json"
 
@@ -62,6 +63,29 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """One step of a retention policy: the runs that ended more than ``older_than_seconds``
+    before the policy is applied, and all but the newest ``keep_last``; every one given must
+    hold (``projections.retention.Selection``)."""
+
+    older_than_seconds: float | None = None
+    keep_last: int | None = None
+
+
+@dataclass(frozen=True)
+class Retention:
+    """``runjournal.retention``: what ``watch`` archives, then prunes, in each task it watches,
+    once when it starts and then every ``every_seconds``; a rule that is None does nothing."""
+
+    archive: RetentionRule | None = None
+    prune: RetentionRule | None = None
+    every_seconds: float = 24 * 3600.0
+
+    def __bool__(self) -> bool:
+        return self.archive is not None or self.prune is not None
+
+
+@dataclass(frozen=True)
 class Limits:
     """Per-project settings (config key ``runjournal``); the limits default to the contract's values.
 
@@ -77,6 +101,8 @@ class Limits:
     journal_env_in_clear: tuple[str, ...] = ()
     #: ``stageTimeoutSeconds``: the timeout of each command stage without its own; None: no limit
     stage_timeout_seconds: float | None = None
+    #: ``retention``: the policy ``watch`` applies; empty: none
+    retention: Retention = Retention()
 
 
 # the largest byte limit: its stream's end still fits one journal record (64 MiB)
@@ -93,6 +119,11 @@ _LIMIT_KEYS = {  # key: (Limits field, type, minimum, maximum)
 }
 _CLEAR_KEY = "journalEnvInClear"
 _TIMEOUT_KEY = "stageTimeoutSeconds"
+_RETENTION_KEY = "retention"
+_RETENTION_KEYS = ("archive", "prune", "every")
+_RULE_KEYS = ("olderThan", "keepLast")
+#: the shortest ``retention.every``: each application reads the task's whole live journal
+_MIN_RETENTION_EVERY = 1.0
 
 #: the keys of each object, in the order the docs list them
 _STAGE_KEYS = {
@@ -415,11 +446,11 @@ def _limits(raw, source: str) -> Limits:
         if key == _TIMEOUT_KEY:
             values["stage_timeout_seconds"] = _seconds(value, f"{source}: runjournal.{key}")
             continue
+        if key == _RETENTION_KEY:
+            values["retention"] = _retention(value, f"{source}: runjournal.{key}")
+            continue
         if key not in _LIMIT_KEYS:
-            known = [*_LIMIT_KEYS, _TIMEOUT_KEY, _CLEAR_KEY]
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f'; did you mean "{close[0]}"?' if close else ""
-            raise ConfigError(f"{source}: runjournal.{key} is not a known setting (known: {', '.join(known)}){hint}")
+            _unknown(key, [*_LIMIT_KEYS, _TIMEOUT_KEY, _CLEAR_KEY, _RETENTION_KEY], f"{source}: runjournal")
         name, kind, minimum, maximum = _LIMIT_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, kind) or not value >= minimum:
             raise ConfigError(f"{source}: runjournal.{key} must be a number >= {minimum}")
@@ -427,6 +458,54 @@ def _limits(raw, source: str) -> Limits:
             raise ConfigError(f"{source}: runjournal.{key} must be a number <= {maximum}")
         values[name] = value
     return Limits(**values)
+
+
+def _unknown(key: str, known: list[str], where: str) -> None:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    raise ConfigError(f"{where}.{key} is not a known setting (known: {', '.join(known)}){hint}")
+
+
+def _retention(value, where: str) -> Retention:
+    """``{"archive": RULE, "prune": RULE, "every": DURATION}``, each optional."""
+    if not isinstance(value, dict):
+        raise ConfigError(f'{where} must be an object such as {{"archive": {{"olderThan": "30d"}}, "prune": {{"olderThan": "365d"}}}}')
+    for key in value:
+        if key not in _RETENTION_KEYS:
+            _unknown(key, list(_RETENTION_KEYS), where)
+    rules = {key: _rule(value[key], f"{where}.{key}") for key in ("archive", "prune") if key in value}
+    if "every" in value:
+        rules["every_seconds"] = _duration(value["every"], f"{where}.every", _MIN_RETENTION_EVERY)
+    return Retention(**rules)
+
+
+def _rule(value, where: str) -> RetentionRule:
+    """``{"olderThan": DURATION, "keepLast": N}``: at least one, as the CLI's selectors."""
+    if not isinstance(value, dict):
+        raise ConfigError(f'{where} must be an object with "olderThan", "keepLast" or both')
+    for key in value:
+        if key not in _RULE_KEYS:
+            _unknown(key, list(_RULE_KEYS), where)
+    if not value:  # taken as "every run" it would archive (or prune) everything: say which
+        raise ConfigError(f'{where} must say which runs: "olderThan", "keepLast" or both')
+    keep = value.get("keepLast")
+    if "keepLast" in value and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 0):
+        raise ConfigError(f"{where}.keepLast must be a whole number >= 0")
+    older = _duration(value["olderThan"], f"{where}.olderThan", 0.0) if "olderThan" in value else None
+    return RetentionRule(older_than_seconds=older, keep_last=keep)
+
+
+def _duration(value, where: str, minimum: float) -> float:
+    """Seconds in a duration string (``parse_duration``: ``90s``, ``30m``, ``2h``, ``7d``, ``1w``)."""
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise ConfigError(f'{where} must be a duration such as "30d" (90s, 30m, 2h, 7d, 1w), not {value!r}')
+    if not minimum <= seconds <= _MAX_SECONDS:  # also infinity: 400 nines are a duration
+        raise ConfigError(f"{where} must be a duration of {minimum:g} to {_MAX_SECONDS} seconds")
+    return seconds
 
 
 def _env_names(value, where: str) -> tuple[str, ...]:

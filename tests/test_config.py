@@ -211,7 +211,7 @@ def test_the_unknown_setting_error_lists_journal_env_in_clear(tmp_path: Path):
     path = write_config(tmp_path, pipeline("p", cmd("a", "true")), limits={"journalEnvInClean": ["MODE"]})
     with pytest.raises(
         ConfigError,
-        match=r'runjournal\.journalEnvInClean is not a known setting \(known: .*, cancelGraceSeconds, stageTimeoutSeconds, journalEnvInClear\); did you mean "journalEnvInClear"\?$',
+        match=r'runjournal\.journalEnvInClean is not a known setting \(known: .*, cancelGraceSeconds, stageTimeoutSeconds, journalEnvInClear, retention\); did you mean "journalEnvInClear"\?$',
     ):
         load(str(path), str(tmp_path))
 
