@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from runjournal.journal import CorruptRecord, JournalNotFound, validate_run_id
 from runjournal.projections import AmbiguousRun, RunNotFound
+from runjournal.projections.replay import first_record
 
 from .output import echo
 
@@ -72,7 +73,8 @@ def viewed(settings, task: str) -> tuple[Projector, TaskState]:
 
 def _has_records(settings, run_id: str) -> Callable[[str], bool]:
     store = settings.store
-    return lambda task: run_id in store.archived_runs(task) or any(rec.run_id == run_id for rec in store.records(task))
+    # the run's first record, sought near the time in its id (``replay.first_record``)
+    return lambda task: run_id in store.archived_runs(task) or first_record(store, task, run_id) is not None
 
 
 def run_task(settings, run_id: str, task: str | None, holds: Callable[[str], bool] | None = None) -> str:

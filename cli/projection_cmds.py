@@ -26,7 +26,7 @@ from runjournal.journal.text import for_terminal
 from runjournal.journal import events as ev
 from runjournal.projections import Projector, Step, paced, state_at, timeline
 from runjournal.projections import render as prender
-from runjournal.projections.replay import RunNotFound
+from runjournal.projections.replay import RunNotFound, first_record
 from runjournal.projections.replay import step as make_step
 from runjournal.projections.state import Run, TaskState
 from runjournal.runner import run_exit_code
@@ -413,10 +413,10 @@ def _parse_at(text: str, start_ts: Callable[[], int]) -> tuple[int | None, int |
 
 
 def _started(store, task: str, run_id: str) -> int:
-    """The time of the run's first record: the journal is read up to it, not past it."""
-    for rec in store.records(task):
-        if rec.run_id == run_id:
-            return rec.ts
+    """The time of the run's first record (sought near the time in its id: ``replay.first_record``)."""
+    rec = first_record(store, task, run_id)
+    if rec is not None:
+        return rec.ts
     raise RunNotFound(f"no run {run_id} in the journal at {store.where(task)} (see `runjournal runs`)")
 
 

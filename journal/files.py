@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from . import archive, chain
+from . import archive, chain, seek
 from . import format as fmt
 from .verify import Report, check, repair
 from .errors import BadInput, CorruptRecord, JournalNotFound
@@ -141,6 +141,9 @@ class FileStore(EventStore):
     def records(self, task: str, from_seq: int = 1, hint: str | None = None) -> Reading:
         directory = self.journal_dir(task)
         return _FileReading(directory, from_seq, hint, lambda end: self._ends.__setitem__(directory, end))
+
+    def first_at(self, task: str, ts: int) -> int | None:
+        return seek.first_at(self.journal_dir(task), ts)  # segments by their first record, then one walked
 
     def identity(self, task: str) -> str | None:
         # the first record's run id and time: read with one small read of the first segment

@@ -141,6 +141,14 @@ class EventStore(abc.ABC):
         """Committed records with a global sequence of ``from_seq`` or more, to the current end.
         ``JournalNotFound`` if the task has no journal; ``CorruptRecord`` at damage."""
 
+    def first_at(self, task: str, ts: int) -> int | None:
+        """A sequence where the task's record stamps reach ``ts`` (ns): the first record stamped
+        at or after it while stamps never go backwards, and a place where they cross it
+        otherwise; None if no live record is stamped at or after it. Found without reading the
+        journal from its start where the store can (1 where it cannot): a starting point for a
+        read whose caller checks what it reads, never trusted over the records."""
+        return 1
+
     @abc.abstractmethod
     def identity(self, task: str) -> str | None:
         """What tells this task's journal from one made anew under the same name: '' while it

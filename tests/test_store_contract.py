@@ -259,6 +259,16 @@ class StoreContract:
                 assert acked <= stored, f"writer {k}: an acknowledged event is missing"
             assert store.check("t").ok
 
+    def test_first_at_finds_where_the_stamps_reach_a_time_without_reading_from_the_start(self, tmp_path: Path):
+        with self.make_store(tmp_path, unit_bytes=1024) as store:
+            for n in range(200):  # stamps 10 apart, in many segments
+                store.append_batch("t", [Item(RUN_A, beat(n), TS + 10 * n)])
+            for n in (0, 1, 57, 58, 199):
+                assert store.first_at("t", TS + 10 * n) == n + 1
+                assert store.first_at("t", TS + 10 * n - 3) == n + 1
+            assert store.first_at("t", TS - 1000) == 1
+            assert store.first_at("t", TS + 10 * 199 + 1) is None
+
     # -- retention ----------------------------------------------------------------------------
 
     def test_archive_moves_the_oldest_units_of_archived_runs_each_record_once(self, tmp_path: Path):
