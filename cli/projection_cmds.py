@@ -450,14 +450,24 @@ def replay(settings, run_id, task, at, speed, fmt):
     """
     if at is not None and speed is not None:
         raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
-    found = run_task(settings, run_id, task)
+    store = settings.store
+    firsts: dict[str, ev.Record | None] = {}  # task -> the run's first live record, found once
+
+    def holds(t: str) -> bool:
+        if run_id in store.archived_runs(t):
+            return True
+        rec = firsts[t] = first_record(store, t, run_id)
+        return rec is not None
+
+    found = run_task(settings, run_id, task, holds)
+    first = firsts.get(found)
     if at is not None:  # no timeline: a whole read of the journal that --at does not need
-        seq, ts = _parse_at(at, lambda: _started(settings.store, found, run_id))
+        seq, ts = _parse_at(at, lambda: first.ts if first is not None else _started(store, found, run_id))
         paths = prender.Paths(settings.runs_dir, settings.out_dir, found)
-        sys.stdout.buffer.write(prender.dumps(state_at(settings.store, found, run_id, paths, seq=seq, ts_ns=ts)))
+        sys.stdout.buffer.write(prender.dumps(state_at(store, found, run_id, paths, seq=seq, ts_ns=ts, first_seq=first and first.seq)))
         sys.stdout.flush()
         return 0
-    steps = timeline(settings.store, found, run_id)
+    steps = timeline(store, found, run_id, first.seq if first is not None else 1)
     if speed is not None:
         start = steps[0][1].ts
         played = [0]

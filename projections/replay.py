@@ -55,10 +55,10 @@ class Step(msgspec.Struct, omit_defaults=True):
     excerpt: str | None = None
 
 
-def _run_records(store: EventStore, task: str, run_id: str) -> Iterator[Record]:
+def _run_records(store: EventStore, task: str, run_id: str, start: int = 1) -> Iterator[Record]:
     validate_run_id(run_id)
     yield from store.archived_records(task, {run_id})  # an archived run: read back from the archive
-    for rec in store.records(task):
+    for rec in store.records(task, start):
         if rec.run_id == run_id:
             yield rec
 
@@ -102,11 +102,12 @@ def step(rec: Record, start_ts: int) -> Step:
     return s
 
 
-def timeline(store: EventStore, task: str, run_id: str) -> list[tuple[Step, Record]]:
-    """Every record of the run, oldest first, each with its timeline step."""
+def timeline(store: EventStore, task: str, run_id: str, first_seq: int = 1) -> list[tuple[Step, Record]]:
+    """Every record of the run, oldest first, each with its timeline step. ``first_seq``: the
+    sequence of its first live record, where the caller knows it (``first_record``)."""
     out: list[tuple[Step, Record]] = []
     start = None
-    for rec in _run_records(store, task, run_id):
+    for rec in _run_records(store, task, run_id, first_seq):
         if start is None:
             start = rec.ts
         out.append((step(rec, start), rec))
@@ -115,7 +116,9 @@ def timeline(store: EventStore, task: str, run_id: str) -> list[tuple[Step, Reco
     return out
 
 
-def state_at(store: EventStore, task: str, run_id: str, paths: render.Paths, seq: int | None = None, ts_ns: int | None = None) -> dict:
+def state_at(
+    store: EventStore, task: str, run_id: str, paths: render.Paths, seq: int | None = None, ts_ns: int | None = None, first_seq: int | None = None
+) -> dict:
     """The run's manifest exactly as it was once the journal reached global ``seq`` (or time ``ts_ns``).
 
     With neither, the manifest as of the end of the journal. Records of other runs are
@@ -131,10 +134,11 @@ def state_at(store: EventStore, task: str, run_id: str, paths: render.Paths, seq
     a sequence number names a point exactly.
 
     The fold starts near the run's first record where that gives the same manifest
-    (``_from_run_start``: the cost of the run, not of the journal before it), else at 1.
+    (``_from_run_start``: the cost of the run, not of the journal before it), else at 1;
+    ``first_seq``: where the caller found the run's first record (``first_record``), if it did.
     """
     validate_run_id(run_id)
-    state = _from_run_start(store, task, run_id, seq, ts_ns)
+    state = _from_run_start(store, task, run_id, seq, ts_ns, first_seq)
     if state is None:
         state = TaskState(task_id=task)
         _fold(state, store.records(task), run_id, seq, ts_ns)
@@ -217,7 +221,7 @@ def first_record(store: EventStore, task: str, run_id: str) -> Record | None:
     return next((r for r in store.records(task) if r.run_id == run_id), None)
 
 
-def _from_run_start(store: EventStore, task: str, run_id: str, seq: int | None, ts_ns: int | None) -> TaskState | None:
+def _from_run_start(store: EventStore, task: str, run_id: str, seq: int | None, ts_ns: int | None, first_seq: int | None = None) -> TaskState | None:
     """The fold of ``state_at`` started near the run's first record, or None where that might
     not give the manifest the fold from sequence 1 gives (the caller then folds from 1).
 
@@ -231,7 +235,7 @@ def _from_run_start(store: EventStore, task: str, run_id: str, seq: int | None, 
     """
     if run_id in store.archived_runs(task):
         return None
-    start = _seek_start(store, task, run_id)
+    start = first_seq or _seek_start(store, task, run_id)
     if start <= 1:
         return None
     state = TaskState(task_id=task)
