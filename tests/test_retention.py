@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from helpers import DEADLINE, clean_env, pg
+from helpers import DEADLINE, HELPERS, clean_env, pg
 from helpers.histories import SECOND, T0, RunScript, make_run_id
 from helpers.invoke import invoke  # noqa: F401 - a fixture
 from runjournal.journal import Item, Journal, archive, check, open_store, read_records
@@ -171,12 +171,13 @@ KILLS = 300 if os.environ.get("HYPOTHESIS_PROFILE") == "stress" else 8
 def test_a_sigkilled_archiver_leaves_each_record_once_and_the_next_finishes(tmp_path_factory, kill_at):
     root = tmp_path_factory.mktemp("killed")
     d = build(root)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(d), make_run_id(12)], stdout=subprocess.PIPE, env=clean_env(), text=True
-    )
+    writers = [  # one beating in the open run, one running new runs to their end
+        subprocess.Popen([sys.executable, "-c", WRITER, str(d), make_run_id(12)], stdout=subprocess.PIPE, env=clean_env(), text=True),
+        subprocess.Popen([sys.executable, "-c", RUNS_WRITER, str(d), str(HELPERS.parent)], stdout=subprocess.PIPE, env=clean_env(), text=True),
+    ]
     proc = subprocess.run([sys.executable, "-c", ARCHIVER, str(kill_at), str(root)], env=clean_env(), capture_output=True, timeout=DEADLINE)
-    acked = [int(line) for line in writer.communicate(timeout=DEADLINE)[0].split()]
-    assert writer.returncode == 0
+    acked = [int(line) for w in writers for line in w.communicate(timeout=DEADLINE)[0].split()]
+    assert [w.returncode for w in writers] == [0, 0]
     assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
 
     # every record is where a reader looks, once (a segment caught mid-move is read live)
@@ -310,6 +311,18 @@ postgres.PostgresStore._archive_lock = counting(postgres.PostgresStore._archive_
 postgres.zlib = type("Z", (), {"compress": staticmethod(counting(zlib.compress)), "decompress": staticmethod(zlib.decompress), "error": zlib.error})
 postgres.PostgresStore._in_transaction = counting(postgres.PostgresStore._in_transaction)  # before each, and after the last
 main(["--root", sys.argv[2], "--store", sys.argv[3], "archive", "--keep-last", "1"])
+"""
+
+RUNS_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from helpers.histories import SECOND, T0, RunScript, make_run_id
+from runjournal.journal import Journal
+with Journal(sys.argv[1], durability="none") as j:
+    for n in range(20, 24):
+        run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=1)
+        for item in run.stage(1, lines=2).complete().items:
+            print(j.append_batch([item])[0].seq, flush=True)
 """
 
 PG_WRITER = """
