@@ -1,6 +1,6 @@
 """Rebuild before and after `runjournal archive`, on the same history in 1 and in 1,000 segments.
 
-    .venv/bin/python benchmarks/archive.py [--runs 2000] [--lines 40]
+    .venv/bin/python benchmarks/archive.py [--runs 2000] [--lines 40] [--store postgresql://...]
 
 Writes ``--runs`` ended runs one after another (each 2 stages of ``--lines`` output lines) and
 one open run, into a journal of one segment and into one cut into about 1,000 segments; then,
@@ -42,22 +42,60 @@ def build(root: Path, runs: int, lines: int, segment_bytes: int) -> int:
     return events
 
 
-def cli(root: Path, *args: str) -> float:
+def build_in(store, runs: int, lines: int) -> int:
+    """The same history, appended through a store's API (the PostgreSQL store)."""
+    events = 0
+    for n in range(runs + 1):
+        run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=2)
+        if n < runs:
+            run.stage(1, lines=lines).stage(2, lines=lines).complete()
+        else:
+            run.start_stage(1)
+        store.append_batch("default", run.items)
+        events += len(run.items)
+    return events
+
+
+def cli(root: Path, *args: str, store: str | None = None) -> float:
+    where = ["--store", store] if store else []
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "runjournal", "--root", str(root), *args], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "runjournal", "--root", str(root), *where, *args], check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def rebuild(root: Path) -> float:
-    return statistics.median(cli(root, "project", "--rebuild") for _ in range(3))
+def rebuild(root: Path, store: str | None = None) -> float:
+    return statistics.median(cli(root, "project", "--rebuild", store=store) for _ in range(3))
+
+
+def on_server(url: str, runs: int, lines: int) -> None:
+    """The PostgreSQL store: live rows and archive units instead of segments."""
+    from runjournal.journal import open_store
+
+    with tempfile.TemporaryDirectory() as tmp, open_store(url, durability="none") as store:
+        root = Path(tmp)
+        events = build_in(store, runs, lines)
+        before = rebuild(root, url)
+        files = {f: (root / f).read_bytes() for f in FILES}
+        took = cli(root, "archive", "--keep-last", "10", store=url)
+        units = store.archive_units("default")
+        live = sum(1 for _ in store.records("default"))
+        after = rebuild(root, url)
+        same = all((root / f).read_bytes() == data for f, data in files.items())
+        stored = sum(u.stored_bytes for u in units)
+        print(f"PostgreSQL: {events} events; rebuild before {before:.2f}s; archive {took:.2f}s ({len(units)} unit(s), "
+              f"{sum(u.bytes for u in units)} bytes stored as {stored}); {live} live records; rebuild after {after:.2f}s; files {'same' if same else 'DIFFER'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=2000)
     parser.add_argument("--lines", type=int, default=40)
+    parser.add_argument("--store", metavar="URL", help="a postgresql:// store (an empty schema): measure there instead")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; {args.runs} ended runs of 2 stages x {args.lines} lines, and one open run")
+    if args.store:
+        on_server(args.store, args.runs, args.lines)
+        return
     print(f"{'segments':>9} {'events':>9} {'rebuild before':>15} {'archive':>8} {'segments after':>15} {'rebuild after':>14}  files")
     for one in (True, False):
         with tempfile.TemporaryDirectory() as tmp:
