@@ -59,6 +59,7 @@ LEN_MASK = (1 << 29) - 1
 LINK = 1 << 29
 SEAL = 1 << 30
 CONTINUES = 1 << 31
+FLAGS = LINK | SEAL | CONTINUES
 HOLE = SEAL | CONTINUES
 HOLE_PAYLOAD = struct.Struct("<8sQQB")  # magic, first sequence lost, next sequence, ends the segment
 HOLE_MAGIC = b"RJHOLE01"
@@ -296,26 +297,47 @@ class SegmentScanner:
             view = memoryview(buf)
             n = len(buf)
             known = _word_crcs
-            while pos + FRAME_LEN <= n:
-                word, wcrc, pcrc = FRAME.unpack_from(buf, pos)
+            unpack, check, frame_len, len_mask, flags = FRAME.unpack_from, crc32, FRAME_LEN, LEN_MASK, FLAGS  # locals: per frame
+            while pos + frame_len <= n:
+                word, wcrc, pcrc = unpack(buf, pos)
                 # the checksums of common words are known: a dict lookup instead of a crc32
                 if known.get(word) != wcrc:
-                    if crc32(view[pos : pos + 4]) != wcrc:
+                    if check(view[pos : pos + 4]) != wcrc:
                         self._damaged(buf_start + pos, "frame header checksum mismatch", header_ok=False, batch=batch)
                         return
                     if len(known) < 65536:
                         known[word] = wcrc
-                length = word & LEN_MASK
-                end = pos + FRAME_LEN + length
+                length = word & len_mask
+                end = pos + frame_len + length
                 if length > MAX_PAYLOAD:
                     self._damaged(buf_start + pos, f"frame length {length} exceeds {MAX_PAYLOAD}", header_ok=False, batch=batch)
                     return
                 if end > n:
                     break
-                payload = view[pos + FRAME_LEN : end]
-                if crc32(payload) != pcrc:
+                payload = view[pos + frame_len : end]
+                if check(payload) != pcrc:
                     self._damaged(buf_start + pos, "payload checksum mismatch", header_ok=True, frame_end=buf_start + end, batch=batch)
                     return
+                kind = word & flags
+                if kind == LINK:  # the common case of a chained segment: a batch's end
+                    link = payload.tobytes()
+                    self.link = link
+                    if self.links is not None:
+                        self.links.append((buf_start + pos, link, len(batch)))
+                    pos = end
+                    self.offset = buf_start + pos
+                    if batch:
+                        yield batch
+                        batch = []
+                    continue
+                if not kind or kind == CONTINUES:  # a record
+                    batch.append((buf_start + pos, payload))
+                    pos = end
+                    if not kind:
+                        self.offset = buf_start + pos
+                        yield batch
+                        batch = []
+                    continue
                 if word & SEAL:
                     if batch:
                         raise CorruptRecord(self.segment, buf_start + pos, "segment seal inside an unfinished batch")
@@ -332,24 +354,7 @@ class SegmentScanner:
                     self.offset = buf_start + end
                     self.end = ScanEnd("sealed", buf_start + end)
                     return
-                if word & LINK:
-                    if word & CONTINUES:
-                        raise CorruptRecord(self.segment, buf_start + pos, "chain link frame marked as continued")
-                    self.link = link = bytes(payload)
-                    if self.links is not None:
-                        self.links.append((buf_start + pos, link, len(batch)))
-                    pos = end
-                    self.offset = buf_start + pos
-                    if batch:
-                        yield batch
-                        batch = []
-                    continue
-                batch.append((buf_start + pos, payload))
-                pos = end
-                if not word & CONTINUES:
-                    self.offset = buf_start + pos
-                    yield batch
-                    batch = []
+                raise CorruptRecord(self.segment, buf_start + pos, "chain link frame marked as continued")  # LINK | CONTINUES
             if eof:
                 if batch:
                     self.end = ScanEnd("tail", batch[0][0], "unfinished batch at the end of the segment")
