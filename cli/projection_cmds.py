@@ -527,13 +527,10 @@ def watch(settings, task, poll, fmt):
     Example: runjournal watch --poll 2
     """
     from runjournal.projections import Watcher  # imports watchdog: only this command needs it
-    from runjournal.runner.config import ConfigNotFound, Retention, load
+    from runjournal.runner.config import retention_policy
 
     chosen = chosen_task(settings, task)  # a task may get its journal after the daemon starts
-    try:
-        policy = load(None, settings.root).limits.retention
-    except ConfigNotFound:  # watching needs no config: only a retention policy is read from it
-        policy = Retention()
+    policy = retention_policy(settings.root)  # only the policy is read: watching needs no pipelines
     stop = threading.Event()
 
     def log(text: str, doc: dict) -> None:

@@ -41,6 +41,8 @@ ARCHIVE_DIR = "archive"
 MANIFEST = "manifest.json"
 SUFFIX = ".gz"
 LEVEL = 6
+#: the largest archived segment read back (a segment is sealed at 16 MiB, or after one batch)
+MAX_SEGMENT_BYTES = 1 << 30
 
 
 class Entry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -129,6 +131,11 @@ def starts(directory: Where) -> set[int]:
     return {1, *(e.base for e in segments), segments[-1].last + 1 if segments else 1}
 
 
+def holding(directory: Where, seq: int) -> Entry | None:
+    """The archived segment still held that holds sequence ``seq``, if one does."""
+    return next((e for e in manifest(directory).segments if e.base <= seq <= e.last and not e.pruned), None)
+
+
 def held(directory: Where) -> set[str]:
     """The archived segments whose records the archive still holds."""
     return {e.segment for e in manifest(directory).segments if not e.pruned}
@@ -154,11 +161,14 @@ def segment_bytes(directory: Where, entry: Entry) -> bytes:
     raw = _read(directory, entry.file)
     if raw is None:
         raise CorruptRecord(entry.segment, 0, f"archived copy {ARCHIVE_DIR}/{entry.file} is missing")
+    if not 0 < entry.bytes <= MAX_SEGMENT_BYTES:
+        raise CorruptRecord(entry.segment, 0, f"the manifest gives the archived segment {entry.bytes} bytes: refused")
+    inflate = zlib.decompressobj(31)  # decompressed no further than the manifest says, plus one byte to tell
     try:
-        data = zlib.decompress(raw, wbits=31)
+        data = inflate.decompress(raw, entry.bytes + 1)
     except zlib.error as e:
         raise CorruptRecord(entry.segment, 0, f"archived copy {ARCHIVE_DIR}/{entry.file} does not decompress: {e}") from None
-    if len(data) != entry.bytes:
+    if len(data) != entry.bytes or inflate.unconsumed_tail:
         raise CorruptRecord(entry.segment, 0, f"archived copy holds {len(data)} bytes, the manifest says {entry.bytes}")
     return data
 

@@ -66,6 +66,8 @@ DEFAULT_SCHEMA = "runjournal"
 SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 #: rows fetched per query of a read
 PAGE = 5000
+#: rows fetched per query while an archive fills a unit (it stops at 16 MiB: fewer, larger reads waste less)
+ARCHIVE_PAGE = 500
 #: how often a waiter or subscriber looks even without a notification (one may be lost)
 POLL = 1.0
 #: the least time between two sends of a store's notifications (appends in between are merged)
@@ -77,6 +79,9 @@ event_decoder = msgspec.msgpack.Decoder(AnyEvent)
 
 #: the most payload bytes one archived unit holds (as the file store's segments)
 ARCHIVE_UNIT_BYTES = 16 << 20
+#: the most payload a unit that reads back may say it holds (a unit is cut at 16 MiB, or after
+#: one record of up to 64 MiB): the bound on what one is decompressed into
+MAX_UNIT_ROWS_BYTES = ARCHIVE_UNIT_BYTES + MAX_PAYLOAD
 #: an archived unit's rows: (seq, run_id, run_seq, ts, payload, origin), MessagePack, then zlib
 Row = tuple[int, str, int, int, bytes, "str | None"]
 _rows_decoder = msgspec.msgpack.Decoder(list[tuple[int, str, int, int, bytes, Optional[str]]])
@@ -625,7 +630,7 @@ class PostgresStore(EventStore):
                         self._sql.SQL(
                             "SELECT seq, run_id, run_seq, ts, payload, origin FROM {}.records WHERE task = %s AND seq >= %s AND seq < %s ORDER BY seq LIMIT %s"
                         ).format(self._s),
-                        (task, start + len(rows), before_seq, PAGE),
+                        (task, start + len(rows), before_seq, ARCHIVE_PAGE),
                     ).fetchall()
                     for r in page:
                         if r[0] != start + len(rows) or r[1] not in allowed or (rows and size + len(r[4]) > self.archive_unit_bytes):
@@ -633,7 +638,7 @@ class PostgresStore(EventStore):
                             break
                         rows.append(tuple(r))
                         size += len(r[4])
-                    if len(page) < PAGE:
+                    if len(page) < ARCHIVE_PAGE:
                         break
                 if not rows:
                     return None
@@ -689,12 +694,12 @@ class PostgresStore(EventStore):
         if runs is not None:
             where = self._sql.SQL("{} AND runs && %s").format(where)
             params.append(sorted(runs))
-        units = self._query(self._sql.SQL("SELECT first_seq, last_seq FROM {}.archive WHERE {} ORDER BY first_seq").format(self._s, where), params)
-        for unit_first, unit_last in units:  # one unit's data at a time: each is up to archive_unit_bytes
+        units = self._query(self._sql.SQL("SELECT first_seq, last_seq, bytes FROM {}.archive WHERE {} ORDER BY first_seq").format(self._s, where), params)
+        for unit_first, unit_last, size in units:  # one unit's data at a time: each is up to archive_unit_bytes
             got = self._query(self._sql.SQL("SELECT data FROM {}.archive WHERE task = %s AND first_seq = %s").format(self._s), (task, unit_first))
             if not got or got[0][0] is None:
                 continue  # pruned meanwhile
-            yield unit_first, unit_last, _unpack(got[0][0], f"{self.schema}.archive", unit_first)
+            yield unit_first, unit_last, _unpack(got[0][0], f"{self.schema}.archive", unit_first, size)
 
     # -- checking -----------------------------------------------------------------------
 
@@ -711,7 +716,7 @@ class PostgresStore(EventStore):
         history = History()
         unsure: set = set()
         seq = self._check_archive(task, report, run_seqs, history, unsure)
-        after = seq - 1
+        after = 0  # the live rows from their first: one that overlaps the archive is reported
         where = f"{self.schema}.records"
         while True:
             page = self._page(task, after + 1)
@@ -749,12 +754,17 @@ class PostgresStore(EventStore):
                 seq = unit.last + 1
                 continue
             try:
-                [(_, _, rows)] = list(self._archived_rows(task, first=unit.first, last=unit.first))
-            except (CorruptRecord, ValueError) as e:
-                detail = e.detail if isinstance(e, CorruptRecord) else "the unit was pruned while it was checked"
-                report.problems.append(Problem(where, unit.first, "bad-archive", detail))
+                found = list(self._archived_rows(task, first=unit.first, last=unit.first))
+            except CorruptRecord as e:
+                report.problems.append(Problem(where, unit.first, "bad-archive", e.detail))
                 seq = unit.last + 1
                 continue
+            if not found:  # pruned while this check ran
+                report.pruned += 1
+                unsure.update(unit.runs)
+                seq = unit.last + 1
+                continue
+            rows = found[0][2]
             report.archived += 1
             for s, run_id, run_seq, ts, payload, origin in rows:
                 report.bytes += len(payload)
@@ -813,10 +823,16 @@ def _decode(payload: bytes, where: str, seq: int):
         raise CorruptRecord(where, seq, f"the event of sequence {seq} does not decode ({e})") from None
 
 
-def _unpack(data: bytes, where: str, first: int) -> list[Row]:
-    """An archived unit's rows; CorruptRecord if they do not decompress and decode."""
+def _unpack(data: bytes, where: str, first: int, size: int) -> list[Row]:
+    """An archived unit's rows (``size``: its payload bytes, as its row says); CorruptRecord if
+    they do not decompress and decode, or would take far more than that (a forged row)."""
+    limit = min(size, MAX_UNIT_ROWS_BYTES) * 4 + (1 << 20)  # the rows' own fields besides the payloads
+    inflate = zlib.decompressobj()
     try:
-        return _rows_decoder.decode(zlib.decompress(data))
+        rows = inflate.decompress(data, limit)
+        if inflate.unconsumed_tail:
+            raise CorruptRecord(where, first, f"the archived unit from sequence {first} holds more than {limit} bytes: refused")
+        return _rows_decoder.decode(rows)
     except (zlib.error, *DECODE_ERRORS) as e:
         raise CorruptRecord(where, first, f"the archived unit from sequence {first} does not read back ({e})") from None
 
@@ -848,7 +864,7 @@ class _PgReading(Reading):
     @staticmethod
     def _pages(store: PostgresStore, task: str, next_seq: int):
         where = f"{store.schema}.records"
-        begun = False
+        begun = next_seq > 1  # from a cursor, records archived since are read from the archive (from 1: the live journal)
         while True:
             page = store._page(task, next_seq)
             if begun and page and page[0][0] > next_seq:  # archived since this read began: read from there

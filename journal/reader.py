@@ -51,6 +51,10 @@ class JournalReader:
             if found is None:
                 return
             segment, offset, next_seq = found
+            if 1 < start_seq < next_seq:  # a cursor in records archived since: read them from there
+                entry = archive.holding(self.directory, start_seq)
+                if entry is not None:
+                    segment, offset, next_seq = entry.segment, fmt.HEADER_LEN, entry.base
             skip_to = max(start_seq, next_seq)
         self._segment, self._offset, self._next_seq = segment, offset, next_seq
         looked_again = False

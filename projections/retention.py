@@ -10,12 +10,17 @@ that those runs are gone, then removes their projection directories.
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import dataclass
 
-from runjournal.journal import EventStore
-from runjournal.journal import events as ev
+import msgspec
 
+from runjournal.journal import CorruptRecord, EventStore, InvalidId, validate_run_id
+from runjournal.journal import events as ev
+from runjournal.journal.events import JOURNAL_RUN
+from runjournal.journal.fsutil import Below
+
+from .rebuild import remove
 from .render import Paths
 from .state import Run, Snapshot, TaskState, WriterTotals, read_snapshot, snapshot
 
@@ -62,7 +67,11 @@ class Fold:
             if type(event) is ev.WriterStats:
                 self.writers.setdefault(rec.run_id, WriterTotals()).add(event)
             elif type(event) is ev.RunsArchived:
-                self.earlier, self.snapshot_seq = read_snapshot(event.state), rec.seq
+                try:
+                    self.earlier = read_snapshot(event.state)
+                except (msgspec.DecodeError, msgspec.ValidationError) as e:  # the next snapshot would lose what it held
+                    raise CorruptRecord(store.where(task), rec.seq, f"the runs_archived record of sequence {rec.seq} does not read back ({e}): archive and prune stop here") from None
+                self.snapshot_seq = rec.seq
             elif type(event) in (ev.RunCompleted, ev.RunFailed, ev.RunCancelled):
                 ended = self.state.runs.get(rec.run_id)
                 for cmd in ended.commands if ended is not None else ():
@@ -99,7 +108,9 @@ def archive(store: EventStore, task: str, selection: Selection, dry_run: bool = 
     covered = fold.snapshot_seq
     if picked:
         state = snapshot(fold.state, everything, fold.earlier)
-        expected = {r.run_id: fold.run_seqs.get(r.run_id, 0) for r in picked}  # none raced a resume or cancel
+        # none raced a resume or cancel, and no other archive or prune recorded meanwhile (its
+        # runs would be missing from this snapshot): SequenceConflict, nothing changed
+        expected = {r.run_id: fold.run_seqs.get(r.run_id, 0) for r in picked} | {JOURNAL_RUN: fold.run_seqs.get(JOURNAL_RUN, 0)}
         covered = store.record(task, ev.RunsArchived(runs=tuple(sorted(everything)), state=state), expected).seq
     # (with nothing new picked: what an earlier archive left to move, or left half moved)
     moved = store.archive(task, covered, set(everything))
@@ -128,8 +139,26 @@ def prune(store: EventStore, task: str, selection: Selection, paths: Paths, dry_
     store.prune_archive(task, {u.name for u in going})
     remaining = {rid: w for rid, w in fold.state.archived.items() if rid not in picked}
     state = snapshot(fold.state, remaining, fold.earlier)
-    rec = store.record(task, ev.RunsArchived(runs=tuple(sorted(remaining)), state=state, pruned=tuple(sorted(picked))))
-    for run_id in sorted(picked):
-        shutil.rmtree(paths.run_dir(run_id), ignore_errors=True)
+    gone = ev.RunsArchived(runs=tuple(sorted(remaining)), state=state, pruned=tuple(sorted(picked)))
+    rec = store.record(task, gone, {JOURNAL_RUN: fold.run_seqs.get(JOURNAL_RUN, 0)})
+    _remove_run_dirs(paths, sorted(picked))
     doc["snapshot_seq"] = rec.seq
     return doc
+
+
+def _remove_run_dirs(paths: Paths, run_ids: list[str]) -> None:
+    """The pruned runs' projection directories, through descriptors: nothing below the runs
+    dir is followed through a link, and an id that is not a valid run id names nothing."""
+    with Below(paths.runs_dir) as below:
+        try:
+            cli = below.dir(os.path.dirname(paths.run_dir("x")), create=False)
+        except OSError:  # a link or a file where the task's cli/ should be: nothing of ours to remove
+            return
+        if cli is None:
+            return
+        for run_id in run_ids:
+            try:
+                validate_run_id(run_id)
+            except InvalidId:
+                continue
+            remove(run_id, cli)

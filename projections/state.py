@@ -613,8 +613,10 @@ def read_snapshot(data: bytes) -> Snapshot:
 def _runs_archived(s: TaskState, rec: Record) -> None:
     """Archived runs take the place of their records: a run this fold did not see (its records
     were moved to the archive) is put back as it was, with its metrics lines in their order and
-    its writer totals; a run it saw is only marked. Pruned runs leave the state. No run file is
-    rendered again for them: their files were written when their records were read."""
+    its writer totals; a run it saw is only marked (what it folded of it is still rendered: a
+    projector that read the run's last records from the archive writes its final files). Pruned
+    runs leave the state. No run file is rendered for a run put back: its files were written
+    when its records were read."""
     e: ev.RunsArchived = rec.event
     try:
         snap = read_snapshot(e.state)
@@ -626,8 +628,8 @@ def _runs_archived(s: TaskState, rec: Record) -> None:
             s.writers.add(gone, -1)
     added: list[tuple[int, MetricsLine]] = []
     for run_id, part in snap.runs.items():
-        if run_id in s.archived:
-            continue
+        if run_id in s.archived or run_id != part.run.run_id or _refused(s, run_id):
+            continue  # (ids become paths: one the writer would refuse is never put back)
         s.archived[run_id] = part.writers
         if run_id in s.runs:
             continue  # its records are still live: folded already
@@ -646,10 +648,6 @@ def _runs_archived(s: TaskState, rec: Record) -> None:
     for invalid in snap.invalid_ids:
         if invalid not in s.invalid_ids and len(s.invalid_ids) < INVALID_IDS_KEPT:
             s.invalid_ids.append(invalid)
-    archived = s.archived
-    s.dirty = {r for r in s.dirty if r not in archived}
-    s.dirty_heartbeat = {r for r in s.dirty_heartbeat if r not in archived}
-    s.dirty_commands = {c for c in s.dirty_commands if c[0] not in archived}
     if snap.last_ts > s.last_ts:
         s.last_ts = snap.last_ts
     s.dirty_task = True

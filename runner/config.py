@@ -230,6 +230,26 @@ def find(start: str) -> Search:
 
 def load(path: str | None, root: str) -> Config:
     """Load ``path``, else ``<root>/codex.orchestrator.json``; ConfigNotFound if that does not exist."""
+    path, doc, raw = _read(path, root)
+    return parse(doc, path, raw)
+
+
+def retention_policy(root: str) -> Retention:
+    """Only ``runjournal.retention`` of ``<root>/codex.orchestrator.json`` (what ``watch``
+    needs: a mistake elsewhere in the file, in a pipeline, does not stop it), empty without a
+    config or a policy; ConfigError if the file cannot be read or the policy is wrong."""
+    try:
+        path, doc, _ = _read(None, root)
+    except ConfigNotFound:
+        return Retention()
+    settings = doc.get("runjournal") if isinstance(doc, dict) else None
+    if not isinstance(settings, dict) or _RETENTION_KEY not in settings:
+        return Retention()
+    return _retention(settings[_RETENTION_KEY], f"{path}: runjournal.{_RETENTION_KEY}")
+
+
+def _read(path: str | None, root: str) -> tuple[str, object, bytes]:
+    """(path, the JSON document, its bytes) of the config."""
     if path is None:
         path = os.path.join(root, CONFIG_NAME)
         if not os.path.exists(path):
@@ -249,7 +269,7 @@ def load(path: str | None, root: str) -> Config:
         raise ConfigError(f"{path}: not valid JSON: nested too deeply") from None
     except ValueError as e:  # an integer of more digits than this interpreter was told to convert
         raise ConfigError(f"{path}: not valid JSON: {e}") from None
-    return parse(doc, path, raw)
+    return path, doc, raw
 
 
 #: the longest integer a config may hold (Python's own default limit; no setting needs more)

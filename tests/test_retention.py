@@ -17,6 +17,7 @@ from helpers import DEADLINE, HELPERS, clean_env, pg
 from helpers.histories import SECOND, T0, RunScript, make_run_id
 from helpers.invoke import invoke  # noqa: F401 - a fixture
 from runjournal.journal import Item, Journal, archive, check, open_store, read_records
+from runjournal.journal import events as ev
 
 SEGMENT = 1500
 TASK = "default"
@@ -349,7 +350,8 @@ def test_a_sigkilled_archiver_on_the_postgresql_store_leaves_each_record_once(tm
         proc = subprocess.run([sys.executable, "-c", PG_ARCHIVER, str(kill_at), str(root), url], env=clean_env(), capture_output=True, timeout=DEADLINE)
         acked = [int(line) for line in writer.communicate(timeout=DEADLINE)[0].split()]
         assert writer.returncode == 0
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr
+        # this history takes 23 counted steps to archive: every point up to 20 is a kill
+        assert proc.returncode == -signal.SIGKILL if kill_at <= 20 else proc.returncode in (0, -signal.SIGKILL), proc.stderr
 
         def held() -> tuple[list[int], list[int]]:
             with open_store(url) as store:
@@ -384,3 +386,90 @@ def test_a_snapshot_reads_back_compressed_or_as_the_first_version_wrote_it_and_n
     for hostile in (zlib.compress(msgspec.msgpack.encode(pstate.Snapshot({}, 0, ["a" * 2000]))), b"x not zlib"):
         with pytest.raises(msgspec.DecodeError):
             pstate.read_snapshot(hostile)
+
+
+# -- what a lagging projector, a forger and a second archiver meet ---------------------------------
+
+
+def test_a_projector_behind_an_archive_reads_what_moved_and_ends_as_a_rebuild(tmp_path: Path, invoke):
+    """Its checkpoint is in the middle of a run whose records are then archived: the next
+    catch-up reads them from the archive, so the run's files are final and the same as a rebuild's."""
+    d = tmp_path / ".runs" / TASK / "journal"
+    runs = [ended_run(n) for n in range(6)]
+    cut = len(runs[0]) // 2
+    with Journal(str(d), durability="none", segment_bytes=SEGMENT) as j:
+        for item in runs[0][:cut]:
+            j.append_batch([item])
+        assert invoke("project")[0] == 0  # run 0 half-way in the checkpoint
+        for item in [*runs[0][cut:], *(it for items in runs[1:] for it in items)]:
+            j.append_batch([item])
+    code, out, err = invoke("archive", "--keep-last", "1", "--format", "json")
+    assert code == 0 and make_run_id(0) in json.loads(out)[0]["runs"], err
+    assert invoke("project")[0] == 0
+    manifest = tmp_path / ".runs" / TASK / "cli" / make_run_id(0) / "manifest.json"
+    assert json.loads(manifest.read_text())["status"] == "succeeded"
+    caught_up = task_files(tmp_path)
+    assert invoke("project", "--rebuild")[0] == 0
+    assert task_files(tmp_path) == caught_up
+
+
+def test_a_forged_runs_archived_record_deletes_nothing_outside_and_a_bad_one_is_one_line(tmp_path: Path, invoke):
+    import msgspec
+    import zlib
+
+    from runjournal.projections import state as pstate
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text("mine")
+    d = build(tmp_path, runs=3)
+    assert invoke("project", "--rebuild")[0] == 0
+    bad_id = "../../../victim"  # from .runs/default/cli/: the victim directory
+    forged_run = pstate.Run(bad_id, TASK, "p", "P", T0, status="succeeded", completed_ts=T0 + 1)
+    forged = pstate.Snapshot({bad_id: pstate.ArchivedRun(forged_run, [], pstate.WriterTotals())}, T0, [])
+    with Journal(str(d), durability="none") as j:
+        j.record(ev.RunsArchived(runs=(bad_id,), state=zlib.compress(msgspec.msgpack.encode(forged))))
+    assert invoke("project")[0] == 0
+    code, out, err = invoke("prune", "--keep-last", "0", "--format", "json")
+    assert code == 0, err
+    assert bad_id not in json.loads(out)[0]["runs"]
+    assert (victim / "keep").read_text() == "mine"
+    code, out, _ = invoke("runs", "--archived", "--format", "json")
+    assert bad_id not in {r["run_id"] for r in json.loads(out)}
+
+    with Journal(str(d), durability="none") as j:
+        j.record(ev.RunsArchived(runs=(), state=b"x\x9cnot a snapshot"))
+    for verb in ("archive", "prune"):
+        code, out, err = invoke(verb, "--keep-last", "1")
+        assert code != 0 and len(err.strip().splitlines()) == 1 and "runs_archived record of sequence" in err, (verb, err)
+    assert (victim / "keep").read_text() == "mine"
+
+
+def test_an_archive_that_raced_another_changes_nothing(tmp_path: Path, monkeypatch):
+    """Two archivers fold the same journal; the second to record would leave the first one's
+    runs out of its snapshot: it fails with SequenceConflict and moves nothing."""
+    from runjournal.journal import FileStore, SequenceConflict
+    from runjournal.projections import retention
+
+    build(tmp_path)
+    store = FileStore(str(tmp_path / ".runs"), durability="none")
+    real, raced = retention.Fold, []
+
+    def racing(store, task):
+        fold = real(store, task)
+        if not raced:
+            raced.append(None)
+            raced[0] = retention.archive(store, task, retention.Selection(keep_last=6))  # the other one, meanwhile
+        return fold
+
+    monkeypatch.setattr(retention, "Fold", racing)
+    with pytest.raises(SequenceConflict):
+        retention.archive(store, TASK, retention.Selection(keep_last=2))
+    assert raced[0]["runs"]
+    kinds = [type(r.event) for r in store.records(TASK)]
+    assert kinds.count(ev.RunsArchived) == 1  # the other's record only
+    monkeypatch.setattr(retention, "Fold", real)
+    done = retention.archive(store, TASK, retention.Selection(keep_last=2))  # once more: it folds anew
+    assert set(raced[0]["runs"]) | set(done["runs"]) <= set(real(store, TASK).state.archived)
+    assert check(str(tmp_path / ".runs" / TASK / "journal")).ok
+    store.close()

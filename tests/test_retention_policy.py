@@ -245,3 +245,15 @@ def test_a_failed_application_is_a_warning_and_is_tried_again(tmp_path: Path):
     assert not applied.is_set()  # nothing was done: nothing to report
     assert warnings[0] == f"task {TASK}: retention: archive failed: the store at {store.url} cannot archive"
     assert daemon.catch_ups >= 2 and (tmp_path / "out" / TASK / "state.json").is_file()
+
+
+def test_watch_reads_only_the_policy_so_a_mistake_in_a_pipeline_does_not_stop_it(tmp_path: Path):
+    from runjournal.runner.config import retention_policy
+
+    config = {"pipelines": [{"id": "p", "bogus": 1}], "runjournal": {"outputCap": 1, "retention": {"archive": {"keepLast": 3}}}}
+    (tmp_path / "codex.orchestrator.json").write_text(json.dumps(config))
+    policy = retention_policy(str(tmp_path))
+    assert policy.archive.keep_last == 3 and policy.prune is None
+    (tmp_path / "codex.orchestrator.json").write_text(json.dumps({"pipelines": []}))
+    assert not retention_policy(str(tmp_path))
+    assert not retention_policy(str(tmp_path / "nowhere"))

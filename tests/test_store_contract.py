@@ -299,6 +299,7 @@ class StoreContract:
             archived = list(store.archived_records("t", {RUN_A, RUN_B, ""}))
             assert archived + live == everything  # each record once, as it was
             assert [first, *reading] == everything
+            assert list(store.records("t", 5)) == everything[4:]  # a cursor inside what moved: read from the archive
             assert RUN_A in store.archived_runs("t") <= {RUN_A, RUN_B}
             assert list(store.archived_records("t", {run_c})) == []
             report = store.check("t")
