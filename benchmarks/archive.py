@@ -27,33 +27,25 @@ from runjournal.journal import Journal  # noqa: E402
 FILES = (".runs/default/metrics.json", ".runs/default/metrics/summary.json", "out/default/state.json")
 
 
-def build(root: Path, runs: int, lines: int, segment_bytes: int) -> int:
-    d = root / ".runs" / "default" / "journal"
-    events = 0
-    with Journal(str(d), durability="none", segment_bytes=segment_bytes) as j:
-        for n in range(runs + 1):
-            run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=2)
-            if n < runs:
-                run.stage(1, lines=lines).stage(2, lines=lines).complete()
-            else:
-                run.start_stage(1)
-            j.append_batch(run.items)
-            events += len(run.items)
-    return events
-
-
-def build_in(store, runs: int, lines: int) -> int:
-    """The same history, appended through a store's API (the PostgreSQL store)."""
-    events = 0
+def history(runs: int, lines: int):
+    """Each run's items: ``runs`` ended runs, then one left open."""
     for n in range(runs + 1):
         run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=2)
         if n < runs:
             run.stage(1, lines=lines).stage(2, lines=lines).complete()
         else:
             run.start_stage(1)
-        store.append_batch("default", run.items)
-        events += len(run.items)
-    return events
+        yield run.items
+
+
+def build(root: Path, runs: int, lines: int, segment_bytes: int) -> int:
+    with Journal(str(root / ".runs" / "default" / "journal"), durability="none", segment_bytes=segment_bytes) as j:
+        return sum(len(j.append_batch(items)) for items in history(runs, lines))
+
+
+def build_in(store, runs: int, lines: int) -> int:
+    """The same history, appended through a store's API (the PostgreSQL store)."""
+    return sum(len(store.append_batch("default", items)) for items in history(runs, lines))
 
 
 def cli(root: Path, *args: str, store: str | None = None) -> float:

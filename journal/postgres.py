@@ -720,15 +720,7 @@ class PostgresStore(EventStore):
         where = f"{self.schema}.records"
         while True:
             page = self._page(task, after + 1)
-            for s, run_id, run_seq, ts, payload, origin in page:
-                report.bytes += len(payload)
-                try:
-                    event = event_decoder.decode(payload)
-                except DECODE_ERRORS as e:
-                    report.problems.append(Problem(where, s, "corrupt", f"sequence {s}: the event does not decode ({e})"))
-                    seq = s + 1
-                    continue
-                seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, unsure)
+            seq = _check_rows(page, seq, where, report, run_seqs, history, unsure)
             if len(page) < PAGE:
                 break
             after = page[-1][0]
@@ -764,17 +756,8 @@ class PostgresStore(EventStore):
                 unsure.update(unit.runs)
                 seq = unit.last + 1
                 continue
-            rows = found[0][2]
             report.archived += 1
-            for s, run_id, run_seq, ts, payload, origin in rows:
-                report.bytes += len(payload)
-                try:
-                    event = event_decoder.decode(payload)
-                except DECODE_ERRORS as e:
-                    report.problems.append(Problem(where, s, "corrupt", f"sequence {s}: the event does not decode ({e})"))
-                    seq = s + 1
-                    continue
-                seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, unsure)
+            seq = _check_rows(found[0][2], seq, where, report, run_seqs, history, unsure)
             if seq != unit.last + 1:
                 report.problems.append(Problem(where, unit.first, "bad-archive", f"the unit holds records to sequence {seq - 1}, its row says {unit.last}"))
                 seq = unit.last + 1
@@ -809,6 +792,21 @@ class PostgresStore(EventStore):
 
         self._in_transaction(dropped)
         self._seen_last.pop(task, None)
+
+
+def _check_rows(rows, seq: int, where: str, report: Report, run_seqs: dict[str, int], history: History, unsure: set) -> int:
+    """``check_record`` for rows (seq, run_id, run_seq, ts, payload, origin), live or archived;
+    the sequence expected next."""
+    for s, run_id, run_seq, ts, payload, origin in rows:
+        report.bytes += len(payload)
+        try:
+            event = event_decoder.decode(payload)
+        except DECODE_ERRORS as e:
+            report.problems.append(Problem(where, s, "corrupt", f"sequence {s}: the event does not decode ({e})"))
+            seq = s + 1
+            continue
+        seq = check_record(Record(s, run_id, run_seq, ts, event, origin), seq, where, s, report, run_seqs, history, unsure)
+    return seq
 
 
 def _unit_name(first: int) -> str:

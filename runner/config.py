@@ -486,13 +486,18 @@ def _unknown(key: str, known: list[str], where: str) -> None:
     raise ConfigError(f"{where}.{key} is not a known setting (known: {', '.join(known)}){hint}")
 
 
+def _object(value, keys: tuple[str, ...], where: str, shape: str) -> None:
+    """ConfigError unless ``value`` is an object with no key but ``keys``."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be {shape}")
+    for key in value:
+        if key not in keys:
+            _unknown(key, list(keys), where)
+
+
 def _retention(value, where: str) -> Retention:
     """``{"archive": RULE, "prune": RULE, "every": DURATION}``, each optional."""
-    if not isinstance(value, dict):
-        raise ConfigError(f'{where} must be an object such as {{"archive": {{"olderThan": "30d"}}, "prune": {{"olderThan": "365d"}}}}')
-    for key in value:
-        if key not in _RETENTION_KEYS:
-            _unknown(key, list(_RETENTION_KEYS), where)
+    _object(value, _RETENTION_KEYS, where, 'an object such as {"archive": {"olderThan": "30d"}, "prune": {"olderThan": "365d"}}')
     rules = {key: _rule(value[key], f"{where}.{key}") for key in ("archive", "prune") if key in value}
     if "every" in value:
         rules["every_seconds"] = _duration(value["every"], f"{where}.every", _MIN_RETENTION_EVERY)
@@ -501,11 +506,7 @@ def _retention(value, where: str) -> Retention:
 
 def _rule(value, where: str) -> RetentionRule:
     """``{"olderThan": DURATION, "keepLast": N}``: at least one, as the CLI's selectors."""
-    if not isinstance(value, dict):
-        raise ConfigError(f'{where} must be an object with "olderThan", "keepLast" or both')
-    for key in value:
-        if key not in _RULE_KEYS:
-            _unknown(key, list(_RULE_KEYS), where)
+    _object(value, _RULE_KEYS, where, 'an object with "olderThan", "keepLast" or both')
     if not value:  # taken as "every run" it would archive (or prune) everything: say which
         raise ConfigError(f'{where} must say which runs: "olderThan", "keepLast" or both')
     keep = value.get("keepLast")

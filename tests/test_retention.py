@@ -16,21 +16,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from helpers import DEADLINE, HELPERS, clean_env, pg
 from helpers.histories import SECOND, T0, RunScript, make_run_id
 from helpers.invoke import invoke  # noqa: F401 - a fixture
-from runjournal.journal import Item, Journal, archive, check, open_store, read_records
+from helpers.retention import ended_run, task_files
+from runjournal.journal import Journal, archive, check, open_store, read_records
 from runjournal.journal import events as ev
 
 SEGMENT = 1500
 TASK = "default"
-
-
-def ended_run(n: int, fail: bool = False) -> list[Item]:
-    run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=2)
-    run.stage(1, lines=3)
-    if fail:
-        run.fail_stage(2).fail()
-    else:
-        run.stage(2, lines=2).complete()
-    return run.items
 
 
 def build(root: Path, runs: int = 12) -> Path:
@@ -45,17 +36,6 @@ def build(root: Path, runs: int = 12) -> Path:
         for item in open_run.items:
             j.append_batch([item])
     return d
-
-
-def task_files(root: Path) -> dict[str, bytes]:
-    return {
-        name: (root / path).read_bytes()
-        for name, path in (
-            ("metrics.json", f".runs/{TASK}/metrics.json"),
-            ("summary.json", f".runs/{TASK}/metrics/summary.json"),
-            ("state.json", f"out/{TASK}/state.json"),
-        )
-    }
 
 
 def every_seq(d: Path) -> list[int]:
@@ -138,23 +118,29 @@ def test_archive_needs_a_selector(tmp_path: Path, invoke):
 
 # -- a killed archiver ------------------------------------------------------------------------
 
-ARCHIVER = """
+#: what both killed archivers begin with: ``counting(fn)`` is ``fn`` with a step counted
+#: before it (and after it, with ``after``), the process SIGKILLed at step ``argv[1]``
+COUNTING = """
 import os, signal, sys
-from runjournal.journal import archive, fsutil
 from runjournal.cli.main import main
 steps = [0]
 kill_at = int(sys.argv[1])
-def counting(fn):
+def step():
+    steps[0] += 1
+    if steps[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+def counting(fn, after=True):
     def wrapped(*a, **k):
-        steps[0] += 1
-        if steps[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        step()
         result = fn(*a, **k)
-        steps[0] += 1
-        if steps[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if after:
+            step()
         return result
     return wrapped
+"""
+
+ARCHIVER = COUNTING + """
+from runjournal.journal import archive
 for name in ("store_copy", "write_manifest", "recover"):
     setattr(archive, name, counting(getattr(archive, name)))
 os.unlink = counting(os.unlink)
@@ -294,23 +280,14 @@ def test_archive_and_prune_on_the_postgresql_store_as_on_files(tmp_path: Path, i
     assert code == 0, out + err
 
 
-PG_ARCHIVER = """
-import os, signal, sys, zlib
+PG_ARCHIVER = COUNTING + """
+import zlib
 from runjournal.journal import postgres
-from runjournal.cli.main import main
 postgres.ARCHIVE_UNIT_BYTES = 1500  # many units
-steps = [0]
-kill_at = int(sys.argv[1])
-def counting(fn):
-    def wrapped(*a, **k):
-        steps[0] += 1
-        if steps[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*a, **k)
-    return wrapped
-postgres.PostgresStore._archive_lock = counting(postgres.PostgresStore._archive_lock)  # a unit begins
-postgres.zlib = type("Z", (), {"compress": staticmethod(counting(zlib.compress)), "decompress": staticmethod(zlib.decompress), "error": zlib.error})
-postgres.PostgresStore._in_transaction = counting(postgres.PostgresStore._in_transaction)  # before each, and after the last
+postgres.PostgresStore._archive_lock = counting(postgres.PostgresStore._archive_lock, after=False)  # a unit begins
+packing = counting(zlib.compress, after=False)
+postgres.zlib = type("Z", (), {"compress": staticmethod(packing), "decompressobj": staticmethod(zlib.decompressobj), "error": zlib.error})
+postgres.PostgresStore._in_transaction = counting(postgres.PostgresStore._in_transaction, after=False)  # before each, and after the last
 main(["--root", sys.argv[2], "--store", sys.argv[3], "archive", "--keep-last", "1"])
 """
 

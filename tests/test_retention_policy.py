@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import DEADLINE, assert_one_error_line, wait_until
 from helpers.daemon import Daemon, watching
-from helpers.histories import T0, SECOND, RunScript, make_run_id
+from helpers.histories import make_run_id
+from helpers.retention import ended_run, task_files
 from helpers.runner_support import cmd, pipeline, write_config
 
-from runjournal.journal import BadInput, FileStore, Item, Journal
+from runjournal.journal import BadInput, FileStore, Journal
 from runjournal.projections import Watcher
 from runjournal.runner import ConfigError, load
 from runjournal.runner.config import Retention, RetentionRule
@@ -92,35 +93,13 @@ def test_watch_refuses_a_malformed_policy(tmp_path: Path, run_cli):
 # -- watch applies it -------------------------------------------------------------------------
 
 
-def ended_run(n: int) -> list[Item]:
-    """Run ``n``, started ``n`` × 10 minutes after T0 (a year or more ago), with two stages."""
-    run = RunScript(make_run_id(n), start_ts=T0 + n * 600 * SECOND, stages=2)
-    run.stage(1, lines=3)
-    if n in FAILED:
-        run.fail_stage(2).fail()
-    else:
-        run.stage(2, lines=2).complete()
-    return run.items
-
-
 def append_runs(root: Path, numbers) -> None:
     """Append the ended runs ``numbers``, one record per append (from this process: the daemon
     is another)."""
     with Journal(str(root / ".runs" / TASK / "journal"), durability="none", segment_bytes=SEGMENT) as j:
         for n in numbers:
-            for item in ended_run(n):
+            for item in ended_run(n, fail=n in FAILED):
                 j.append_batch([item])
-
-
-def task_files(root: Path) -> dict[str, bytes]:
-    return {
-        name: (root / path).read_bytes()
-        for name, path in (
-            ("metrics.json", f".runs/{TASK}/metrics.json"),
-            ("summary.json", f".runs/{TASK}/metrics/summary.json"),
-            ("state.json", f"out/{TASK}/state.json"),
-        )
-    }
 
 
 def next_event(daemon: Daemon, kind: str, where=lambda doc: True) -> dict:
