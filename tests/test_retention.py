@@ -450,3 +450,38 @@ def test_an_archive_that_raced_another_changes_nothing(tmp_path: Path, monkeypat
     assert set(raced[0]["runs"]) | set(done["runs"]) <= set(real(store, TASK).state.archived)
     assert check(str(tmp_path / ".runs" / TASK / "journal")).ok
     store.close()
+
+
+def test_an_archived_copy_that_inflates_past_its_entry_is_refused_not_read(tmp_path: Path, invoke):
+    import gzip
+
+    d = build(tmp_path)
+    code, out, err = invoke("archive", "--keep-last", "2", "--format", "json")
+    assert code == 0, err
+    first = json.loads(out)[0]["units"][0]
+    (d / "archive" / (first + ".gz")).write_bytes(gzip.compress(b"\0" * (64 << 20)))  # 64 MiB of zeros, 64 KB packed
+    code, out, _ = invoke("verify", "--format", "json")
+    assert code == 1
+    [problem] = [p for p in json.loads(out)["problems"] if p["kind"] == "bad-archive"]
+    assert "bytes" in problem["detail"]
+
+
+def test_an_archived_unit_on_postgresql_that_inflates_past_its_row_is_refused(pg_url: str):
+    import psycopg
+    import zlib
+
+    from runjournal.journal import CorruptRecord
+
+    with open_store(pg_url) as store:
+        build_in(store, runs=4)
+        store.record(TASK, ev.RunsArchived(runs=(make_run_id(0),), state=b""))
+        [unit] = store.archive(TASK, store.last_seq(TASK), {make_run_id(0)})
+        schema = pg_url.rsplit("schema=", 1)[1]
+        with psycopg.connect(pg.server_url(), autocommit=True) as conn:
+            bomb = zlib.compress(b"\0" * (64 << 20))
+            conn.execute(f'UPDATE "{schema}".archive SET data = %s WHERE task = %s', (bomb, TASK))
+        with pytest.raises(CorruptRecord, match="refused"):
+            list(store.archived_records(TASK, {make_run_id(0)}))
+        report = store.check(TASK)
+        assert [p.kind for p in report.problems] == ["bad-archive"]
+        assert unit.bytes * 4 + (1 << 20) < (64 << 20)  # the limit its row allows: far below what it would inflate to
