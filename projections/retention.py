@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from runjournal.journal import CorruptRecord, EventStore, InvalidId, validate_run_id
+from runjournal.journal import EventStore, InvalidId, JournalError, validate_run_id
 from runjournal.journal import events as ev
 from runjournal.journal.events import JOURNAL_RUN
 from runjournal.journal.fsutil import Below
@@ -70,7 +70,9 @@ class Fold:
                 try:
                     self.earlier = read_snapshot(event.state)
                 except (msgspec.DecodeError, msgspec.ValidationError) as e:  # the next snapshot would lose what it held
-                    raise CorruptRecord(store.where(task), rec.seq, f"the runs_archived record of sequence {rec.seq} does not read back ({e}): archive and prune stop here") from None
+                    raise JournalError(
+                        f"the runs_archived record of sequence {rec.seq} in {store.where(task)} does not read back ({e}): archive and prune stop here"
+                    ) from None
                 self.snapshot_seq = rec.seq
             elif type(event) in (ev.RunCompleted, ev.RunFailed, ev.RunCancelled):
                 ended = self.state.runs.get(rec.run_id)
