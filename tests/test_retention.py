@@ -19,6 +19,7 @@ from helpers.invoke import invoke  # noqa: F401 - a fixture
 from helpers.retention import ended_run, task_files
 from runjournal.journal import Journal, archive, check, open_store, read_records
 from runjournal.journal import events as ev
+from runjournal.projections import Projector
 
 SEGMENT = 1500
 TASK = "default"
@@ -180,6 +181,17 @@ def test_a_sigkilled_archiver_leaves_each_record_once_and_the_next_finishes(tmp_
     assert sorted(archived + live) == list(range(1, len(archived) + len(live) + 1))
     report = check(str(d))
     assert report.ok and not report.archive_unfinished, report.problems
+
+    # the projections rebuild as from the whole history, never archived: every record copied
+    # verbatim into a journal of its own and rebuilt there
+    whole = tmp_path_factory.mktemp("whole")
+    with Journal(str(whole / ".runs" / TASK / "journal"), durability="none") as j:
+        j.append_records([*archive.records(str(d)), *read_records(str(d))])
+    for place in (root, whole):
+        projector = Projector(str(place / ".runs"), str(place / "out"), TASK)
+        projector.rebuild()
+        projector.store.close()
+    assert task_files(root) == task_files(whole)
 
 
 def every_seq_once(d: Path) -> list[int]:
@@ -347,6 +359,16 @@ def test_a_sigkilled_archiver_on_the_postgresql_store_leaves_each_record_once(tm
         with open_store(url) as store:
             report = store.check(TASK)
             assert report.ok, report.problems
+            # the projections rebuild as from the whole history copied into a journal never archived
+            runs = {r.run_id for r in store.records(TASK)} | {make_run_id(n) for n in range(13)} | {""}
+            whole = root / "whole"
+            with Journal(str(whole / ".runs" / TASK / "journal"), durability="none") as j:
+                j.append_records([*store.archived_records(TASK, runs), *store.records(TASK)])
+            Projector(str(root / ".runs"), str(root / "out"), TASK, store=store).rebuild()
+        projector = Projector(str(whole / ".runs"), str(whole / "out"), TASK)
+        projector.rebuild()
+        projector.store.close()
+        assert task_files(root) == task_files(whole)
     finally:
         pg.drop_schema(str(root))
 
