@@ -1,6 +1,6 @@
 """Seeking: `tail --since SEQ` and `replay RUN --at TIME` near the end of a long journal.
 
-    .venv/bin/python benchmarks/seek.py [--events 2000000] [--segments 1 1000] [--repeat 5] [--dir /tmp/rj-seek]
+    .venv/bin/python benchmarks/seek.py [--events 2000000] [--segments 1 1000] [--repeat 5] [--dir ~/.cache/runjournal-bench/seek]
 
 For each segment count, a task journal is built once (reused when it is there) holding
 EVENTS records, written with Journal.append_batch in batches of 10,000 (fewer where a segment holds
@@ -32,11 +32,10 @@ import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
 
-from runjournal.journal import FileStore, Journal, new_run_id
+from runjournal.journal import FileStore, Journal, iso_utc, new_run_id
 from runjournal.journal import events as ev
 from runjournal.projections import TaskState, render, state_at
 from runjournal.projections.replay import _fold
@@ -97,10 +96,6 @@ def timed(args: list[str], runs: Path, repeat: int) -> list[float]:
     return times
 
 
-def iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def in_process(runs: Path, rid: str, repeat: int, **point) -> tuple[float, float]:
     """Medians (ms) of ``state_at`` and of the fold from sequence 1, run in turn; the same manifest."""
     store = FileStore(str(runs))
@@ -124,7 +119,8 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--segments", type=int, nargs="+", default=[1, 1000])
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--dir", type=Path, default=Path("/tmp/rj-seek"))
+    # the built journals are kept for the next run: in this account's own cache, not a shared /tmp name
+    parser.add_argument("--dir", type=Path, default=Path.home() / ".cache" / "runjournal-bench" / "seek")
     a = parser.parse_args()
     last_run = (a.events - 1) // RUN_LEN
     mid = last_run * RUN_LEN + RUN_LEN // 2  # half-way through the last run: its index from 0
@@ -132,9 +128,9 @@ def main() -> None:
     cases = {
         "help (floor)": ["--help"],
         f"tail --since {a.events - 99}": ["tail", "--task", TASK, "--since", str(a.events - 99)],
-        "replay --at TIME": ["replay", run_id(last_run), "--task", TASK, "--at", iso(at)],
+        "replay --at TIME": ["replay", run_id(last_run), "--task", TASK, "--at", iso_utc(at)],
         "replay --at SEQ": ["replay", run_id(last_run), "--task", TASK, "--at", str(mid + 1)],
-        "replay first --at TIME": ["replay", run_id(0), "--task", TASK, "--at", iso(T0 + RUN_LEN // 2 * STEP_NS)],
+        "replay first --at TIME": ["replay", run_id(0), "--task", TASK, "--at", iso_utc(T0 + RUN_LEN // 2 * STEP_NS)],
     }
     print(f"{a.events:,} events; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, msgspec {version('msgspec')}, {platform.platform()}")

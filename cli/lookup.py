@@ -71,10 +71,19 @@ def viewed(settings, task: str) -> tuple[Projector, TaskState]:
     return projector, projector.view()
 
 
-def _has_records(settings, run_id: str) -> Callable[[str], bool]:
+def holds_run(settings, run_id: str, firsts: dict | None = None) -> Callable[[str], bool]:
+    """Whether a task holds the run: archived, or with a first live record, sought near the time
+    in its id (``replay.first_record``); that record kept in ``firsts`` (task -> record or None)."""
     store = settings.store
-    # the run's first record, sought near the time in its id (``replay.first_record``)
-    return lambda task: run_id in store.archived_runs(task) or first_record(store, task, run_id) is not None
+    firsts = {} if firsts is None else firsts
+
+    def holds(task: str) -> bool:
+        if run_id in store.archived_runs(task):
+            return True
+        rec = firsts[task] = first_record(store, task, run_id)
+        return rec is not None
+
+    return holds
 
 
 def run_task(settings, run_id: str, task: str | None, holds: Callable[[str], bool] | None = None) -> str:
@@ -86,7 +95,7 @@ def run_task(settings, run_id: str, task: str | None, holds: Callable[[str], boo
     or the error itself if the run is found nowhere.
     """
     validate_run_id(run_id)
-    holds = holds or _has_records(settings, run_id)
+    holds = holds or holds_run(settings, run_id)
     chosen = chosen_task(settings, task)
     if chosen is not None:
         require_journal(settings, chosen)

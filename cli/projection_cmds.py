@@ -34,7 +34,7 @@ from runjournal.runner import run_exit_code
 from .complete import complete_pipeline
 from .context import PositiveNumber, format_option, pass_settings, run_id_argument, streaming_format_option, task_option
 from .main import EXIT_CANCELLED
-from .lookup import chosen_task, journal_tasks, run_task, viewed
+from .lookup import chosen_task, holds_run, journal_tasks, run_task, viewed
 from .output import echo, emit_json, interruptible, paint_status, table
 from .render import describe
 
@@ -452,14 +452,7 @@ def replay(settings, run_id, task, at, speed, fmt):
         raise click.UsageError("--at and --speed do not go together: choose a point in time or a re-play")
     store = settings.store
     firsts: dict[str, ev.Record | None] = {}  # task -> the run's first live record, found once
-
-    def holds(t: str) -> bool:
-        if run_id in store.archived_runs(t):
-            return True
-        rec = firsts[t] = first_record(store, t, run_id)
-        return rec is not None
-
-    found = run_task(settings, run_id, task, holds)
+    found = run_task(settings, run_id, task, holds_run(settings, run_id, firsts))
     first = firsts.get(found)
     if at is not None:  # no timeline: a whole read of the journal that --at does not need
         seq, ts = _parse_at(at, lambda: first.ts if first is not None else _started(store, found, run_id))

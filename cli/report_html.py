@@ -77,11 +77,6 @@ def _end(run: Run) -> int:
     return max(end, run.started_ts + SECOND // 10)
 
 
-def _recorded(run: Run) -> list[Command]:
-    """The stages the journal has a start or an end of (a bar each)."""
-    return [c for c in run.commands if c.started_ts is not None or c.completed_ts is not None]
-
-
 def _stage_label(c: Command, status: str) -> str:
     """``build — failed (exit 2)``: the stage and what became of it."""
     exit_ = f" (exit {c.exit_code})" if c.exit_code is not None and status != "succeeded" else ""
@@ -383,8 +378,8 @@ def page_name(task: str) -> str:
     return f"task-{task}.html"
 
 
-def task_page(projector: Projector, state: TaskState, gaps: dict[str, list[tuple[int, int]]], link: Linker) -> bytes:
-    doc = task_report(projector, state)
+def task_page(projector: Projector, state: TaskState, doc: dict, gaps: dict[str, list[tuple[int, int]]], link: Linker) -> bytes:
+    """The task's page; ``doc``: its ``task_report``."""
     runs = sorted(state.runs.values(), key=lambda r: (r.started_ts, r.run_id))
     newest = runs[::-1][:TIMELINES]
     older = f'<p class="note">The {len(runs) - TIMELINES} older run(s) are in the table above.</p>' if len(runs) > TIMELINES else ""
@@ -439,7 +434,7 @@ def write_html(settings, tasks: tuple[str, ...], directory: str) -> list[str]:
     for task in chosen:
         projector, state = viewed(settings, task)
         docs.append(task_report(projector, state))
-        pages.append((page_name(task), task_page(projector, state, _gaps(settings, task), link)))
+        pages.append((page_name(task), task_page(projector, state, docs[-1], _gaps(settings, task), link)))
     pages.append(("index.html", index_page(docs)))
     makedirs(directory)
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

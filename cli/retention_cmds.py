@@ -17,12 +17,18 @@ from .output import echo, emit_json
 from .projection_cmds import Since
 
 
-def _report(doc: dict, verb: str) -> None:
-    runs, units = len(doc["runs"]), len(doc["units"])
-    would = "would be " if doc["dry_run"] else ""
-    echo(f"task {doc['task_id']}: {runs} run(s) {would}{verb}; {units} unit(s) {would}{'moved to the archive' if verb == 'archived' else 'deleted'}, {doc['bytes']} bytes")
-    for run_id in doc["runs"]:
-        echo(f"  {run_id}")
+def _emit(docs: list[dict], verb: str, fmt: str) -> int:
+    """What each task's archive or prune did: the documents (json), or a line each and its runs."""
+    if fmt == "json":
+        emit_json(docs)
+        return 0
+    for doc in docs:
+        runs, units = len(doc["runs"]), len(doc["units"])
+        would = "would be " if doc["dry_run"] else ""
+        echo(f"task {doc['task_id']}: {runs} run(s) {would}{verb}; {units} unit(s) {would}{'moved to the archive' if verb == 'archived' else 'deleted'}, {doc['bytes']} bytes")
+        for run_id in doc["runs"]:
+            echo(f"  {run_id}")
+    return 0
 
 
 def _selection(before, keep_last, older_than) -> Selection:
@@ -62,13 +68,7 @@ def archive(settings, tasks, before, keep_last, older_than, dry_run, fmt):
     Example: runjournal archive --task nightly --older-than 30d
     """
     selection = _selection(before, keep_last, older_than)
-    docs = [archive_runs(settings.store, t, selection, dry_run) for t in journal_tasks(settings, tasks)]
-    if fmt == "json":
-        emit_json(docs)
-    else:
-        for doc in docs:
-            _report(doc, "archived")
-    return 0
+    return _emit([archive_runs(settings.store, t, selection, dry_run) for t in journal_tasks(settings, tasks)], "archived", fmt)
 
 
 @click.command()
@@ -77,18 +77,13 @@ def archive(settings, tasks, before, keep_last, older_than, dry_run, fmt):
 @format_option
 @pass_settings
 def prune(settings, tasks, before, keep_last, older_than, dry_run, fmt):
-    """Delete archived runs for good: their archived segments and projection directories.
+    """Delete archived runs for good: their archived units and projection directories.
 
-    Only archived runs are pruned (`runjournal archive` first), and a segment only with every
-    run in it; the archive keeps each pruned segment's chain hashes.
+    Only archived runs are pruned (`runjournal archive` first), and a unit only with every run
+    in it; the archive keeps each pruned unit's entry (on the file store, its chain hashes).
 
     Example: runjournal prune --older-than 365d --dry-run
     """
     selection = _selection(before, keep_last, older_than)
     docs = [prune_runs(settings.store, t, selection, Paths(settings.runs_dir, settings.out_dir, t), dry_run) for t in journal_tasks(settings, tasks)]
-    if fmt == "json":
-        emit_json(docs)
-    else:
-        for doc in docs:
-            _report(doc, "pruned")
-    return 0
+    return _emit(docs, "pruned", fmt)

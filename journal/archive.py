@@ -176,7 +176,12 @@ def segment_bytes(directory: Where, entry: Entry) -> bytes:
 def open_archived(directory: Where, name: str) -> int | None:
     """A descriptor on the archived segment ``name``'s bytes (in memory), None if it is not archived."""
     entry = next((e for e in manifest(directory).segments if e.segment == name), None)
-    return None if entry is None else _in_memory(entry.segment, segment_bytes(directory, entry))
+    return None if entry is None else open_entry(directory, entry)
+
+
+def open_entry(directory: Where, entry: Entry) -> int:
+    """A descriptor on the archived segment ``entry``'s bytes, decompressed in memory."""
+    return _in_memory(entry.segment, segment_bytes(directory, entry))
 
 
 def _in_memory(name: str, data: bytes) -> int:
@@ -193,7 +198,7 @@ def records(directory: Where, runs: set[str] | None = None) -> Iterator:
     for entry in manifest(directory).segments:
         if entry.pruned or runs is not None and runs.isdisjoint(entry.runs):
             continue
-        fd = _in_memory(entry.segment, segment_bytes(directory, entry))
+        fd = open_entry(directory, entry)
         try:
             for batch in fmt.SegmentScanner(fd, entry.segment, fmt.HEADER_LEN).batches():
                 for off, payload in batch:

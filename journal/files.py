@@ -28,7 +28,7 @@ JOURNAL_DIR = "journal"
 #: how often ``wait`` looks at the newest segment
 WAIT_POLL = 0.02
 #: bytes read to look at one batch (a hint's, the first record's) instead of a scan's 1 MiB
-LOOK_CHUNK = 4096
+LOOK_CHUNK = seek.LOOK_CHUNK
 
 
 class FileStore(EventStore):

@@ -561,7 +561,8 @@ class PostgresStore(EventStore):
         first = self._query(statement, (task, 1))
         if not first:
             return None
-        lo, hi = first[0][0], self.last_seq(task) + 1  # the answer is in lo..hi; hi: none is
+        last = self.last_seq(task)
+        lo, hi = first[0][0], last + 1  # the answer is in lo..hi; hi: none is
         while lo < hi:
             mid = (lo + hi) // 2
             row = self._query(statement, (task, mid))
@@ -571,7 +572,7 @@ class PostgresStore(EventStore):
                 lo = row[0][0] + 1
             else:
                 hi = row[0][0]
-        return lo if lo <= self.last_seq(task) else None
+        return lo if lo <= last else None
 
     def identity(self, task: str) -> str | None:
         row = self._task_row(task)

@@ -4,8 +4,8 @@ No index file: a sequence is found by the segments' names (``chain.containing``,
 search over one directory listing) and then, in that one segment, by walking its frames
 without decoding a record; a time by a binary search over the segments' first records (one
 small read each, O(log n) of them) and then the same walk. So a seek reads one segment
-whatever the journal's length: the cost is bounded by the segment size (16 MiB by default),
-the same at 1 segment and at 1,000. Nothing here writes, and nothing is trusted that was not
+whatever the journal's length: for a given segment size (16 MiB by default) the cost is the
+same at 1 segment and at 1,000 (``benchmarks/seek.py``; docs/benchmarks.md). Nothing here writes, and nothing is trusted that was not
 read from the segments themselves; damage is never skipped here but left where the reader
 meets it and says what it is.
 

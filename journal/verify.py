@@ -210,7 +210,7 @@ def _check_archive(directory: str, archived: set[str], report: Report, run_seqs:
         if links.value is not None and links.value.hex() != entry.chain_in:
             report.problems.append(Problem(entry.segment, 0, "chain-broken", "the archive's manifest gives another chain where this segment begins"))
         try:
-            fd = archive.open_archived(directory, entry.segment)
+            fd = archive.open_entry(directory, entry)  # the entry in hand: the manifest is not read again
         except CorruptRecord as e:
             report.problems.append(Problem(f"{archive.ARCHIVE_DIR}/{entry.file}", 0, "bad-archive", e.detail))
             links.value = bytes.fromhex(entry.chain_out) if len(entry.chain_out) == 64 else None

@@ -72,7 +72,6 @@ DEFAULT_SEGMENT_BYTES = 16 << 20  # also bounds what a writer reads to check the
 BATCH_SYNC_INTERVAL = 1.0
 PUBLISH_EVERY = 256
 ALONE_AFTER = 64  # appends in a row with no other writer before publishing is deferred
-MAX_FRAME = MAX_PAYLOAD + fmt.FRAME_LEN
 VALID_IDS_KEPT = 4096  # run ids remembered as checked, then forgotten at once (memory stays flat)
 
 

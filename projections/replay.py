@@ -10,6 +10,7 @@ original gaps, sped up, for re-playing a run as it happened.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -244,7 +245,7 @@ def _from_run_start(store: EventStore, task: str, run_id: str, seq: int | None, 
     met = first.get(run_id)
     if met is None and stop is not None:  # not begun at the point: where does it begin?
         try:
-            met = next((r.run_seq for r in _chain(stop, records) if r.run_id == run_id), None)
+            met = next((r.run_seq for r in itertools.chain((stop,), records) if r.run_id == run_id), None)
         except JournalError:  # damage past the point, which the fold from 1 never reads
             return None
     if met != 1:
@@ -253,11 +254,6 @@ def _from_run_start(store: EventStore, task: str, run_id: str, seq: int | None, 
     if run is not None and any(first.get(child) != 1 for child in run.children):
         return None
     return state
-
-
-def _chain(rec: Record, records: Iterator[Record]) -> Iterator[Record]:
-    yield rec
-    yield from records
 
 
 def paced(records: list[Record], speed: float) -> Iterator[tuple[float, Record]]:

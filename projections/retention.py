@@ -153,7 +153,7 @@ def _remove_run_dirs(paths: Paths, run_ids: list[str]) -> None:
     dir is followed through a link, and an id that is not a valid run id names nothing."""
     with Below(paths.runs_dir) as below:
         try:
-            cli = below.dir(os.path.dirname(paths.run_dir("x")), create=False)
+            cli = below.dir(os.path.join(paths.task_dir, "cli"), create=False)
         except OSError:  # a link or a file where the task's cli/ should be: nothing of ours to remove
             return
         if cli is None:

@@ -139,7 +139,7 @@ def test_bad_input_is_exit_2(site, tmp_path):
     (tmp_path / "file").write_text("")
     p = cli(site["root"], "report", "--html", tmp_path / "file")
     assert p.returncode == 2
-    assert_one_error_line(p.stderr, "is a file")
+    assert_one_error_line(p.stderr, str(tmp_path / "file"))  # named, in whatever words the option parser says it
 
 
 # -- in the browser ----------------------------------------------------------------------

@@ -416,7 +416,9 @@ def test_a_forged_runs_archived_record_deletes_nothing_outside_and_a_bad_one_is_
     import msgspec
     import zlib
 
+    from runjournal.projections import retention
     from runjournal.projections import state as pstate
+    from runjournal.projections.render import Paths
 
     victim = tmp_path / "victim"
     victim.mkdir()
@@ -432,6 +434,8 @@ def test_a_forged_runs_archived_record_deletes_nothing_outside_and_a_bad_one_is_
     code, out, err = invoke("prune", "--keep-last", "0", "--format", "json")
     assert code == 0, err
     assert bad_id not in json.loads(out)[0]["runs"]
+    assert (victim / "keep").read_text() == "mine"
+    retention._remove_run_dirs(Paths(str(tmp_path / ".runs"), str(tmp_path / "out"), TASK), [bad_id])  # the last guard, alone
     assert (victim / "keep").read_text() == "mine"
     code, out, _ = invoke("runs", "--archived", "--format", "json")
     assert bad_id not in {r["run_id"] for r in json.loads(out)}
