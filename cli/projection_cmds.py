@@ -413,8 +413,9 @@ def _parse_at(text: str, start_ts: Callable[[], int]) -> tuple[int | None, int |
 
 
 def _started(store, task: str, run_id: str) -> int:
-    """The time of the run's first record (sought near the time in its id: ``replay.first_record``)."""
-    rec = first_record(store, task, run_id)
+    """The time of the run's first record (sought near the time in its id: ``replay.first_record``),
+    read from the archive for an archived run."""
+    rec = next(iter(store.archived_records(task, {run_id})), None) or first_record(store, task, run_id)
     if rec is not None:
         return rec.ts
     raise RunNotFound(f"no run {run_id} in the journal at {store.where(task)} (see `runjournal runs`)")

@@ -79,6 +79,8 @@ def test_archive_moves_ended_runs_and_the_files_rebuild_the_same(tmp_path: Path,
     assert [json.loads(line)["event"]["type"] for line in out.splitlines()][:2] == ["run_started", "stage_started"]
     code, out, err = invoke("replay", archived_run, "--format", "json")
     assert code == 0, err
+    code, out, err = invoke("replay", archived_run, "--at", "+1s")  # a point after its start, read from the archive
+    assert code == 0 and json.loads(out)["run_id"] == archived_run, err
     code, out, err = invoke("show", archived_run)
     assert code == 0 and json.loads(out)["run_id"] == archived_run
 
